@@ -1,0 +1,286 @@
+//! A call's life on the server: routes each incoming INVITE to an app (echo, reject),
+//! negotiates media, runs the app's media task, and hangs up on media timeout.
+
+pub mod echo;
+
+use crate::rtp::ports::PortAllocator;
+use crate::sip::endpoint::{CallId, EndReason, Event, TxId};
+use crate::sip::sdp::{self, LocalMediaCapabilities, SessionDescription};
+use crate::sip::transport::Command;
+use crate::sip::uri::Uri;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// What to do with an incoming call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppChoice {
+    /// Answer and send the caller's RTP back.
+    Echo,
+    /// Refuse with this status.
+    Reject(u16),
+}
+
+/// Picks an app from the called user (Request-URI user part).
+pub type Router = Arc<dyn Fn(&str) -> AppChoice + Send + Sync>;
+
+/// Settings of the call layer.
+#[derive(Clone)]
+pub struct CallServerConfig {
+    /// Local IP the RTP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// IP advertised in SDP (public address behind NAT).
+    pub media_ip: IpAddr,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Codec names in preference order (PCMU, PCMA, opus, G722).
+    pub codecs: Vec<String>,
+    /// End the call when no RTP arrives for this long.
+    pub media_timeout: Duration,
+    pub router: Router,
+}
+
+/// One line of call history printed/logged when a call ends.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call: CallId,
+    pub from: String,
+    pub to: String,
+    pub reason: EndReason,
+    pub packets_echoed: u64,
+}
+
+/// Consumes endpoint events until the channel closes; returns nothing, logs each call.
+/// `finished` receives a record per ended call (the demo and tests read it).
+pub async fn run(
+    cfg: CallServerConfig,
+    mut events: mpsc::Receiver<Event>,
+    commands: mpsc::Sender<Command>,
+    finished: Option<mpsc::UnboundedSender<CallRecord>>,
+) {
+    let ports = Arc::new(Mutex::new(PortAllocator::new(cfg.rtp_port_min, cfg.rtp_port_max)));
+    let mut calls: HashMap<CallId, mpsc::UnboundedSender<Event>> = HashMap::new();
+    while let Some(ev) = events.recv().await {
+        match ev {
+            Event::IncomingCall { call, tx, request, from, to, .. } => {
+                let (ctx, crx) = mpsc::unbounded_channel();
+                calls.insert(call, ctx);
+                let user = Uri::parse(&request.uri)
+                    .ok()
+                    .and_then(|u| u.user)
+                    .unwrap_or_default();
+                tracing::info!(%call, from = %from.uri, to = %to.uri, "incoming call");
+                let session = CallSession {
+                    call,
+                    cfg: cfg.clone(),
+                    commands: commands.clone(),
+                    ports: ports.clone(),
+                    events: crx,
+                    from: from.uri.to_string(),
+                    to: to.uri.to_string(),
+                    finished: finished.clone(),
+                };
+                tokio::spawn(session.run(tx, user, request.body));
+            }
+            Event::InDialogRequest { call, .. }
+            | Event::CallConfirmed { call }
+            | Event::CallEnded { call, .. } => {
+                let ended = matches!(ev, Event::CallEnded { .. });
+                if let Some(c) = calls.get(&call) {
+                    let _ = c.send(ev);
+                }
+                if ended {
+                    calls.remove(&call);
+                }
+            }
+        }
+    }
+}
+
+struct CallSession {
+    call: CallId,
+    cfg: CallServerConfig,
+    commands: mpsc::Sender<Command>,
+    ports: Arc<Mutex<PortAllocator>>,
+    events: mpsc::UnboundedReceiver<Event>,
+    from: String,
+    to: String,
+    finished: Option<mpsc::UnboundedSender<CallRecord>>,
+}
+
+impl CallSession {
+    fn caps(&self, port: u16) -> LocalMediaCapabilities {
+        let mut caps = LocalMediaCapabilities::new(self.cfg.media_ip, port);
+        caps.codecs = self
+            .cfg
+            .codecs
+            .iter()
+            .filter_map(|c| match c.to_ascii_lowercase().as_str() {
+                "pcmu" => Some(sdp::CodecPref::pcmu()),
+                "pcma" => Some(sdp::CodecPref::pcma()),
+                "opus" => Some(sdp::CodecPref::opus()),
+                "g722" => Some(sdp::CodecPref::g722()),
+                _ => None,
+            })
+            .collect();
+        caps
+    }
+
+    async fn respond(&self, tx: TxId, status: u16, body: Option<Bytes>) {
+        let _ = self
+            .commands
+            .send(Command::Respond {
+                tx,
+                status,
+                headers: Vec::new(),
+                body: body.map(|b| ("application/sdp", b)),
+            })
+            .await;
+    }
+
+    async fn run(mut self, tx: TxId, user: String, offer: Bytes) {
+        let reason;
+        let mut echoed = 0;
+        match (self.cfg.router)(&user) {
+            AppChoice::Reject(code) => {
+                self.respond(tx, code, None).await;
+                reason = self.wait_end().await;
+            }
+            AppChoice::Echo => {
+                let port = self.ports.lock().map(|mut p| p.allocate()).unwrap_or(None);
+                let Some(port) = port else {
+                    tracing::warn!(call = %self.call, "RTP port range exhausted");
+                    self.respond(tx, 503, None).await;
+                    let reason = self.wait_end().await;
+                    self.finish(reason, 0);
+                    return;
+                };
+                let result = self.echo(tx, port, &offer).await;
+                if let Ok(mut p) = self.ports.lock() {
+                    p.release(port);
+                }
+                (reason, echoed) = result;
+            }
+        }
+        self.finish(reason, echoed);
+    }
+
+    fn finish(&self, reason: EndReason, packets_echoed: u64) {
+        tracing::info!(call = %self.call, ?reason, packets_echoed, "call ended");
+        if let Some(f) = &self.finished {
+            let _ = f.send(CallRecord {
+                call: self.call,
+                from: self.from.clone(),
+                to: self.to.clone(),
+                reason,
+                packets_echoed,
+            });
+        }
+    }
+
+    async fn wait_end(&mut self) -> EndReason {
+        while let Some(ev) = self.events.recv().await {
+            if let Event::CallEnded { reason, .. } = ev {
+                return reason;
+            }
+        }
+        EndReason::LocalBye
+    }
+
+    /// Answers with an SDP answer and echoes RTP until the call ends.
+    async fn echo(&mut self, tx: TxId, port: u16, offer: &[u8]) -> (EndReason, u64) {
+        let caps = self.caps(port);
+        let answer = match std::str::from_utf8(offer)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .map(SessionDescription::parse)
+        {
+            Some(Ok(o)) => sdp::negotiate_answer(&o, &caps),
+            Some(Err(e)) => Err(e),
+            // Offerless INVITE (RFC 3264 §4): we would have to offer in the 200 and take
+            // the answer from the ACK; not supported yet.
+            None => Err(sdp::SdpError::NoAudioStream),
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(call = %self.call, error = %e, "SDP negotiation failed");
+                self.respond(tx, e.sip_status(), None).await;
+                return (self.wait_end().await, 0);
+            }
+        };
+        let media = match echo::EchoMedia::bind(self.cfg.bind_ip, port).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(call = %self.call, port, error = %e, "cannot bind RTP port");
+                self.respond(tx, 503, None).await;
+                return (self.wait_end().await, 0);
+            }
+        };
+        self.respond(tx, 200, Some(Bytes::from(answer.sdp.to_string()))).await;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let timeout = self.cfg.media_timeout;
+        let media_task = tokio::spawn(media.run(answer.media.remote_addr, timeout, stop_rx));
+        let mut media_task = Some(media_task);
+        let mut stop_tx = Some(stop_tx);
+        let mut hung_up_for_timeout = false;
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(Event::CallEnded { reason, .. }) => {
+                        if let Some(s) = stop_tx.take() { let _ = s.send(()); }
+                        let echoed = match media_task.take() {
+                            Some(t) => t.await.map(|s| s.echoed).unwrap_or(0),
+                            None => 0,
+                        };
+                        return (reason, echoed);
+                    }
+                    Some(Event::InDialogRequest { tx, request, .. }) => {
+                        self.answer_in_dialog(tx, &request, &caps).await;
+                    }
+                    Some(_) => {}
+                    None => return (EndReason::LocalBye, 0),
+                },
+                done = async { match media_task.as_mut() { Some(t) => t.await.ok(), None => std::future::pending().await } } => {
+                    media_task = None;
+                    if let Some(stats) = done && stats.timed_out && !hung_up_for_timeout {
+                        tracing::info!(call = %self.call, "media timeout; hanging up");
+                        hung_up_for_timeout = true;
+                        let _ = self.commands.send(Command::Hangup { call: self.call }).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// re-INVITE / UPDATE get a fresh answer to their offer; INFO (DTMF relay) gets 200.
+    async fn answer_in_dialog(&self, tx: TxId, request: &crate::sip::message::Request, caps: &LocalMediaCapabilities) {
+        use crate::sip::message::Method;
+        if request.method == Method::Info {
+            if let Ok(body) = std::str::from_utf8(&request.body) {
+                tracing::info!(call = %self.call, body = body.trim(), "INFO received");
+            }
+            self.respond(tx, 200, None).await;
+            return;
+        }
+        if request.body.is_empty() {
+            self.respond(tx, 200, None).await;
+            return;
+        }
+        let mut caps = caps.clone();
+        caps.session_version += 1;
+        let answer = std::str::from_utf8(&request.body)
+            .ok()
+            .map(SessionDescription::parse)
+            .and_then(Result::ok)
+            .map(|o| sdp::negotiate_answer(&o, &caps));
+        match answer {
+            Some(Ok(a)) => self.respond(tx, 200, Some(Bytes::from(a.sdp.to_string()))).await,
+            Some(Err(e)) => self.respond(tx, e.sip_status(), None).await,
+            None => self.respond(tx, 488, None).await,
+        }
+    }
+}

@@ -1,0 +1,1326 @@
+//! `leadscaller.toml`: listeners, timers, RTP ports, HTTP, logging, routes and users.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::env::{Ctx, EnvLookup, Secret};
+use super::error::ConfigError;
+use super::net::{Transport, is_valid_host};
+use super::parse::parse_document;
+
+/// Default SIP `User-Agent`/`Server` header value.
+pub const DEFAULT_USER_AGENT: &str = concat!("leadscaller/", env!("CARGO_PKG_VERSION"));
+
+/// Server-wide settings loaded from `leadscaller.toml`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `[sip]`: signalling listeners, NAT address and protocol timers.
+    pub sip: SipConfig,
+    /// `[rtp]`: media port range and inactivity timeout.
+    pub rtp: RtpConfig,
+    /// `[http]`: control API listener.
+    pub http: HttpConfig,
+    /// `[log]`: log format and filter.
+    pub log: LogConfig,
+    /// Directory for recordings and other state (relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Database connection URL.
+    pub database_url: String,
+    /// Inbound call routes, evaluated in order.
+    pub routes: Vec<Route>,
+    /// Users allowed to place calls to us with digest auth.
+    pub users: Vec<User>,
+    /// Directory holding one `<name>.toml` per trunk, resolved against the config file's directory.
+    pub trunks_dir: PathBuf,
+    warnings: Vec<String>,
+}
+
+/// `[sip]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// Sockets to listen on; TLS entries without a certificate are already removed.
+    pub listen: Vec<Listener>,
+    /// PEM certificate chain for TLS listeners (resolved against the config file's directory).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS listeners (resolved against the config file's directory).
+    pub tls_key: Option<PathBuf>,
+    /// Address advertised in Via/Contact/SDP instead of the socket address (NAT); IPv6 without brackets.
+    pub public_addr: Option<String>,
+    /// `User-Agent`/`Server` header value.
+    pub user_agent: String,
+    /// RFC 3261 T1 (RTT estimate) in milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (maximum retransmit interval) in milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (maximum time a message stays in the network) in milliseconds.
+    pub t4_ms: u64,
+    /// Largest SIP message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// RFC 4028 session refresh interval we request, in seconds.
+    pub session_expires_s: u32,
+    /// RFC 4028 smallest session interval we accept, in seconds.
+    pub min_se_s: u32,
+}
+
+/// One SIP listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Listener {
+    /// Transport protocol.
+    pub transport: Transport,
+    /// Local address and port to bind.
+    pub addr: SocketAddr,
+}
+
+/// `[rtp]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpConfig {
+    /// First RTP port (even; RTCP uses the next odd port).
+    pub port_min: u16,
+    /// Last port of the range (inclusive).
+    pub port_max: u16,
+    /// Hang up after this many seconds without inbound RTP; 0 disables.
+    pub media_timeout_s: u32,
+}
+
+/// `[http]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address of the HTTP control API.
+    pub listen: SocketAddr,
+}
+
+/// `[log]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Level or `tracing` filter directives, e.g. `info` or `info,leadscaller::sip=debug`.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One inbound route from `[[routes]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Which Request-URI user parts this route accepts.
+    pub match_user: UserPattern,
+    /// What to do with a matching call.
+    pub app: App,
+    /// Restricts the route to calls arriving from this trunk.
+    pub trunk: Option<String>,
+}
+
+/// A Request-URI user pattern: `*`, `prefix*` or an exact (case-sensitive) user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserPattern {
+    /// `*`: any user.
+    Any,
+    /// `abc*`: users starting with `abc`.
+    Prefix(String),
+    /// `abc`: exactly `abc`.
+    Exact(String),
+}
+
+/// The application that handles a routed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// Answer and echo the caller's audio back.
+    Echo,
+    /// Reject with a final SIP status code.
+    Reject {
+        /// SIP status code (400-699).
+        code: u16,
+    },
+}
+
+/// A user allowed to call in with digest authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Digest username.
+    pub username: String,
+    /// Digest password.
+    pub password: Secret,
+}
+
+impl ServerConfig {
+    /// Loads `path`, expanding `${VAR}` from the process environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// Loads `path`, expanding `${VAR}` through `env`.
+    pub fn load_with_env(path: impl AsRef<Path>, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new(""));
+        Self::from_toml_str(&src, &file, base_dir, env)
+    }
+
+    /// Parses TOML text; `file` names it in errors and relative paths resolve against `base_dir`.
+    pub fn from_toml_str(
+        src: &str,
+        file: &str,
+        base_dir: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawServer = parse_document(src, file)?;
+        let mut ctx = Ctx::new(file, env);
+        build(raw, &mut ctx, base_dir)
+    }
+
+    /// Non-fatal problems found while loading, each as `file:key: message`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    /// The first route matching `user` (and `trunk`, for trunk-restricted routes).
+    pub fn route_for(&self, user: &str, trunk: Option<&str>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(user, trunk))
+    }
+
+    /// The configured user named `username`.
+    pub fn user(&self, username: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.username == username)
+    }
+
+    /// Moves every UDP and TCP listener to `port` (TLS keeps its own port), e.g. from a CLI flag.
+    pub fn override_sip_port(&mut self, port: u16) {
+        for l in &mut self.sip.listen {
+            if l.transport != Transport::Tls {
+                l.addr.set_port(port);
+            }
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            sip: SipConfig::default(),
+            rtp: RtpConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            data_dir: PathBuf::from("./data"),
+            database_url: "sqlite://./data/leadscaller.db".to_owned(),
+            routes: Vec::new(),
+            users: Vec::new(),
+            trunks_dir: PathBuf::from("trunks"),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl SipConfig {
+    /// T1 as a duration.
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.t1_ms)
+    }
+
+    /// T2 as a duration.
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(self.t2_ms)
+    }
+
+    /// T4 as a duration.
+    pub fn t4(&self) -> Duration {
+        Duration::from_millis(self.t4_ms)
+    }
+}
+
+impl Default for SipConfig {
+    /// UDP and TCP on 0.0.0.0:5060; the default TLS listener needs a certificate, so it is absent.
+    fn default() -> Self {
+        Self {
+            listen: default_listeners()
+                .into_iter()
+                .filter(|l| l.transport != Transport::Tls)
+                .collect(),
+            tls_cert: None,
+            tls_key: None,
+            public_addr: None,
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            max_message_bytes: 65535,
+            session_expires_s: 1800,
+            min_se_s: 90,
+        }
+    }
+}
+
+impl RtpConfig {
+    /// Inactivity timeout, or `None` when disabled.
+    pub fn media_timeout(&self) -> Option<Duration> {
+        (self.media_timeout_s > 0).then(|| Duration::from_secs(self.media_timeout_s.into()))
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        Self {
+            port_min: 10000,
+            port_max: 20000,
+            media_timeout_s: 30,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Route {
+    /// Whether this route accepts `user` arriving from `trunk` (`None` = not from a trunk).
+    pub fn matches(&self, user: &str, trunk: Option<&str>) -> bool {
+        let trunk_ok = match &self.trunk {
+            None => true,
+            Some(t) => trunk == Some(t.as_str()),
+        };
+        trunk_ok && self.match_user.matches(user)
+    }
+
+    /// Whether every call this route could match is already taken by `earlier`.
+    fn shadowed_by(&self, earlier: &Route) -> bool {
+        let trunk_covered = earlier.trunk.is_none() || earlier.trunk == self.trunk;
+        trunk_covered && earlier.match_user.covers(&self.match_user)
+    }
+}
+
+impl UserPattern {
+    /// Parses `*`, `prefix*` or an exact user.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("must not be empty (use \"*\" to match any user)".to_owned());
+        }
+        let (body, wildcard) = match s.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (s, false),
+        };
+        if body.contains('*') {
+            return Err(format!(
+                "invalid pattern {s:?}: '*' is only allowed alone or at the end"
+            ));
+        }
+        Ok(match (body.is_empty(), wildcard) {
+            (true, _) => Self::Any,
+            (false, true) => Self::Prefix(body.to_owned()),
+            (false, false) => Self::Exact(body.to_owned()),
+        })
+    }
+
+    /// Whether `user` matches.
+    pub fn matches(&self, user: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Prefix(p) => user.starts_with(p.as_str()),
+            Self::Exact(e) => user == e,
+        }
+    }
+
+    fn covers(&self, other: &UserPattern) -> bool {
+        match (self, other) {
+            (Self::Any, _) => true,
+            (Self::Prefix(p), Self::Prefix(q) | Self::Exact(q)) => q.starts_with(p.as_str()),
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for UserPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Prefix(p) => write!(f, "{p}*"),
+            Self::Exact(e) => f.write_str(e),
+        }
+    }
+}
+
+impl fmt::Display for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Echo => f.write_str("echo"),
+            Self::Reject { code } => write!(f, "reject {code}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw file shapes. Every field is optional so that defaults and "is required"
+// messages come from validation, which knows the full key path.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    sip: Option<RawSip>,
+    rtp: Option<RawRtp>,
+    http: Option<RawHttp>,
+    log: Option<RawLog>,
+    data_dir: Option<String>,
+    database_url: Option<String>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    trunks_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Option<Vec<RawListener>>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    public_addr: Option<String>,
+    user_agent: Option<String>,
+    t1_ms: Option<i64>,
+    t2_ms: Option<i64>,
+    t4_ms: Option<i64>,
+    max_message_bytes: Option<i64>,
+    session_expires_s: Option<i64>,
+    min_se_s: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    transport: Option<String>,
+    addr: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRtp {
+    port_min: Option<i64>,
+    port_max: Option<i64>,
+    media_timeout_s: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    match_user: Option<String>,
+    app: Option<String>,
+    reject_code: Option<i64>,
+    trunk: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Validation.
+
+fn default_listeners() -> Vec<Listener> {
+    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    vec![
+        Listener {
+            transport: Transport::Udp,
+            addr: any(5060),
+        },
+        Listener {
+            transport: Transport::Tcp,
+            addr: any(5060),
+        },
+        Listener {
+            transport: Transport::Tls,
+            addr: any(5061),
+        },
+    ]
+}
+
+fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerConfig, ConfigError> {
+    let sip = build_sip(raw.sip.unwrap_or_default(), ctx, base_dir)?;
+    let rtp = build_rtp(raw.rtp.unwrap_or_default(), ctx)?;
+    let http = build_http(raw.http.unwrap_or_default(), ctx)?;
+    let log = build_log(raw.log.unwrap_or_default(), ctx)?;
+
+    let data_dir = ctx
+        .opt_str("data_dir", raw.data_dir.as_deref())?
+        .map_or_else(|| PathBuf::from("./data"), PathBuf::from);
+    let database_url = ctx
+        .opt_str("database_url", raw.database_url.as_deref())?
+        .unwrap_or_else(|| "sqlite://./data/leadscaller.db".to_owned());
+    if !has_url_scheme(&database_url) {
+        return Err(ctx.err(
+            "database_url",
+            format!(
+                "must be a URL such as \"sqlite://./data/leadscaller.db\", got {database_url:?}"
+            ),
+        ));
+    }
+
+    let routes = build_routes(raw.routes, ctx)?;
+    let users = build_users(raw.users, ctx)?;
+
+    let trunks_dir = match ctx.opt_str("trunks_dir", raw.trunks_dir.as_deref())? {
+        None => base_dir.join("trunks"),
+        Some(dir) => {
+            let dir = base_dir.join(dir);
+            if !dir.is_dir() {
+                return Err(ctx.err(
+                    "trunks_dir",
+                    format!("directory {:?} does not exist", dir.display().to_string()),
+                ));
+            }
+            dir
+        }
+    };
+
+    Ok(ServerConfig {
+        sip,
+        rtp,
+        http,
+        log,
+        data_dir,
+        database_url,
+        routes,
+        users,
+        trunks_dir,
+        warnings: std::mem::take(&mut ctx.warnings),
+    })
+}
+
+fn build_sip(raw: RawSip, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<SipConfig, ConfigError> {
+    let d = SipConfig::default();
+
+    let tls_cert = ctx.opt_str("sip.tls_cert", raw.tls_cert.as_deref())?;
+    let tls_key = ctx.opt_str("sip.tls_key", raw.tls_key.as_deref())?;
+    let (tls_cert, tls_key) = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => (Some(base_dir.join(c)), Some(base_dir.join(k))),
+        (None, None) => (None, None),
+        (Some(_), None) => {
+            return Err(ctx.err("sip.tls_key", "is required when sip.tls_cert is set"));
+        }
+        (None, Some(_)) => {
+            return Err(ctx.err("sip.tls_cert", "is required when sip.tls_key is set"));
+        }
+    };
+    let have_tls = tls_cert.is_some();
+
+    // (key used in messages, listener) for every configured entry, before TLS filtering.
+    let entries: Vec<(String, Listener)> = match raw.listen {
+        None => default_listeners()
+            .into_iter()
+            .map(|l| ("sip.listen".to_owned(), l))
+            .collect(),
+        Some(list) => {
+            if list.is_empty() {
+                return Err(ctx.err("sip.listen", "must list at least one listener"));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (i, l) in list.iter().enumerate() {
+                let key = format!("sip.listen[{i}]");
+                out.push((key.clone(), build_listener(l, &key, ctx)?));
+            }
+            out
+        }
+    };
+
+    let mut seen: HashSet<(bool, SocketAddr)> = HashSet::new();
+    let mut listen = Vec::with_capacity(entries.len());
+    for (key, l) in entries {
+        // TCP and TLS both bind a TCP socket, so they cannot share an address.
+        let stream = l.transport != Transport::Udp;
+        if !seen.insert((stream, l.addr)) {
+            return Err(ctx.err(
+                &key,
+                format!(
+                    "{} listener on {} conflicts with an earlier listener",
+                    l.transport, l.addr
+                ),
+            ));
+        }
+        if l.transport == Transport::Tls && !have_tls {
+            ctx.warn(
+                &key,
+                format!(
+                    "TLS listener on {} skipped: sip.tls_cert and sip.tls_key are not set",
+                    l.addr
+                ),
+            );
+            continue;
+        }
+        listen.push(l);
+    }
+    if listen.is_empty() {
+        return Err(ctx.err(
+            "sip.listen",
+            "no usable listener (TLS listeners need sip.tls_cert and sip.tls_key)",
+        ));
+    }
+
+    let public_addr = match ctx.opt_str("sip.public_addr", raw.public_addr.as_deref())? {
+        None => None,
+        Some(a) => {
+            if !is_valid_host(&a) {
+                return Err(ctx.err(
+                    "sip.public_addr",
+                    format!("must be an IP address or host name without port, got {a:?}"),
+                ));
+            }
+            Some(a.trim_start_matches('[').trim_end_matches(']').to_owned())
+        }
+    };
+
+    let user_agent = match raw.user_agent.as_deref() {
+        None => d.user_agent,
+        Some(raw) => ctx.req_str("sip.user_agent", Some(raw))?,
+    };
+    if user_agent.chars().any(char::is_control) {
+        return Err(ctx.err("sip.user_agent", "must not contain control characters"));
+    }
+
+    let t1_ms: u64 = ctx.int("sip.t1_ms", raw.t1_ms, d.t1_ms, 1, 60_000)?;
+    let t2_ms: u64 = ctx.int("sip.t2_ms", raw.t2_ms, d.t2_ms, 1, 600_000)?;
+    if t2_ms < t1_ms {
+        return Err(ctx.err(
+            "sip.t2_ms",
+            format!("must be >= sip.t1_ms ({t1_ms}), got {t2_ms}"),
+        ));
+    }
+    let t4_ms: u64 = ctx.int("sip.t4_ms", raw.t4_ms, d.t4_ms, 1, 600_000)?;
+    let max_message_bytes: usize = ctx.int(
+        "sip.max_message_bytes",
+        raw.max_message_bytes,
+        d.max_message_bytes,
+        1024,
+        1 << 20,
+    )?;
+    let min_se_s: u32 = ctx.int("sip.min_se_s", raw.min_se_s, d.min_se_s, 90, 86_400)?;
+    let session_expires_s: u32 = ctx.int(
+        "sip.session_expires_s",
+        raw.session_expires_s,
+        d.session_expires_s,
+        90,
+        86_400,
+    )?;
+    if session_expires_s < min_se_s {
+        return Err(ctx.err(
+            "sip.session_expires_s",
+            format!("must be >= sip.min_se_s ({min_se_s}), got {session_expires_s}"),
+        ));
+    }
+
+    Ok(SipConfig {
+        listen,
+        tls_cert,
+        tls_key,
+        public_addr,
+        user_agent,
+        t1_ms,
+        t2_ms,
+        t4_ms,
+        max_message_bytes,
+        session_expires_s,
+        min_se_s,
+    })
+}
+
+fn build_listener(raw: &RawListener, key: &str, ctx: &Ctx<'_>) -> Result<Listener, ConfigError> {
+    let tkey = format!("{key}.transport");
+    let t = ctx.req_str(&tkey, raw.transport.as_deref())?;
+    let transport = Transport::parse(&t).ok_or_else(|| {
+        ctx.err(
+            &tkey,
+            format!("unknown transport {t:?} (expected one of: udp, tcp, tls)"),
+        )
+    })?;
+    let akey = format!("{key}.addr");
+    let addr = match ctx.opt_str(&akey, raw.addr.as_deref())? {
+        None => SocketAddr::from(([0, 0, 0, 0], transport.default_port())),
+        Some(a) => parse_socket_addr(&a, transport.default_port())
+            .ok_or_else(|| ctx.err(&akey, bad_socket_addr(&a, "0.0.0.0:5060")))?,
+    };
+    Ok(Listener { transport, addr })
+}
+
+/// Parses `ip:port`, `[v6]:port`, or a bare IP (taking `default_port`).
+fn parse_socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let ip = match s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(v6) => IpAddr::V6(v6.parse::<Ipv6Addr>().ok()?),
+        None => s.parse::<IpAddr>().ok()?,
+    };
+    Some(SocketAddr::new(ip, default_port))
+}
+
+fn bad_socket_addr(got: &str, example: &str) -> String {
+    format!(
+        "invalid address {got:?} (expected IP:port, e.g. {example} or [::]:{})",
+        example.rsplit(':').next().unwrap_or_default()
+    )
+}
+
+fn build_rtp(raw: RawRtp, ctx: &Ctx<'_>) -> Result<RtpConfig, ConfigError> {
+    let d = RtpConfig::default();
+    let port_min: u16 = ctx.int("rtp.port_min", raw.port_min, d.port_min, 1024, 65535)?;
+    if !port_min.is_multiple_of(2) {
+        return Err(ctx.err("rtp.port_min", "must be even"));
+    }
+    let port_max: u16 = ctx.int("rtp.port_max", raw.port_max, d.port_max, 1024, 65535)?;
+    if port_max <= port_min {
+        return Err(ctx.err(
+            "rtp.port_max",
+            format!("must be greater than rtp.port_min ({port_min}), got {port_max}"),
+        ));
+    }
+    let media_timeout_s: u32 = ctx.int(
+        "rtp.media_timeout_s",
+        raw.media_timeout_s,
+        d.media_timeout_s,
+        0,
+        86_400,
+    )?;
+    Ok(RtpConfig {
+        port_min,
+        port_max,
+        media_timeout_s,
+    })
+}
+
+fn build_http(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpConfig, ConfigError> {
+    let listen = match ctx.opt_str("http.listen", raw.listen.as_deref())? {
+        None => HttpConfig::default().listen,
+        Some(a) => parse_socket_addr(&a, 8080)
+            .ok_or_else(|| ctx.err("http.listen", bad_socket_addr(&a, "0.0.0.0:8080")))?,
+    };
+    Ok(HttpConfig { listen })
+}
+
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+fn build_log(raw: RawLog, ctx: &Ctx<'_>) -> Result<LogConfig, ConfigError> {
+    let format = match ctx.opt_str("log.format", raw.format.as_deref())?.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(ctx.err(
+                "log.format",
+                format!("unknown log format {other:?} (expected one of: text, json)"),
+            ));
+        }
+    };
+    let level = ctx
+        .opt_str("log.level", raw.level.as_deref())?
+        .unwrap_or_else(|| "info".to_owned());
+    // Each directive is `level` or `target=level`, as tracing's EnvFilter reads them.
+    for directive in level.split(',') {
+        let lvl = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LOG_LEVELS.contains(&lvl.trim().to_ascii_lowercase().as_str()) {
+            return Err(ctx.err(
+                "log.level",
+                format!(
+                    "invalid level {directive:?} (expected one of: {}, optionally as target=level)",
+                    LOG_LEVELS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(LogConfig { format, level })
+}
+
+fn has_url_scheme(url: &str) -> bool {
+    match url.split_once(':') {
+        Some((scheme, _)) => {
+            let mut c = scheme.chars();
+            c.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && c.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+fn build_routes(raw: Vec<RawRoute>, ctx: &mut Ctx<'_>) -> Result<Vec<Route>, ConfigError> {
+    let mut routes: Vec<Route> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+
+        let pattern = ctx.req_str(&key("match_user"), r.match_user.as_deref())?;
+        let match_user =
+            UserPattern::parse(&pattern).map_err(|reason| ctx.err(&key("match_user"), reason))?;
+
+        let app_name = ctx.req_str(&key("app"), r.app.as_deref())?;
+        let app = match app_name.as_str() {
+            "echo" => {
+                if r.reject_code.is_some() {
+                    return Err(ctx.err(&key("reject_code"), "only valid with app = \"reject\""));
+                }
+                App::Echo
+            }
+            "reject" => App::Reject {
+                code: ctx.int(&key("reject_code"), r.reject_code, 603, 400, 699)?,
+            },
+            other => {
+                return Err(ctx.err(
+                    &key("app"),
+                    format!("unknown app {other:?} (expected one of: echo, reject)"),
+                ));
+            }
+        };
+
+        let trunk = ctx.opt_str(&key("trunk"), r.trunk.as_deref())?;
+        let route = Route {
+            match_user,
+            app,
+            trunk,
+        };
+        if let Some(j) = routes.iter().position(|earlier| route.shadowed_by(earlier)) {
+            ctx.warn(
+                &format!("routes[{i}]"),
+                format!("unreachable: routes[{j}] already matches every call this route matches"),
+            );
+        }
+        routes.push(route);
+    }
+    if routes.is_empty() {
+        ctx.warn(
+            "routes",
+            "no [[routes]] configured: every inbound call will be rejected",
+        );
+    }
+    Ok(routes)
+}
+
+fn build_users(raw: Vec<RawUser>, ctx: &Ctx<'_>) -> Result<Vec<User>, ConfigError> {
+    let mut users: Vec<User> = Vec::with_capacity(raw.len());
+    for (i, u) in raw.iter().enumerate() {
+        let ukey = format!("users[{i}].username");
+        let username = ctx.req_str(&ukey, u.username.as_deref())?;
+        if username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ':')
+        {
+            return Err(ctx.err(&ukey, "must not contain whitespace, '@' or ':'"));
+        }
+        if users.iter().any(|u| u.username == username) {
+            return Err(ctx.err(&ukey, format!("duplicate user {username:?}")));
+        }
+        let password = ctx.req_str(&format!("users[{i}].password"), u.password.as_deref())?;
+        users.push(User {
+            username,
+            password: Secret::new(password),
+        });
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "ALICE_PW" => Some("wonderland-secret".into()),
+            "PUBLIC_IP" => Some("203.0.113.7".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(src: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_toml_str(src, "leadscaller.toml", Path::new("/etc/lc"), &env)
+    }
+
+    fn err(src: &str) -> String {
+        parse(src).unwrap_err().to_string()
+    }
+
+    /// Warnings other than the default "TLS listener skipped" one.
+    fn non_tls_warnings(c: &ServerConfig) -> Vec<String> {
+        c.warnings()
+            .into_iter()
+            .filter(|w| !w.contains("TLS listener"))
+            .collect()
+    }
+
+    fn l(transport: Transport, addr: &str) -> Listener {
+        Listener {
+            transport,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.sip.listen,
+            vec![
+                l(Transport::Udp, "0.0.0.0:5060"),
+                l(Transport::Tcp, "0.0.0.0:5060")
+            ]
+        );
+        assert_eq!(c.sip, SipConfig::default());
+        assert_eq!(c.sip.t1(), Duration::from_millis(500));
+        assert_eq!(c.sip.t2(), Duration::from_secs(4));
+        assert_eq!(c.sip.t4(), Duration::from_secs(5));
+        assert_eq!(c.sip.max_message_bytes, 65535);
+        assert_eq!((c.sip.session_expires_s, c.sip.min_se_s), (1800, 90));
+        assert!(c.sip.user_agent.starts_with("leadscaller/"));
+        assert_eq!(c.rtp, RtpConfig::default());
+        assert_eq!((c.rtp.port_min, c.rtp.port_max), (10000, 20000));
+        assert_eq!(c.rtp.media_timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(c.http.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.log, LogConfig::default());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url, "sqlite://./data/leadscaller.db");
+        assert_eq!(c.trunks_dir, PathBuf::from("/etc/lc/trunks"));
+        assert!(c.routes.is_empty() && c.users.is_empty());
+        assert_eq!(
+            c.warnings(),
+            vec![
+                "leadscaller.toml:sip.listen: TLS listener on 0.0.0.0:5061 skipped: \
+                 sip.tls_cert and sip.tls_key are not set",
+                "leadscaller.toml:routes: no [[routes]] configured: every inbound call will be rejected",
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_listener_kept_with_cert_paths_resolved() {
+        let c = parse("[sip]\ntls_cert = 'tls/cert.pem'\ntls_key = '/abs/key.pem'\n").unwrap();
+        assert_eq!(c.sip.listen.len(), 3);
+        assert_eq!(c.sip.listen[2], l(Transport::Tls, "0.0.0.0:5061"));
+        assert_eq!(c.sip.tls_cert, Some(PathBuf::from("/etc/lc/tls/cert.pem")));
+        assert_eq!(c.sip.tls_key, Some(PathBuf::from("/abs/key.pem")));
+        assert!(c.warnings().iter().all(|w| !w.contains("TLS")));
+    }
+
+    #[test]
+    fn explicit_listeners_ipv4_and_ipv6() {
+        let c = parse(
+            r#"
+            [sip]
+            listen = [
+              { transport = "udp", addr = "[::]:5070" },
+              { transport = "TCP", addr = "127.0.0.1:5070" },
+              { transport = "udp", addr = "10.0.0.1" },
+              { transport = "tcp" },
+              { transport = "tls" },
+            ]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.sip.listen,
+            vec![
+                l(Transport::Udp, "[::]:5070"),
+                l(Transport::Tcp, "127.0.0.1:5070"),
+                l(Transport::Udp, "10.0.0.1:5060"),
+                l(Transport::Tcp, "0.0.0.0:5060"),
+            ]
+        );
+        assert_eq!(
+            c.warnings()[0],
+            "leadscaller.toml:sip.listen[4]: TLS listener on 0.0.0.0:5061 skipped: \
+             sip.tls_cert and sip.tls_key are not set"
+        );
+    }
+
+    #[test]
+    fn override_sip_port_moves_udp_and_tcp_only() {
+        let mut c = parse("[sip]\ntls_cert = 'c'\ntls_key = 'k'\n").unwrap();
+        c.override_sip_port(5080);
+        let ports: Vec<_> = c.sip.listen.iter().map(|l| l.addr.port()).collect();
+        assert_eq!(ports, vec![5080, 5080, 5061]);
+    }
+
+    #[test]
+    fn listener_errors() {
+        assert_eq!(
+            err("[[sip.listen]]\ntransport = 'sctp'\n"),
+            "leadscaller.toml:sip.listen[0].transport: unknown transport \"sctp\" (expected one of: udp, tcp, tls)"
+        );
+        assert_eq!(
+            err("[[sip.listen]]\naddr = '0.0.0.0:5060'\n"),
+            "leadscaller.toml:sip.listen[0].transport: is required"
+        );
+        assert_eq!(
+            err("[sip]\nlisten = [{ transport = 'udp', addr = 'nope:5060' }]\n"),
+            "leadscaller.toml:sip.listen[0].addr: invalid address \"nope:5060\" \
+             (expected IP:port, e.g. 0.0.0.0:5060 or [::]:5060)"
+        );
+        assert_eq!(
+            err(
+                "[sip]\nlisten = [{ transport = 'udp' }, { transport = 'udp', addr = '0.0.0.0:5060' }]\n"
+            ),
+            "leadscaller.toml:sip.listen[1]: udp listener on 0.0.0.0:5060 conflicts with an earlier listener"
+        );
+        assert_eq!(
+            err(
+                "[sip]\ntls_cert='c'\ntls_key='k'\nlisten = [{ transport = 'tcp', addr = '0.0.0.0:5061' }, { transport = 'tls' }]\n"
+            ),
+            "leadscaller.toml:sip.listen[1]: tls listener on 0.0.0.0:5061 conflicts with an earlier listener"
+        );
+        assert_eq!(
+            err("[sip]\nlisten = []\n"),
+            "leadscaller.toml:sip.listen: must list at least one listener"
+        );
+        assert_eq!(
+            err("[sip]\nlisten = [{ transport = 'tls' }]\n"),
+            "leadscaller.toml:sip.listen: no usable listener (TLS listeners need sip.tls_cert and sip.tls_key)"
+        );
+        assert_eq!(
+            err("[sip]\ntls_cert = 'c.pem'\n"),
+            "leadscaller.toml:sip.tls_key: is required when sip.tls_cert is set"
+        );
+        assert_eq!(
+            err("[sip]\nlisten = [{ transport = 'udp', port = 5060 }]\n"),
+            "leadscaller.toml:sip.listen[0].port: unknown key `port`, expected `transport` or `addr`"
+        );
+    }
+
+    #[test]
+    fn sip_value_errors() {
+        assert_eq!(
+            err("[sip]\nt1_ms = 0\n"),
+            "leadscaller.toml:sip.t1_ms: must be >= 1, got 0"
+        );
+        assert_eq!(
+            err("[sip]\nt1_ms = 1000\nt2_ms = 500\n"),
+            "leadscaller.toml:sip.t2_ms: must be >= sip.t1_ms (1000), got 500"
+        );
+        assert_eq!(
+            err("[sip]\nmax_message_bytes = 100\n"),
+            "leadscaller.toml:sip.max_message_bytes: must be >= 1024, got 100"
+        );
+        assert_eq!(
+            err("[sip]\nmin_se_s = 60\n"),
+            "leadscaller.toml:sip.min_se_s: must be >= 90, got 60"
+        );
+        assert_eq!(
+            err("[sip]\nmin_se_s = 600\nsession_expires_s = 300\n"),
+            "leadscaller.toml:sip.session_expires_s: must be >= sip.min_se_s (600), got 300"
+        );
+        assert_eq!(
+            err("[sip]\npublic_addr = '1.2.3.4:5060'\n"),
+            "leadscaller.toml:sip.public_addr: must be an IP address or host name without port, got \"1.2.3.4:5060\""
+        );
+        assert_eq!(
+            err("[sip]\nuser_agent = \"x\\r\\nEvil: 1\"\n"),
+            "leadscaller.toml:sip.user_agent: must not contain control characters"
+        );
+        assert_eq!(
+            err("[sip]\nt1_ms = '500'\n"),
+            "leadscaller.toml:sip.t1_ms: invalid type: string \"500\", expected i64"
+        );
+    }
+
+    #[test]
+    fn public_addr_from_env_and_ipv6() {
+        let c = parse("[sip]\npublic_addr = '${PUBLIC_IP}'\n").unwrap();
+        assert_eq!(c.sip.public_addr.as_deref(), Some("203.0.113.7"));
+        let c = parse("[sip]\npublic_addr = '[2001:db8::1]'\n").unwrap();
+        assert_eq!(c.sip.public_addr.as_deref(), Some("2001:db8::1"));
+        // An unset optional value with an empty default is treated as absent.
+        let c = parse("[sip]\npublic_addr = '${NOT_SET:-}'\n").unwrap();
+        assert_eq!(c.sip.public_addr, None);
+    }
+
+    #[test]
+    fn rtp_errors() {
+        assert_eq!(
+            err("[rtp]\nport_min = 10001\n"),
+            "leadscaller.toml:rtp.port_min: must be even"
+        );
+        assert_eq!(
+            err("[rtp]\nport_min = 80\n"),
+            "leadscaller.toml:rtp.port_min: must be >= 1024, got 80"
+        );
+        assert_eq!(
+            err("[rtp]\nport_max = 1000\n"),
+            "leadscaller.toml:rtp.port_max: must be >= 1024, got 1000"
+        );
+        assert_eq!(
+            err("[rtp]\nport_min = 20000\nport_max = 20000\n"),
+            "leadscaller.toml:rtp.port_max: must be greater than rtp.port_min (20000), got 20000"
+        );
+        assert_eq!(
+            err("[rtp]\nport_max = 70000\n"),
+            "leadscaller.toml:rtp.port_max: must be <= 65535, got 70000"
+        );
+        let c = parse("[rtp]\nmedia_timeout_s = 0\n").unwrap();
+        assert_eq!(c.rtp.media_timeout(), None);
+    }
+
+    #[test]
+    fn http_log_and_misc_errors() {
+        assert_eq!(
+            err("[http]\nlisten = 'localhost:8080'\n"),
+            "leadscaller.toml:http.listen: invalid address \"localhost:8080\" \
+             (expected IP:port, e.g. 0.0.0.0:8080 or [::]:8080)"
+        );
+        assert_eq!(
+            err("[log]\nformat = 'xml'\n"),
+            "leadscaller.toml:log.format: unknown log format \"xml\" (expected one of: text, json)"
+        );
+        assert_eq!(
+            err("[log]\nlevel = 'loud'\n"),
+            "leadscaller.toml:log.level: invalid level \"loud\" \
+             (expected one of: trace, debug, info, warn, error, off, optionally as target=level)"
+        );
+        assert_eq!(
+            err("database_url = 'data.db'\n"),
+            "leadscaller.toml:database_url: must be a URL such as \"sqlite://./data/leadscaller.db\", got \"data.db\""
+        );
+        assert_eq!(
+            err("trunks_dir = 'does-not-exist'\n"),
+            "leadscaller.toml:trunks_dir: directory \"/etc/lc/does-not-exist\" does not exist"
+        );
+        assert!(
+            err("[rtp]\nport_mn = 10000\n").starts_with(
+                "leadscaller.toml:rtp.port_mn: unknown key `port_mn`, expected one of"
+            )
+        );
+        assert!(err("bogus = true\n").starts_with("leadscaller.toml:bogus: unknown key `bogus`"));
+    }
+
+    #[test]
+    fn http_log_values() {
+        let c = parse(
+            "[http]\nlisten = '[::1]:9000'\n[log]\nformat = 'json'\nlevel = 'info,leadscaller::sip=debug'\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "[::1]:9000".parse().unwrap());
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "info,leadscaller::sip=debug");
+    }
+
+    #[test]
+    fn routes_match_in_order() {
+        let c = parse(
+            r#"
+            [[routes]]
+            match_user = "+15550001"
+            app = "reject"
+            reject_code = 486
+
+            [[routes]]
+            match_user = "support*"
+            app = "echo"
+            trunk = "twilio"
+
+            [[routes]]
+            match_user = "support*"
+            app = "reject"
+
+            [[routes]]
+            match_user = "*"
+            app = "echo"
+            "#,
+        )
+        .unwrap();
+        assert!(non_tls_warnings(&c).is_empty(), "{:?}", c.warnings());
+        assert_eq!(
+            c.route_for("+15550001", None).unwrap().app,
+            App::Reject { code: 486 }
+        );
+        assert_eq!(
+            c.route_for("support-1", Some("twilio")).unwrap().app,
+            App::Echo
+        );
+        assert_eq!(
+            c.route_for("support-1", Some("telnyx")).unwrap().app,
+            App::Reject { code: 603 }
+        );
+        assert_eq!(
+            c.route_for("support-1", None).unwrap().app,
+            App::Reject { code: 603 }
+        );
+        assert_eq!(
+            c.route_for("anyone", None).unwrap().match_user,
+            UserPattern::Any
+        );
+        // Exact user match is case-sensitive, as SIP user parts are.
+        assert_eq!(
+            c.route_for("SUPPORT", None).unwrap().match_user,
+            UserPattern::Any
+        );
+    }
+
+    #[test]
+    fn no_route_matches() {
+        let c = parse("[[routes]]\nmatch_user = '100'\napp = 'echo'\n").unwrap();
+        assert!(c.route_for("100", None).is_some());
+        assert!(c.route_for("1000", None).is_none());
+        assert!(c.route_for("10", None).is_none());
+    }
+
+    #[test]
+    fn unreachable_routes_warn() {
+        let c = parse(
+            "[[routes]]\nmatch_user='*'\napp='echo'\n[[routes]]\nmatch_user='42'\napp='echo'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            non_tls_warnings(&c),
+            vec![
+                "leadscaller.toml:routes[1]: unreachable: routes[0] already matches every call this route matches"
+            ]
+        );
+    }
+
+    #[test]
+    fn route_errors() {
+        assert_eq!(
+            err("[[routes]]\nmatch_user='*'\napp='echo'\n[[routes]]\napp='echo'\n"),
+            "leadscaller.toml:routes[1].match_user: is required"
+        );
+        assert_eq!(
+            err(
+                "[[routes]]\nmatch_user='a'\napp='echo'\n[[routes]]\nmatch_user='b'\napp='echo'\n[[routes]]\nmatch_user='c'\napp='foo'\n"
+            ),
+            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, reject)"
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user='a'\n"),
+            "leadscaller.toml:routes[0].app: is required"
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user='a*b'\napp='echo'\n"),
+            "leadscaller.toml:routes[0].match_user: invalid pattern \"a*b\": '*' is only allowed alone or at the end"
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user=''\napp='echo'\n"),
+            "leadscaller.toml:routes[0].match_user: must not be empty"
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user='a'\napp='reject'\nreject_code=200\n"),
+            "leadscaller.toml:routes[0].reject_code: must be >= 400, got 200"
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user='a'\napp='echo'\nreject_code=486\n"),
+            "leadscaller.toml:routes[0].reject_code: only valid with app = \"reject\""
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `trunk`"
+        );
+    }
+
+    #[test]
+    fn user_patterns() {
+        assert_eq!(UserPattern::parse("*").unwrap(), UserPattern::Any);
+        assert_eq!(
+            UserPattern::parse("+1*").unwrap(),
+            UserPattern::Prefix("+1".into())
+        );
+        assert_eq!(
+            UserPattern::parse("bob").unwrap(),
+            UserPattern::Exact("bob".into())
+        );
+        assert!(UserPattern::parse("**").is_err());
+        assert_eq!(UserPattern::parse("+1*").unwrap().to_string(), "+1*");
+        assert!(UserPattern::Prefix("+1".into()).matches("+14155550100"));
+        assert!(!UserPattern::Prefix("+1".into()).matches("+44"));
+    }
+
+    #[test]
+    fn users_and_secret_redaction() {
+        let c = parse("[[users]]\nusername = 'alice'\npassword = '${ALICE_PW}'\n").unwrap();
+        let alice = c.user("alice").unwrap();
+        assert_eq!(alice.password.expose(), "wonderland-secret");
+        assert!(c.user("bob").is_none());
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("wonderland-secret"), "{dbg}");
+        assert!(dbg.contains("***"));
+    }
+
+    #[test]
+    fn user_errors() {
+        assert_eq!(
+            err("[[users]]\nusername = 'alice'\npassword = '${BOB_PW}'\n"),
+            "leadscaller.toml:users[0].password: environment variable BOB_PW is not set"
+        );
+        assert_eq!(
+            err("[[users]]\nusername = 'alice'\n"),
+            "leadscaller.toml:users[0].password: is required"
+        );
+        assert_eq!(
+            err("[[users]]\nusername='a'\npassword='x'\n[[users]]\nusername='a'\npassword='y'\n"),
+            "leadscaller.toml:users[1].username: duplicate user \"a\""
+        );
+        assert_eq!(
+            err("[[users]]\nusername='a b'\npassword='x'\n"),
+            "leadscaller.toml:users[0].username: must not contain whitespace, '@' or ':'"
+        );
+    }
+
+    #[test]
+    fn load_reads_file_and_resolves_trunks_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("carriers")).unwrap();
+        let path = dir.path().join("leadscaller.toml");
+        std::fs::write(&path, "trunks_dir = 'carriers'\n[rtp]\nport_min = 3\n").unwrap();
+        let e = ServerConfig::load_with_env(&path, &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("{}:rtp.port_min: must be >= 1024, got 3", path.display())
+        );
+
+        std::fs::write(&path, "trunks_dir = 'carriers'\n").unwrap();
+        let c = ServerConfig::load_with_env(&path, &env).unwrap();
+        assert_eq!(c.trunks_dir, dir.path().join("carriers"));
+
+        let missing = dir.path().join("nope.toml");
+        let e = ServerConfig::load(&missing).unwrap_err();
+        assert!(matches!(e, ConfigError::Io { .. }));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", missing.display()))
+        );
+    }
+}

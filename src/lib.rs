@@ -1,0 +1,13 @@
+//! LeadsCaller: an open telephony core for AI voice agents.
+//!
+//! The SIP core (`sip`) is sans-IO: parsers and state machines fed bytes and time.
+//! `sip::transport` and `call` are the thin tokio drivers around it.
+
+pub mod call;
+pub mod codec;
+pub mod config;
+pub mod demo;
+pub mod rtp;
+pub mod server;
+pub mod sip;
+pub mod telemetry;

@@ -1,0 +1,125 @@
+//! Wires configuration to the running parts: SIP driver, call layer, shutdown.
+
+use crate::call::{self, AppChoice, CallRecord, CallServerConfig};
+use crate::config::{self, App, Config};
+use crate::sip::endpoint::{EndpointConfig, Transport};
+use crate::sip::parse::ParseLimits;
+use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::{self, SipHandle};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A running server: its bound addresses and the switch that stops it.
+pub struct RunningServer {
+    pub sip: SipHandle,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl RunningServer {
+    /// The first bound address of a transport.
+    pub fn addr(&self, t: Transport) -> Option<SocketAddr> {
+        self.sip.bound.iter().find(|(bt, _)| *bt == t).map(|(_, a)| *a)
+    }
+
+    /// Stops every task of the server.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn map_transport(t: config::Transport) -> Transport {
+    match t {
+        config::Transport::Udp => Transport::Udp,
+        config::Transport::Tcp => Transport::Tcp,
+        config::Transport::Tls => Transport::Tls,
+    }
+}
+
+/// The address to advertise when the config gives none: the bind address if specific,
+/// else the interface the OS would route outward from (a UDP `connect` sends nothing),
+/// else loopback.
+fn guess_advertised_ip(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("192.0.2.1:9")?;
+        s.local_addr()
+    });
+    match probe {
+        Ok(a) if !a.ip().is_unspecified() => a.ip(),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+/// Starts the SIP driver and the call layer for `cfg`. Finished calls are reported on
+/// `finished` when given.
+pub async fn start(cfg: &Config, finished: Option<mpsc::UnboundedSender<CallRecord>>) -> io::Result<RunningServer> {
+    let s = &cfg.server;
+    let listeners: Vec<(Transport, SocketAddr)> = s
+        .sip
+        .listen
+        .iter()
+        .filter(|l| l.transport != config::Transport::Tls || (s.sip.tls_cert.is_some() && s.sip.tls_key.is_some()))
+        .map(|l| (map_transport(l.transport), l.addr))
+        .collect();
+    let first_bind = listeners
+        .first()
+        .map(|(_, a)| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let advertised = match s.sip.public_addr.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) => a.to_string(),
+        None => guess_advertised_ip(first_bind).to_string(),
+    };
+    let media_ip: IpAddr = advertised.parse().unwrap_or_else(|_| guess_advertised_ip(first_bind));
+    let ep_cfg = EndpointConfig {
+        advertised_host: if advertised.contains(':') && !advertised.starts_with('[') {
+            format!("[{advertised}]")
+        } else {
+            advertised.clone()
+        },
+        advertised_ports: HashMap::new(),
+        user_agent: s.sip.user_agent.clone(),
+        timers: TimerConfig {
+            t1: s.sip.t1(),
+            t2: s.sip.t2(),
+            t4: s.sip.t4(),
+        },
+        limits: ParseLimits {
+            max_message: s.sip.max_message_bytes,
+            ..ParseLimits::default()
+        },
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let sip = transport::start(&listeners, ep_cfg, ev_tx, shutdown_rx).await?;
+    for (t, a) in &sip.bound {
+        tracing::info!(transport = t.as_str(), addr = %a, advertised = %advertised, "SIP listening");
+    }
+    let routes = s.routes.clone();
+    let router: call::Router = Arc::new(move |user: &str| {
+        match routes.iter().find(|r| r.matches(user, None)).map(|r| r.app) {
+            Some(App::Echo) => AppChoice::Echo,
+            Some(App::Reject { code }) => AppChoice::Reject(code),
+            None => AppChoice::Reject(404),
+        }
+    });
+    let call_cfg = CallServerConfig {
+        bind_ip: if first_bind.is_unspecified() { first_bind } else { media_ip },
+        media_ip,
+        rtp_port_min: s.rtp.port_min,
+        rtp_port_max: s.rtp.port_max,
+        codecs: vec!["PCMU".into(), "PCMA".into()],
+        media_timeout: s.rtp.media_timeout().unwrap_or(Duration::from_secs(3600 * 24)),
+        router,
+    };
+    tokio::spawn(call::run(call_cfg, ev_rx, sip.commands.clone(), finished));
+    Ok(RunningServer {
+        sip,
+        shutdown: shutdown_tx,
+    })
+}

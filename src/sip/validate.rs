@@ -1,0 +1,243 @@
+//! Request and response acceptance rules of a UAS (RFC 3261 §8.2, RFC 4475 semantics):
+//! typed parsing of the headers a UA relies on, and the status a bad request earns.
+
+use super::headers::{CSeq, NameAddr, Via, parse_number};
+use super::message::{Method, Request, Response};
+use super::uri::{Uri, UriError};
+
+/// A refusal: the status code, a reason phrase naming the problem, and extra headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Rejection {
+    fn bad(reason: impl Into<String>) -> Rejection {
+        Rejection {
+            status: 400,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The typed core of a request that passed validation.
+#[derive(Debug, Clone)]
+pub struct RequestCore {
+    pub uri: Uri,
+    pub vias: Vec<Via>,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub call_id: String,
+    pub cseq: CSeq,
+    pub max_forwards: Option<u8>,
+    pub contacts: Vec<NameAddr>,
+}
+
+/// The typed core of a response used for transaction matching.
+#[derive(Debug, Clone)]
+pub struct ResponseCore {
+    pub via: Via,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub call_id: String,
+    pub cseq: CSeq,
+    pub contacts: Vec<NameAddr>,
+}
+
+/// SIP option tags this UA implements (anything else in Require earns a 420).
+pub const SUPPORTED_OPTIONS: &[&str] = &["timer", "replaces", "norefersub"];
+
+/// Body types accepted per method.
+fn accepted_content(method: &Method, content_type: &str) -> bool {
+    let base = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match method {
+        Method::Info => matches!(
+            base.as_str(),
+            "application/dtmf-relay" | "application/dtmf" | "application/sdp"
+        ),
+        Method::Notify => base == "message/sipfrag",
+        Method::Message => true,
+        _ => matches!(base.as_str(), "application/sdp" | "multipart/mixed"),
+    }
+}
+
+fn single<'a>(req_headers: &'a super::message::Headers, name: &'static str) -> Result<&'a str, Rejection> {
+    match req_headers.count(name) {
+        0 => Err(Rejection::bad(format!("Missing {name} header"))),
+        1 => Ok(req_headers.get(name).unwrap_or("")),
+        _ => Err(Rejection::bad(format!("Multiple {name} headers"))),
+    }
+}
+
+fn parse_headers_core(
+    h: &super::message::Headers,
+) -> Result<(Vec<Via>, NameAddr, NameAddr, String, CSeq, Vec<NameAddr>), Rejection> {
+    let from = single(h, "From")?;
+    let to = single(h, "To")?;
+    let call_id = single(h, "Call-ID")?;
+    let cseq = single(h, "CSeq")?;
+    let via_values = h.values("Via");
+    if via_values.is_empty() {
+        return Err(Rejection::bad("Missing Via header"));
+    }
+    let vias = via_values
+        .iter()
+        .map(|v| Via::parse(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Rejection::bad(format!("Bad {e}").replace("Bad malformed", "Malformed")))?;
+    let bad = |e: super::headers::HeaderError| Rejection::bad(capitalize(&e.to_string()));
+    let from = NameAddr::parse(from, "From").map_err(bad)?;
+    let to = NameAddr::parse(to, "To").map_err(bad)?;
+    if call_id.is_empty() || call_id.contains(char::is_whitespace) {
+        return Err(Rejection::bad("Malformed Call-ID header"));
+    }
+    let cseq = CSeq::parse(cseq).map_err(bad)?;
+    let mut contacts = Vec::new();
+    for c in h.values("Contact") {
+        if c == "*" {
+            continue;
+        }
+        contacts.push(NameAddr::parse(c, "Contact").map_err(bad)?);
+    }
+    for name in ["Route", "Record-Route"] {
+        for r in h.values(name) {
+            NameAddr::parse(r, if name == "Route" { "Route" } else { "Record-Route" })
+                .map_err(bad)?;
+        }
+    }
+    Ok((vias, from, to, call_id.to_string(), cseq, contacts))
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Validates a request as a UAS would before handing it to a transaction.
+pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
+    let h = &req.headers;
+    let (vias, from, to, call_id, cseq, contacts) = parse_headers_core(h)?;
+    if cseq.method != req.method {
+        return Err(Rejection::bad("CSeq method does not match the request method"));
+    }
+    let uri = match Uri::parse(&req.uri) {
+        Ok(u) => u,
+        Err(UriError::UnsupportedScheme(s)) => {
+            return Err(Rejection {
+                status: 416,
+                reason: format!("Unsupported URI Scheme {s}"),
+                headers: Vec::new(),
+            });
+        }
+        Err(e) => return Err(Rejection::bad(format!("Bad Request-URI: {e}"))),
+    };
+    if !uri.headers.is_empty() {
+        return Err(Rejection::bad("Request-URI must not carry headers"));
+    }
+    let max_forwards = match h.count("Max-Forwards") {
+        0 => None,
+        1 => Some(
+            parse_number(h.get("Max-Forwards").unwrap_or(""), 255, "Max-Forwards")
+                .map_err(|_| Rejection::bad("Malformed Max-Forwards header"))? as u8,
+        ),
+        _ => return Err(Rejection::bad("Multiple Max-Forwards headers")),
+    };
+    if let Some(e) = h.get("Expires") {
+        parse_number(e, u32::MAX as u64, "Expires")
+            .map_err(|_| Rejection::bad("Malformed Expires header"))?;
+    }
+    for c in h.values("Contact") {
+        if let Ok(na) = NameAddr::parse(c, "Contact")
+            && let Some(Some(e)) = na.params.get("expires")
+        {
+            parse_number(e, u32::MAX as u64, "Contact")
+                .map_err(|_| Rejection::bad("Malformed Contact expires parameter"))?;
+        }
+    }
+    if let Some(date) = h.get("Date")
+        && !date.trim_end().ends_with("GMT")
+    {
+        return Err(Rejection::bad("Malformed Date header (time zone must be GMT)"));
+    }
+    if matches!(max_forwards, Some(0)) && req.method != Method::Options {
+        return Err(Rejection {
+            status: 483,
+            reason: "Too Many Hops".into(),
+            headers: Vec::new(),
+        });
+    }
+    if req.method != Method::Ack && req.method != Method::Cancel {
+        let unsupported: Vec<&str> = h
+            .values("Require")
+            .into_iter()
+            .filter(|o| !o.is_empty() && !SUPPORTED_OPTIONS.iter().any(|s| s.eq_ignore_ascii_case(o)))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(Rejection {
+                status: 420,
+                reason: "Bad Extension".into(),
+                headers: vec![("Unsupported", unsupported.join(", "))],
+            });
+        }
+    }
+    if !req.body.is_empty() {
+        let ct = h.get("Content-Type").unwrap_or("");
+        if !accepted_content(&req.method, ct) {
+            return Err(Rejection {
+                status: 415,
+                reason: "Unsupported Media Type".into(),
+                headers: vec![("Accept", "application/sdp".into())],
+            });
+        }
+    }
+    if req.method == Method::Invite && h.count("Accept") > 0 {
+        let accepts_sdp = h.values("Accept").iter().any(|a| {
+            let t = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            t == "application/sdp" || t == "application/*" || t == "*/*" || t.is_empty()
+        });
+        if !accepts_sdp {
+            return Err(Rejection {
+                status: 406,
+                reason: "Not Acceptable".into(),
+                headers: vec![("Accept", "application/sdp".into())],
+            });
+        }
+    }
+    Ok(RequestCore {
+        uri,
+        vias,
+        from,
+        to,
+        call_id,
+        cseq,
+        max_forwards,
+        contacts,
+    })
+}
+
+/// Validates a response enough to match it to a client transaction; `None` means drop it.
+pub fn validate_response(resp: &Response) -> Option<ResponseCore> {
+    let (mut vias, from, to, call_id, cseq, contacts) = parse_headers_core(&resp.headers).ok()?;
+    if vias.is_empty() {
+        return None;
+    }
+    Some(ResponseCore {
+        via: vias.swap_remove(0),
+        from,
+        to,
+        call_id,
+        cseq,
+        contacts,
+    })
+}
