@@ -62,7 +62,9 @@ pub async fn run(packets: u32) -> io::Result<DemoReport> {
     let server_addr = srv
         .addr(Transport::Udp)
         .ok_or_else(|| io::Error::other("no UDP listener"))?;
-    say(&format!("server: SIP/UDP on {server_addr}, route * -> echo"));
+    say(&format!(
+        "server: SIP/UDP on {server_addr}, route * -> echo"
+    ));
     let result = call(server_addr, packets).await;
     let record = tokio::time::timeout(Duration::from_secs(2), done_rx.recv())
         .await
@@ -80,7 +82,10 @@ pub async fn run(packets: u32) -> io::Result<DemoReport> {
     Ok(report)
 }
 
-async fn recv_response(sock: &UdpSocket, wait: Duration) -> io::Result<Option<crate::sip::message::Response>> {
+async fn recv_response(
+    sock: &UdpSocket,
+    wait: Duration,
+) -> io::Result<Option<crate::sip::message::Response>> {
     let mut buf = vec![0u8; 65_536];
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -93,11 +98,23 @@ async fn recv_response(sock: &UdpSocket, wait: Duration) -> io::Result<Option<cr
     }
 }
 
-fn caller_request(method: Method, uri: &str, local: SocketAddr, cseq: u32, to_tag: Option<&str>) -> Request {
+fn caller_request(
+    method: Method,
+    uri: &str,
+    local: SocketAddr,
+    cseq: u32,
+    to_tag: Option<&str>,
+) -> Request {
     let mut r = Request::new(method.clone(), uri);
-    r.headers.push("Via", format!("SIP/2.0/UDP {local};branch=z9hG4bK-demo-{cseq}-{method};rport"));
+    r.headers.push(
+        "Via",
+        format!("SIP/2.0/UDP {local};branch=z9hG4bK-demo-{cseq}-{method};rport"),
+    );
     r.headers.push("Max-Forwards", "70");
-    r.headers.push("From", format!("\"Demo Caller\" <sip:lead@{local}>;tag=demo-caller"));
+    r.headers.push(
+        "From",
+        format!("\"Demo Caller\" <sip:lead@{local}>;tag=demo-caller"),
+    );
     match to_tag {
         Some(t) => r.headers.push("To", format!("<{uri}>;tag={t}")),
         None => r.headers.push("To", format!("<{uri}>")),
@@ -132,7 +149,9 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
         if attempt == 0 || ok.is_none() {
             sip.send_to(&invite_bytes, server).await?;
         }
-        while let Some(resp) = recv_response(&sip, Duration::from_millis(500 << attempt.min(3))).await? {
+        while let Some(resp) =
+            recv_response(&sip, Duration::from_millis(500 << attempt.min(3))).await?
+        {
             say(&format!("caller: <- {} {}", resp.status, resp.reason));
             if resp.status >= 200 {
                 ok = Some(resp);
@@ -146,7 +165,10 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
     let ok = ok.ok_or_else(|| io::Error::other("no final response to INVITE"))?;
     let setup_time = started.elapsed();
     if ok.status != 200 {
-        return Err(io::Error::other(format!("call rejected with {}", ok.status)));
+        return Err(io::Error::other(format!(
+            "call rejected with {}",
+            ok.status
+        )));
     }
     let to_tag = ok
         .headers
@@ -158,10 +180,18 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
         .ok()
         .and_then(|s| SessionDescription::parse(s).ok())
         .ok_or_else(|| io::Error::other("200 OK without a usable SDP answer"))?;
-    let m = answer.media.first().ok_or_else(|| io::Error::other("answer has no m-line"))?;
-    let ip = answer.media_connection(0).ok_or_else(|| io::Error::other("answer has no c= line"))?;
+    let m = answer
+        .media
+        .first()
+        .ok_or_else(|| io::Error::other("answer has no m-line"))?;
+    let ip = answer
+        .media_connection(0)
+        .ok_or_else(|| io::Error::other("answer has no c= line"))?;
     let remote_rtp = SocketAddr::new(ip, m.port);
-    say(&format!("caller: answered in {:.1} ms, media {remote_rtp} (PCMU)", setup_time.as_secs_f64() * 1e3));
+    say(&format!(
+        "caller: answered in {:.1} ms, media {remote_rtp} (PCMU)",
+        setup_time.as_secs_f64() * 1e3
+    ));
     let ack = caller_request(Method::Ack, &uri, local, 1, Some(&to_tag));
     sip.send_to(&ack.to_bytes(), server).await?;
     say("caller: -> ACK; streaming a 440 Hz tone");
@@ -196,7 +226,11 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
 }
 
 /// Sends `count` 20 ms µ-law packets in real time and collects the echoes.
-async fn stream_tone(rtp: &UdpSocket, dest: SocketAddr, count: u32) -> io::Result<(u32, u32, Duration)> {
+async fn stream_tone(
+    rtp: &UdpSocket,
+    dest: SocketAddr,
+    count: u32,
+) -> io::Result<(u32, u32, Duration)> {
     let ssrc = 0x1eadca11u32;
     let mut sent_at = vec![None::<Instant>; count as usize];
     let mut rtts = Vec::new();

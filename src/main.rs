@@ -6,7 +6,11 @@ use leadscaller::config::{Config, LogFormat};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "leadscaller", version, about = "Open telephony core for AI voice agents")]
+#[command(
+    name = "leadscaller",
+    version,
+    about = "Open telephony core for AI voice agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,10 @@ async fn serve(path: PathBuf, sip_port: Option<u16>) -> Result<()> {
     if let Some(p) = sip_port {
         cfg.server.override_sip_port(p);
     }
-    leadscaller::telemetry::init(&cfg.server.log.level, cfg.server.log.format == LogFormat::Json);
+    leadscaller::telemetry::init(
+        &cfg.server.log.level,
+        cfg.server.log.format == LogFormat::Json,
+    );
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

@@ -22,7 +22,11 @@ pub struct RunningServer {
 impl RunningServer {
     /// The first bound address of a transport.
     pub fn addr(&self, t: Transport) -> Option<SocketAddr> {
-        self.sip.bound.iter().find(|(bt, _)| *bt == t).map(|(_, a)| *a)
+        self.sip
+            .bound
+            .iter()
+            .find(|(bt, _)| *bt == t)
+            .map(|(_, a)| *a)
     }
 
     /// Stops every task of the server.
@@ -58,13 +62,19 @@ fn guess_advertised_ip(bind: IpAddr) -> IpAddr {
 
 /// Starts the SIP driver and the call layer for `cfg`. Finished calls are reported on
 /// `finished` when given.
-pub async fn start(cfg: &Config, finished: Option<mpsc::UnboundedSender<CallRecord>>) -> io::Result<RunningServer> {
+pub async fn start(
+    cfg: &Config,
+    finished: Option<mpsc::UnboundedSender<CallRecord>>,
+) -> io::Result<RunningServer> {
     let s = &cfg.server;
     let listeners: Vec<(Transport, SocketAddr)> = s
         .sip
         .listen
         .iter()
-        .filter(|l| l.transport != config::Transport::Tls || (s.sip.tls_cert.is_some() && s.sip.tls_key.is_some()))
+        .filter(|l| {
+            l.transport != config::Transport::Tls
+                || (s.sip.tls_cert.is_some() && s.sip.tls_key.is_some())
+        })
         .map(|l| (map_transport(l.transport), l.addr))
         .collect();
     let first_bind = listeners
@@ -75,7 +85,9 @@ pub async fn start(cfg: &Config, finished: Option<mpsc::UnboundedSender<CallReco
         Some(a) => a.to_string(),
         None => guess_advertised_ip(first_bind).to_string(),
     };
-    let media_ip: IpAddr = advertised.parse().unwrap_or_else(|_| guess_advertised_ip(first_bind));
+    let media_ip: IpAddr = advertised
+        .parse()
+        .unwrap_or_else(|_| guess_advertised_ip(first_bind));
     let ep_cfg = EndpointConfig {
         advertised_host: if advertised.contains(':') && !advertised.starts_with('[') {
             format!("[{advertised}]")
@@ -109,12 +121,19 @@ pub async fn start(cfg: &Config, finished: Option<mpsc::UnboundedSender<CallReco
         }
     });
     let call_cfg = CallServerConfig {
-        bind_ip: if first_bind.is_unspecified() { first_bind } else { media_ip },
+        bind_ip: if first_bind.is_unspecified() {
+            first_bind
+        } else {
+            media_ip
+        },
         media_ip,
         rtp_port_min: s.rtp.port_min,
         rtp_port_max: s.rtp.port_max,
         codecs: vec!["PCMU".into(), "PCMA".into()],
-        media_timeout: s.rtp.media_timeout().unwrap_or(Duration::from_secs(3600 * 24)),
+        media_timeout: s
+            .rtp
+            .media_timeout()
+            .unwrap_or(Duration::from_secs(3600 * 24)),
         router,
     };
     tokio::spawn(call::run(call_cfg, ev_rx, sip.commands.clone(), finished));

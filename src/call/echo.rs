@@ -34,7 +34,12 @@ impl EchoMedia {
     }
 
     /// Echoes until `stop` fires or no packet arrives for `timeout`.
-    pub async fn run(self, signalled: SocketAddr, timeout: Duration, mut stop: oneshot::Receiver<()>) -> EchoStats {
+    pub async fn run(
+        self,
+        signalled: SocketAddr,
+        timeout: Duration,
+        mut stop: oneshot::Receiver<()>,
+    ) -> EchoStats {
         let mut stats = EchoStats::default();
         let ssrc: u32 = rand::random();
         let mut buf = vec![0u8; 2048];

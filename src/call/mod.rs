@@ -61,11 +61,21 @@ pub async fn run(
     commands: mpsc::Sender<Command>,
     finished: Option<mpsc::UnboundedSender<CallRecord>>,
 ) {
-    let ports = Arc::new(Mutex::new(PortAllocator::new(cfg.rtp_port_min, cfg.rtp_port_max)));
+    let ports = Arc::new(Mutex::new(PortAllocator::new(
+        cfg.rtp_port_min,
+        cfg.rtp_port_max,
+    )));
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<Event>> = HashMap::new();
     while let Some(ev) = events.recv().await {
         match ev {
-            Event::IncomingCall { call, tx, request, from, to, .. } => {
+            Event::IncomingCall {
+                call,
+                tx,
+                request,
+                from,
+                to,
+                ..
+            } => {
                 let (ctx, crx) = mpsc::unbounded_channel();
                 calls.insert(call, ctx);
                 let user = Uri::parse(&request.uri)
@@ -220,7 +230,8 @@ impl CallSession {
                 return (self.wait_end().await, 0);
             }
         };
-        self.respond(tx, 200, Some(Bytes::from(answer.sdp.to_string()))).await;
+        self.respond(tx, 200, Some(Bytes::from(answer.sdp.to_string())))
+            .await;
         let (stop_tx, stop_rx) = oneshot::channel();
         let timeout = self.cfg.media_timeout;
         let media_task = tokio::spawn(media.run(answer.media.remote_addr, timeout, stop_rx));
@@ -257,7 +268,12 @@ impl CallSession {
     }
 
     /// re-INVITE / UPDATE get a fresh answer to their offer; INFO (DTMF relay) gets 200.
-    async fn answer_in_dialog(&self, tx: TxId, request: &crate::sip::message::Request, caps: &LocalMediaCapabilities) {
+    async fn answer_in_dialog(
+        &self,
+        tx: TxId,
+        request: &crate::sip::message::Request,
+        caps: &LocalMediaCapabilities,
+    ) {
         use crate::sip::message::Method;
         if request.method == Method::Info {
             if let Ok(body) = std::str::from_utf8(&request.body) {
@@ -278,7 +294,10 @@ impl CallSession {
             .and_then(Result::ok)
             .map(|o| sdp::negotiate_answer(&o, &caps));
         match answer {
-            Some(Ok(a)) => self.respond(tx, 200, Some(Bytes::from(a.sdp.to_string()))).await,
+            Some(Ok(a)) => {
+                self.respond(tx, 200, Some(Bytes::from(a.sdp.to_string())))
+                    .await
+            }
             Some(Err(e)) => self.respond(tx, e.sip_status(), None).await,
             None => self.respond(tx, 488, None).await,
         }

@@ -56,17 +56,22 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let mut p = vec![0x80, 0x80 | 0, 0x12, 0x34, 0, 0, 0, 160, 1, 2, 3, 4, 0xff];
+        let mut p = vec![0x80, 0x80, 0x12, 0x34, 0, 0, 0, 160, 1, 2, 3, 4, 0xff];
         let h = RtpHeader::parse(&p).unwrap();
         assert!(h.marker);
-        assert_eq!((h.payload_type, h.sequence, h.timestamp, h.ssrc), (0, 0x1234, 160, 0x01020304));
+        assert_eq!(
+            (h.payload_type, h.sequence, h.timestamp, h.ssrc),
+            (0, 0x1234, 160, 0x01020304)
+        );
         assert_eq!(h.payload_offset, 12);
         set_ssrc(&mut p, 7);
         assert_eq!(RtpHeader::parse(&p).unwrap().ssrc, 7);
         assert!(RtpHeader::parse(&p[..11]).is_none());
         assert!(RtpHeader::parse(&[0x40; 20]).is_none());
         // Extension length pointing past the end.
-        assert!(RtpHeader::parse(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).is_none());
+        assert!(
+            RtpHeader::parse(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).is_none()
+        );
         // Padding larger than the packet.
         assert!(RtpHeader::parse(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200]).is_none());
     }

@@ -88,6 +88,8 @@ pub enum EndReason {
 }
 
 /// What the endpoint tells the call layer.
+// A few events per call, never per packet: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
@@ -95,7 +97,7 @@ pub enum Event {
     IncomingCall {
         call: CallId,
         tx: TxId,
-        request: Request,
+        request: Box<Request>,
         from: NameAddr,
         to: NameAddr,
         peer: Peer,
@@ -104,7 +106,7 @@ pub enum Event {
     InDialogRequest {
         call: CallId,
         tx: TxId,
-        request: Request,
+        request: Box<Request>,
     },
     /// The ACK for our 2xx arrived: media may flow both ways.
     CallConfirmed { call: CallId },
@@ -433,7 +435,7 @@ impl Endpoint {
                     self.events.push_back(Event::InDialogRequest {
                         call,
                         tx: TxId(key),
-                        request,
+                        request: Box::new(request),
                     });
                 }
                 Method::Options | Method::Notify => self.respond_simple(now, &key, 200, &[]),
@@ -498,7 +500,8 @@ impl Endpoint {
             ok_give_up: None,
             ok_cseq: core.cseq.seq,
         };
-        self.by_dialog.insert((core.call_id.clone(), local_tag), call);
+        self.by_dialog
+            .insert((core.call_id.clone(), local_tag), call);
         self.dialogs.insert(call, dialog);
         if let Some(e) = self.server.get_mut(key) {
             e.call = Some(call);
@@ -507,7 +510,7 @@ impl Endpoint {
         self.events.push_back(Event::IncomingCall {
             call,
             tx: TxId(key.to_string()),
-            request,
+            request: Box::new(request),
             from: core.from,
             to: core.to,
             peer,
@@ -545,7 +548,14 @@ impl Endpoint {
         }
     }
 
-    fn handle_cancel(&mut self, now: Instant, peer: Peer, req: Request, core: &RequestCore, key: &str) {
+    fn handle_cancel(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        req: Request,
+        core: &RequestCore,
+        key: &str,
+    ) {
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
         let dest = response_destination(peer, req.headers.values("Via").first().copied());
         let reliable = peer.transport.is_reliable();
@@ -580,7 +590,13 @@ impl Endpoint {
 
     /// Builds a response to the request of server transaction `key`, adding our To tag and
     /// Contact where the dialog needs them.
-    fn build_response(&mut self, key: &str, status: u16, extra: &[(&str, String)], body: Option<(&str, Bytes)>) -> Option<Response> {
+    fn build_response(
+        &mut self,
+        key: &str,
+        status: u16,
+        extra: &[(&str, String)],
+        body: Option<(&str, Bytes)>,
+    ) -> Option<Response> {
         let fresh_tag = self.random_token();
         let entry = self.server.get(key)?;
         let req = &entry.request;
@@ -731,7 +747,9 @@ impl Endpoint {
 
     /// Hangs up a call: BYE when confirmed (or answered), 480 while still ringing.
     pub fn hangup(&mut self, now: Instant, call: CallId) {
-        let Some(d) = self.dialogs.get(&call) else { return };
+        let Some(d) = self.dialogs.get(&call) else {
+            return;
+        };
         match d.state {
             CallState::Early => {
                 if let Some(key) = d.invite_tx.clone() {
@@ -746,7 +764,9 @@ impl Endpoint {
     fn send_bye(&mut self, now: Instant, call: CallId) {
         let branch = format!("z9hG4bK{}", self.random_token());
         let ua = self.cfg.user_agent.clone();
-        let Some(d) = self.dialogs.get_mut(&call) else { return };
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
         d.local_seq += 1;
         d.state = CallState::Terminating;
         d.ok_resend_at = None;
@@ -760,7 +780,10 @@ impl Endpoint {
         );
         req.headers.push(
             "Via",
-            format!("SIP/2.0/{} {via_host};branch={branch};rport", peer.transport.as_str()),
+            format!(
+                "SIP/2.0/{} {via_host};branch={branch};rport",
+                peer.transport.as_str()
+            ),
         );
         req.headers.push("Max-Forwards", "70");
         let mut from = d.local.clone();
@@ -779,7 +802,13 @@ impl Endpoint {
         req.headers.push("User-Agent", ua);
         let bytes = Bytes::from(req.to_bytes());
         let key = format!("{branch}|BYE");
-        let tx = ClientTransaction::new(false, peer.transport.is_reliable(), self.cfg.timers, bytes.clone(), now);
+        let tx = ClientTransaction::new(
+            false,
+            peer.transport.is_reliable(),
+            self.cfg.timers,
+            bytes.clone(),
+            now,
+        );
         let deadline = tx.deadline();
         self.client.insert(
             key.clone(),
@@ -799,12 +828,14 @@ impl Endpoint {
             self.stats.malformed_in += 1;
             return;
         };
-        let Some(branch) = core.via.branch() else { return };
+        let Some(branch) = core.via.branch() else {
+            return;
+        };
         let key = format!("{branch}|{}", core.cseq.method);
         let Some(entry) = self.client.get_mut(&key) else {
             return;
         };
-        let action = entry.tx.on_response(now, resp.status, || Bytes::new());
+        let action = entry.tx.on_response(now, resp.status, Bytes::new);
         let call = entry.call;
         let method = entry.method.clone();
         let deadline = entry.tx.deadline();
@@ -813,10 +844,8 @@ impl Endpoint {
                 self.stats.retransmissions_absorbed += 1;
             }
             ResponseAction::Deliver | ResponseAction::DeliverAndAck(_) => {
-                if resp.status >= 200 && method == Method::Bye {
-                    if let Some(call) = call {
-                        self.end_call(call, EndReason::LocalBye);
-                    }
+                if let (true, Some(call)) = (resp.status >= 200 && method == Method::Bye, call) {
+                    self.end_call(call, EndReason::LocalBye);
                 }
             }
         }
@@ -829,7 +858,9 @@ impl Endpoint {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, r))) = self.timers.pop() else { break };
+            let Some(Reverse((_, r))) = self.timers.pop() else {
+                break;
+            };
             match r {
                 TimerRef::Server(key) => self.fire_server(now, key),
                 TimerRef::Client(key) => self.fire_client(now, key),
@@ -839,7 +870,9 @@ impl Endpoint {
     }
 
     fn fire_server(&mut self, now: Instant, key: String) {
-        let Some(e) = self.server.get_mut(&key) else { return };
+        let Some(e) = self.server.get_mut(&key) else {
+            return;
+        };
         if e.tx.deadline().is_none_or(|d| d > now) {
             return;
         }
@@ -861,7 +894,9 @@ impl Endpoint {
     }
 
     fn fire_client(&mut self, now: Instant, key: String) {
-        let Some(e) = self.client.get_mut(&key) else { return };
+        let Some(e) = self.client.get_mut(&key) else {
+            return;
+        };
         if e.tx.deadline().is_none_or(|d| d > now) {
             return;
         }
@@ -873,7 +908,12 @@ impl Endpoint {
             }
             TimerAction::TimedOut => {
                 let e = self.client.remove(&key);
-                if let Some(ClientEntry { call: Some(call), method: Method::Bye, .. }) = e {
+                if let Some(ClientEntry {
+                    call: Some(call),
+                    method: Method::Bye,
+                    ..
+                }) = e
+                {
                     self.end_call(call, EndReason::LocalBye);
                 }
             }
@@ -889,7 +929,9 @@ impl Endpoint {
 
     fn fire_dialog(&mut self, now: Instant, call: CallId) {
         let t2 = self.cfg.timers.t2;
-        let Some(d) = self.dialogs.get_mut(&call) else { return };
+        let Some(d) = self.dialogs.get_mut(&call) else {
+            return;
+        };
         if d.deadline().is_none_or(|t| t > now) {
             return;
         }

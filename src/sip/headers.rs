@@ -33,7 +33,11 @@ impl Params {
     /// Sets (or adds) a parameter.
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_string);
-        match self.0.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_string(), value)),
         }
@@ -145,8 +149,8 @@ impl Via {
             Some(i) => (rest[..i].trim(), &rest[i..]),
             None => (rest.trim(), ""),
         };
-        let (host, port) = super::uri::split_host_port(sent_by)
-            .map_err(|_| HeaderError::Malformed(H))?;
+        let (host, port) =
+            super::uri::split_host_port(sent_by).map_err(|_| HeaderError::Malformed(H))?;
         let host_ok = !host.is_empty()
             && (host.starts_with('[')
                 || host

@@ -124,7 +124,9 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
     let looks_like_version = v.len() > 4
         && v[..4].eq_ignore_ascii_case("SIP/")
         && v[4..].split('.').count() == 2
-        && v[4..].split('.').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+        && v[4..]
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
     if looks_like_version {
         Err(ParseError::BadVersion(v.to_string()))
     } else {
@@ -152,7 +154,11 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces.
     let parts: Vec<&str> = line.split(' ').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        if parts.len() > 3 && parts.last().is_some_and(|v| v.eq_ignore_ascii_case("SIP/2.0")) {
+        if parts.len() > 3
+            && parts
+                .last()
+                .is_some_and(|v| v.eq_ignore_ascii_case("SIP/2.0"))
+        {
             return Err(ParseError::BadRequestUri);
         }
         return Err(ParseError::BadStartLine);
@@ -450,7 +456,10 @@ Content-Length: 4\r\n\r\nv=0\n";
         };
         assert_eq!(r.method, Method::Invite);
         assert_eq!(r.uri, "sip:bob@example.com");
-        assert_eq!(r.headers.get("call-id"), Some("a84b4c76e66710@pc33.example.org"));
+        assert_eq!(
+            r.headers.get("call-id"),
+            Some("a84b4c76e66710@pc33.example.org")
+        );
         assert_eq!(&r.body[..], b"v=0\n");
     }
 
@@ -466,7 +475,10 @@ Content-Length: 4\r\n\r\nv=0\n";
         let raw = "OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: one\r\n  two\r\n\tthree\r\nl: 0\r\n\r\n";
         let m = parse_datagram(raw.as_bytes(), &limits()).unwrap();
         assert_eq!(m.headers().get("Subject"), Some("one two three"));
-        assert_eq!(m.headers().get("Via"), Some("SIP/2.0/UDP h;branch=z9hG4bK1"));
+        assert_eq!(
+            m.headers().get("Via"),
+            Some("SIP/2.0/UDP h;branch=z9hG4bK1")
+        );
     }
 
     #[test]
@@ -484,7 +496,10 @@ Content-Length: 4\r\n\r\nv=0\n";
             ("INVITE  sip:a@b SIP/2.0", ParseError::BadStartLine),
             ("INVITE sip:a@b SIP/2.0 ", ParseError::BadStartLine),
             ("INVITE <sip:a@b> SIP/2.0", ParseError::BadRequestUri),
-            ("INVITE sip:a@b SIP/7.0", ParseError::BadVersion("SIP/7.0".into())),
+            (
+                "INVITE sip:a@b SIP/7.0",
+                ParseError::BadVersion("SIP/7.0".into()),
+            ),
             ("SIP/2.0 4294967301 OK", ParseError::BadStatusCode),
         ] {
             let raw = format!("{line}\r\nCall-ID: x\r\nl: 0\r\n\r\n");
@@ -502,11 +517,22 @@ Content-Length: 4\r\n\r\nv=0\n";
 
     #[test]
     fn content_length_rules() {
-        let mk = |cl: &str, body: &str| format!("OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n{cl}\r\n\r\n{body}");
+        let mk = |cl: &str, body: &str| {
+            format!("OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n{cl}\r\n\r\n{body}")
+        };
         let e = |s: String| parse_datagram(s.as_bytes(), &limits()).unwrap_err().error;
-        assert_eq!(e(mk("Content-Length: 10", "abc")), ParseError::TruncatedBody);
-        assert_eq!(e(mk("Content-Length: -3", "abc")), ParseError::BadContentLength);
-        assert_eq!(e(mk("Content-Length: 1\r\nl: 2", "abc")), ParseError::DuplicateContentLength);
+        assert_eq!(
+            e(mk("Content-Length: 10", "abc")),
+            ParseError::TruncatedBody
+        );
+        assert_eq!(
+            e(mk("Content-Length: -3", "abc")),
+            ParseError::BadContentLength
+        );
+        assert_eq!(
+            e(mk("Content-Length: 1\r\nl: 2", "abc")),
+            ParseError::DuplicateContentLength
+        );
         let m = parse_datagram(mk("Content-Length: 2", "abcdef").as_bytes(), &limits()).unwrap();
         let Message::Request(r) = m else { panic!() };
         assert_eq!(&r.body[..], b"ab");

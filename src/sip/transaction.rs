@@ -333,7 +333,11 @@ impl ClientTransaction {
 mod tests {
     use super::*;
 
-    fn run_until(tx: &mut ClientTransaction, start: Instant, until: Duration) -> Vec<(Duration, TimerAction)> {
+    fn run_until(
+        tx: &mut ClientTransaction,
+        start: Instant,
+        until: Duration,
+    ) -> Vec<(Duration, TimerAction)> {
         let mut out = Vec::new();
         while let Some(d) = tx.deadline() {
             if d > start + until {
@@ -351,7 +355,13 @@ mod tests {
     #[test]
     fn invite_client_timer_a_doubles_then_b_times_out() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::new(true, false, TimerConfig::default(), Bytes::from_static(b"INVITE"), t0);
+        let mut tx = ClientTransaction::new(
+            true,
+            false,
+            TimerConfig::default(),
+            Bytes::from_static(b"INVITE"),
+            t0,
+        );
         let events = run_until(&mut tx, t0, Duration::from_secs(40));
         let resends: Vec<u64> = events
             .iter()
@@ -359,13 +369,22 @@ mod tests {
             .map(|(d, _)| d.as_millis() as u64)
             .collect();
         assert_eq!(resends, vec![500, 1500, 3500, 7500, 15500, 31500]);
-        assert_eq!(events.last().unwrap(), &(Duration::from_secs(32), TimerAction::TimedOut));
+        assert_eq!(
+            events.last().unwrap(),
+            &(Duration::from_secs(32), TimerAction::TimedOut)
+        );
     }
 
     #[test]
     fn non_invite_client_caps_at_t2() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::new(false, false, TimerConfig::default(), Bytes::from_static(b"BYE"), t0);
+        let mut tx = ClientTransaction::new(
+            false,
+            false,
+            TimerConfig::default(),
+            Bytes::from_static(b"BYE"),
+            t0,
+        );
         let events = run_until(&mut tx, t0, Duration::from_secs(40));
         let resends: Vec<u64> = events
             .iter()
@@ -379,19 +398,43 @@ mod tests {
     #[test]
     fn reliable_client_never_resends() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::new(false, true, TimerConfig::default(), Bytes::from_static(b"BYE"), t0);
+        let mut tx = ClientTransaction::new(
+            false,
+            true,
+            TimerConfig::default(),
+            Bytes::from_static(b"BYE"),
+            t0,
+        );
         let events = run_until(&mut tx, t0, Duration::from_secs(40));
-        assert_eq!(events, vec![(Duration::from_secs(32), TimerAction::TimedOut)]);
+        assert_eq!(
+            events,
+            vec![(Duration::from_secs(32), TimerAction::TimedOut)]
+        );
     }
 
     #[test]
     fn invite_client_acks_non_2xx_and_absorbs_retransmission() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::new(true, false, TimerConfig::default(), Bytes::from_static(b"INVITE"), t0);
-        assert_eq!(tx.on_response(t0, 180, || unreachable!()), ResponseAction::Deliver);
+        let mut tx = ClientTransaction::new(
+            true,
+            false,
+            TimerConfig::default(),
+            Bytes::from_static(b"INVITE"),
+            t0,
+        );
+        assert_eq!(
+            tx.on_response(t0, 180, || unreachable!()),
+            ResponseAction::Deliver
+        );
         let ack = Bytes::from_static(b"ACK");
-        assert_eq!(tx.on_response(t0, 486, || ack.clone()), ResponseAction::DeliverAndAck(ack.clone()));
-        assert_eq!(tx.on_response(t0, 486, || unreachable!()), ResponseAction::Absorb(Some(ack)));
+        assert_eq!(
+            tx.on_response(t0, 486, || ack.clone()),
+            ResponseAction::DeliverAndAck(ack.clone())
+        );
+        assert_eq!(
+            tx.on_response(t0, 486, || unreachable!()),
+            ResponseAction::Absorb(Some(ack))
+        );
         assert_eq!(tx.deadline(), Some(t0 + Duration::from_secs(32)));
     }
 
@@ -415,7 +458,10 @@ mod tests {
         assert_eq!(at, vec![500, 1500, 3500, 7500]);
         tx.on_ack(now);
         assert_eq!(tx.state, ServerState::Confirmed);
-        assert_eq!(tx.on_timer(now + Duration::from_secs(5)), TimerAction::Terminated);
+        assert_eq!(
+            tx.on_timer(now + Duration::from_secs(5)),
+            TimerAction::Terminated
+        );
     }
 
     #[test]
@@ -424,7 +470,10 @@ mod tests {
         let mut tx = ServerTransaction::new(true, true, TimerConfig::default());
         tx.on_send_response(t0, 603, Bytes::from_static(b"603"));
         assert_eq!(tx.deadline(), Some(t0 + Duration::from_secs(32)));
-        assert_eq!(tx.on_timer(t0 + Duration::from_secs(32)), TimerAction::TimedOut);
+        assert_eq!(
+            tx.on_timer(t0 + Duration::from_secs(32)),
+            TimerAction::TimedOut
+        );
     }
 
     #[test]
@@ -433,7 +482,10 @@ mod tests {
         let mut tx = ServerTransaction::new(false, false, TimerConfig::default());
         assert_eq!(tx.on_request_retransmission(), None);
         tx.on_send_response(t0, 200, Bytes::from_static(b"200"));
-        assert_eq!(tx.on_request_retransmission(), Some(Bytes::from_static(b"200")));
+        assert_eq!(
+            tx.on_request_retransmission(),
+            Some(Bytes::from_static(b"200"))
+        );
         assert_eq!(tx.deadline(), Some(t0 + Duration::from_secs(32)));
     }
 }

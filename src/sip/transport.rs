@@ -1,7 +1,7 @@
 //! The thin tokio driver around [`Endpoint`]: UDP sockets and TCP listeners in, bytes out,
 //! timers from `poll_timeout`. One task owns the endpoint; sockets talk to it by channels.
 
-use super::endpoint::{Endpoint, EndpointConfig, Event, Peer, Transport, TxId, CallId};
+use super::endpoint::{CallId, Endpoint, EndpointConfig, Event, Peer, Transport, TxId};
 use super::message::Message;
 use super::parse::{ParseFailure, StreamEvent, StreamFramer};
 use bytes::Bytes;
@@ -60,15 +60,27 @@ pub async fn start(
     for &(t, addr) in listeners {
         match t {
             Transport::Udp => {
-                let sock = Arc::new(UdpSocket::bind(addr).await.map_err(|e| with_addr(e, t, addr))?);
+                let sock = Arc::new(
+                    UdpSocket::bind(addr)
+                        .await
+                        .map_err(|e| with_addr(e, t, addr))?,
+                );
                 bound.push((t, sock.local_addr()?));
                 udp.push(sock.clone());
                 tokio::spawn(udp_reader(sock, in_tx.clone(), shutdown.clone()));
             }
             Transport::Tcp => {
-                let l = TcpListener::bind(addr).await.map_err(|e| with_addr(e, t, addr))?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| with_addr(e, t, addr))?;
                 bound.push((t, l.local_addr()?));
-                tokio::spawn(tcp_acceptor(l, in_tx.clone(), next_conn.clone(), cfg.limits, shutdown.clone()));
+                tokio::spawn(tcp_acceptor(
+                    l,
+                    in_tx.clone(),
+                    next_conn.clone(),
+                    cfg.limits,
+                    shutdown.clone(),
+                ));
             }
             Transport::Tls => {
                 tracing::warn!(%addr, "TLS listener not available in this build; skipped");
@@ -132,7 +144,10 @@ pub async fn start(
                     None => {
                         let sock = udp
                             .iter()
-                            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == t.peer.addr.is_ipv4()))
+                            .find(|s| {
+                                s.local_addr()
+                                    .is_ok_and(|a| a.is_ipv4() == t.peer.addr.is_ipv4())
+                            })
                             .or(udp.first());
                         if let Some(s) = sock
                             && let Err(e) = s.send_to(&t.bytes, t.peer.addr).await
@@ -156,7 +171,10 @@ pub async fn start(
 }
 
 fn with_addr(e: io::Error, t: Transport, addr: SocketAddr) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot bind SIP {} listener on {addr}: {e}", t.as_str()))
+    io::Error::new(
+        e.kind(),
+        format!("cannot bind SIP {} listener on {addr}: {e}", t.as_str()),
+    )
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -166,7 +184,11 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>, mut shutdown: watch::Receiver<bool>) {
+async fn udp_reader(
+    sock: Arc<UdpSocket>,
+    tx: mpsc::Sender<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {

@@ -49,7 +49,11 @@ pub struct Uri {
 }
 
 fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 /// Checks %-escapes and the allowed character set of a URI component.
@@ -115,7 +119,9 @@ impl Uri {
                 });
             }
         };
-        if s.bytes().any(|c| c <= b' ' || c == b'<' || c == b'>' || c == b'"') {
+        if s.bytes()
+            .any(|c| c <= b' ' || c == b'<' || c == b'>' || c == b'"')
+        {
             return Err(UriError::Malformed("whitespace or delimiter inside URI"));
         }
         if scheme == Scheme::Tel {
@@ -174,7 +180,9 @@ impl Uri {
             Some(h) => h
                 .split('&')
                 .map(|kv| {
-                    let (k, v) = kv.split_once('=').ok_or(UriError::Malformed("bad URI header"))?;
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or(UriError::Malformed("bad URI header"))?;
                     check_escaped(k, HEADER_EXTRA)?;
                     check_escaped(v, HEADER_EXTRA)?;
                     if k.is_empty() {
@@ -229,7 +237,9 @@ impl Uri {
 /// Splits `host[:port]`, handling bracketed IPv6.
 pub fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if s.starts_with('[') {
-        let close = s.find(']').ok_or(UriError::Malformed("unterminated IPv6 reference"))?;
+        let close = s
+            .find(']')
+            .ok_or(UriError::Malformed("unterminated IPv6 reference"))?;
         let after = &s[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
@@ -248,7 +258,10 @@ pub fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
             if p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()) {
                 return Err(UriError::Malformed("bad port"));
             }
-            Some(p.parse::<u16>().map_err(|_| UriError::Malformed("port out of range"))?)
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| UriError::Malformed("port out of range"))?,
+            )
         }
         None => None,
     };
@@ -310,14 +323,18 @@ mod tests {
 
     #[test]
     fn parses_full_sip_uri() {
-        let u = Uri::parse("sip:alice:secret@[2001:db8::1]:5070;transport=tcp;lr?Subject=hi").unwrap();
+        let u =
+            Uri::parse("sip:alice:secret@[2001:db8::1]:5070;transport=tcp;lr?Subject=hi").unwrap();
         assert_eq!(u.user.as_deref(), Some("alice"));
         assert_eq!(u.password.as_deref(), Some("secret"));
         assert_eq!(u.host_unbracketed(), "2001:db8::1");
         assert_eq!(u.port, Some(5070));
         assert_eq!(u.param("TRANSPORT"), Some(Some("tcp")));
         assert_eq!(u.param("lr"), Some(None));
-        assert_eq!(u.to_string(), "sip:alice:secret@[2001:db8::1]:5070;transport=tcp;lr?Subject=hi");
+        assert_eq!(
+            u.to_string(),
+            "sip:alice:secret@[2001:db8::1]:5070;transport=tcp;lr?Subject=hi"
+        );
     }
 
     #[test]

@@ -69,7 +69,10 @@ fn accepted_content(method: &Method, content_type: &str) -> bool {
     }
 }
 
-fn single<'a>(req_headers: &'a super::message::Headers, name: &'static str) -> Result<&'a str, Rejection> {
+fn single<'a>(
+    req_headers: &'a super::message::Headers,
+    name: &'static str,
+) -> Result<&'a str, Rejection> {
     match req_headers.count(name) {
         0 => Err(Rejection::bad(format!("Missing {name} header"))),
         1 => Ok(req_headers.get(name).unwrap_or("")),
@@ -109,8 +112,15 @@ fn parse_headers_core(
     }
     for name in ["Route", "Record-Route"] {
         for r in h.values(name) {
-            NameAddr::parse(r, if name == "Route" { "Route" } else { "Record-Route" })
-                .map_err(bad)?;
+            NameAddr::parse(
+                r,
+                if name == "Route" {
+                    "Route"
+                } else {
+                    "Record-Route"
+                },
+            )
+            .map_err(bad)?;
         }
     }
     Ok((vias, from, to, call_id.to_string(), cseq, contacts))
@@ -129,7 +139,9 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
     let h = &req.headers;
     let (vias, from, to, call_id, cseq, contacts) = parse_headers_core(h)?;
     if cseq.method != req.method {
-        return Err(Rejection::bad("CSeq method does not match the request method"));
+        return Err(Rejection::bad(
+            "CSeq method does not match the request method",
+        ));
     }
     let uri = match Uri::parse(&req.uri) {
         Ok(u) => u,
@@ -168,7 +180,9 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
     if let Some(date) = h.get("Date")
         && !date.trim_end().ends_with("GMT")
     {
-        return Err(Rejection::bad("Malformed Date header (time zone must be GMT)"));
+        return Err(Rejection::bad(
+            "Malformed Date header (time zone must be GMT)",
+        ));
     }
     if matches!(max_forwards, Some(0)) && req.method != Method::Options {
         return Err(Rejection {
@@ -181,7 +195,9 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
         let unsupported: Vec<&str> = h
             .values("Require")
             .into_iter()
-            .filter(|o| !o.is_empty() && !SUPPORTED_OPTIONS.iter().any(|s| s.eq_ignore_ascii_case(o)))
+            .filter(|o| {
+                !o.is_empty() && !SUPPORTED_OPTIONS.iter().any(|s| s.eq_ignore_ascii_case(o))
+            })
             .collect();
         if !unsupported.is_empty() {
             return Err(Rejection {
@@ -203,7 +219,12 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
     }
     if req.method == Method::Invite && h.count("Accept") > 0 {
         let accepts_sdp = h.values("Accept").iter().any(|a| {
-            let t = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let t = a
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             t == "application/sdp" || t == "application/*" || t == "*/*" || t.is_empty()
         });
         if !accepts_sdp {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages LeadsCaller and its tests need on Debian/Ubuntu (idempotent).
+set -euo pipefail
+PACKAGES=(
+  pkg-config libopus-dev   # Opus codec (media core)
+  sip-tester               # sipp: SIP load and interop peer
+  baresip                  # a real SIP user agent for interop tests
+  kamailio                 # a real SIP proxy/registrar for carrier tests
+  tshark                   # packet captures in media tests
+)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer no without a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust >= 1.94 (https://rustup.rs) and re-run" >&2
+  exit 1
+fi
+echo "setup: ok"

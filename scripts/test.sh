@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, unit, integration and real-peer tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/leadscaller-target}"
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo build --bins
+cargo test --all-targets
