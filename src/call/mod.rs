@@ -97,6 +97,8 @@ pub async fn run(
             }
             Event::InDialogRequest { call, .. }
             | Event::CallConfirmed { call }
+            | Event::CallProgress { call, .. }
+            | Event::CallAnswered { call, .. }
             | Event::CallEnded { call, .. } => {
                 let ended = matches!(ev, Event::CallEnded { .. });
                 if let Some(c) = calls.get(&call) {

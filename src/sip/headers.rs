@@ -219,7 +219,8 @@ impl NameAddr {
         } else {
             // addr-spec without <>: the URI ends at the first ';' and may not carry '?' or ','.
             let (u, p) = match s.find(';') {
-                Some(i) => (&s[..i], &s[i..]),
+                // SEMI = SWS ";" SWS: LWS may precede the first parameter (RFC 4475 wsinv).
+                Some(i) => (s[..i].trim_end(), &s[i..]),
                 None => (s, ""),
             };
             if u.contains('?') || u.contains(',') || u.contains(char::is_whitespace) {

@@ -154,7 +154,10 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces.
     let parts: Vec<&str> = line.split(' ').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        // Single spaces inside the URI (`sip:a@b; lr`) make extra parts; doubled spaces
+        // between elements make empty ones and are a start-line error (RFC 4475 §3.1.2.9).
         if parts.len() > 3
+            && !parts.iter().any(|p| p.is_empty())
             && parts
                 .last()
                 .is_some_and(|v| v.eq_ignore_ascii_case("SIP/2.0"))
@@ -282,7 +285,13 @@ pub fn parse_datagram(buf: &[u8], limits: &ParseLimits) -> Result<Message, Parse
     if buf.len() > limits.max_message {
         return Err(ParseError::TooLarge(limits.max_message).into());
     }
-    let (end, term) = find_header_end(buf).ok_or(ParseError::NoHeaderEnd)?;
+    // A datagram is complete: if it ends right after a header line without the blank line,
+    // its headers end with it (RFC 4475 baddn.dat as archived). Streams must still wait.
+    let (end, term) = match find_header_end(buf) {
+        Some(found) => found,
+        None if buf.ends_with(b"\n") => (buf.len(), 0),
+        None => return Err(ParseError::NoHeaderEnd.into()),
+    };
     let (start, headers) = parse_head(&buf[..end], limits)?;
     let is_request = matches!(start, StartLine::Request(..));
     let with_headers = |error: ParseError, headers: &Headers| ParseFailure {

@@ -85,6 +85,8 @@ pub enum EndReason {
     AckTimeout,
     /// We rejected the call with this status.
     Rejected(u16),
+    /// Our outbound INVITE failed with this final status (408 when nothing answered).
+    Failed(u16),
 }
 
 /// What the endpoint tells the call layer.
@@ -110,6 +112,14 @@ pub enum Event {
     },
     /// The ACK for our 2xx arrived: media may flow both ways.
     CallConfirmed { call: CallId },
+    /// Our outbound INVITE got a provisional response (180/183, with early SDP if any).
+    CallProgress {
+        call: CallId,
+        status: u16,
+        body: Bytes,
+    },
+    /// Our outbound INVITE was answered (the ACK is already sent); `body` is the SDP answer.
+    CallAnswered { call: CallId, body: Bytes },
     /// The call is over; no more events for it.
     CallEnded { call: CallId, reason: EndReason },
 }
@@ -170,6 +180,8 @@ struct Dialog {
     ok_give_up: Option<Instant>,
     /// CSeq of the INVITE whose 2xx awaits ACK.
     ok_cseq: u32,
+    /// Present when we placed the call.
+    uac: Option<uac::UacState>,
 }
 
 impl Dialog {
@@ -195,6 +207,8 @@ struct ClientEntry {
     call: Option<CallId>,
     peer: Peer,
     method: Method,
+    /// Kept for INVITEs: the ACK of a non-2xx final copies its headers.
+    request: Option<Request>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -228,6 +242,9 @@ pub struct Endpoint {
     rng_state: u64,
     stats: EndpointStats,
 }
+
+mod uac;
+pub use uac::OutboundCall;
 
 /// Allowed methods advertised in Allow headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY";
@@ -387,7 +404,7 @@ impl Endpoint {
             return;
         }
         if req.method == Method::Cancel {
-            self.handle_cancel(now, peer, req, &core, &key);
+            self.handle_cancel(now, peer, req, &key);
             return;
         }
         let reliable = peer.transport.is_reliable();
@@ -499,6 +516,7 @@ impl Endpoint {
             ok_interval: self.cfg.timers.t1,
             ok_give_up: None,
             ok_cseq: core.cseq.seq,
+            uac: None,
         };
         self.by_dialog
             .insert((core.call_id.clone(), local_tag), call);
@@ -548,14 +566,7 @@ impl Endpoint {
         }
     }
 
-    fn handle_cancel(
-        &mut self,
-        now: Instant,
-        peer: Peer,
-        req: Request,
-        core: &RequestCore,
-        key: &str,
-    ) {
+    fn handle_cancel(&mut self, now: Instant, peer: Peer, req: Request, key: &str) {
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
         let dest = response_destination(peer, req.headers.values("Via").first().copied());
         let reliable = peer.transport.is_reliable();
@@ -571,20 +582,12 @@ impl Endpoint {
         let pending = self
             .server
             .get(&invite_key)
-            .filter(|e| e.tx.awaiting_final())
-            .map(|e| e.call);
-        match pending {
-            Some(call) => {
-                self.respond_simple(now, key, 200, &[]);
-                self.respond_simple(now, &invite_key, 487, &[]);
-                if let Some(call) = call {
-                    self.end_call(call, EndReason::Cancelled);
-                }
-            }
-            None => {
-                let _ = core;
-                self.respond_simple(now, key, 481, &[]);
-            }
+            .is_some_and(|e| e.tx.awaiting_final());
+        if pending {
+            self.respond_simple(now, key, 200, &[]);
+            self.respond_simple(now, &invite_key, 487, &[]);
+        } else {
+            self.respond_simple(now, key, 481, &[]);
         }
     }
 
@@ -732,7 +735,13 @@ impl Endpoint {
                     .get(&call)
                     .is_some_and(|d| d.state == CallState::Early)
             {
-                self.end_call(call, EndReason::Rejected(status));
+                // We only send 487 in answer to a CANCEL.
+                let reason = if status == 487 {
+                    EndReason::Cancelled
+                } else {
+                    EndReason::Rejected(status)
+                };
+                self.end_call(call, reason);
             }
         }
         true
@@ -751,6 +760,7 @@ impl Endpoint {
             return;
         };
         match d.state {
+            CallState::Early if d.uac.is_some() => self.send_cancel(now, call),
             CallState::Early => {
                 if let Some(key) = d.invite_tx.clone() {
                     self.respond_simple(now, &key, 480, &[]);
@@ -817,6 +827,7 @@ impl Endpoint {
                 call: Some(call),
                 peer,
                 method: Method::Bye,
+                request: None,
             },
         );
         self.send(peer, bytes);
@@ -833,8 +844,15 @@ impl Endpoint {
         };
         let key = format!("{branch}|{}", core.cseq.method);
         let Some(entry) = self.client.get_mut(&key) else {
+            if core.cseq.method == Method::Invite && (200..300).contains(&resp.status) {
+                self.on_2xx_retransmission(&core);
+            }
             return;
         };
+        if entry.method == Method::Invite {
+            self.on_invite_response(now, key, resp, core);
+            return;
+        }
         let action = entry.tx.on_response(now, resp.status, Bytes::new);
         let call = entry.call;
         let method = entry.method.clone();
@@ -908,13 +926,18 @@ impl Endpoint {
             }
             TimerAction::TimedOut => {
                 let e = self.client.remove(&key);
-                if let Some(ClientEntry {
-                    call: Some(call),
-                    method: Method::Bye,
-                    ..
-                }) = e
-                {
-                    self.end_call(call, EndReason::LocalBye);
+                match e {
+                    Some(ClientEntry {
+                        call: Some(call),
+                        method: Method::Bye,
+                        ..
+                    }) => self.end_call(call, EndReason::LocalBye),
+                    Some(ClientEntry {
+                        call: Some(call),
+                        method: Method::Invite,
+                        ..
+                    }) => self.end_call(call, EndReason::Failed(408)),
+                    _ => {}
                 }
             }
             TimerAction::Terminated => {

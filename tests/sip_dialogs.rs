@@ -1,0 +1,395 @@
+//! Two sans-IO endpoints calling each other on a simulated clock (no sockets, no sleeps):
+//! call setup, loss and retransmission, digest retry, CANCEL, BYE.
+
+use bytes::Bytes;
+use leadscaller::sip::digest::Credentials;
+use leadscaller::sip::endpoint::{
+    CallId, EndReason, Endpoint, EndpointConfig, Event, OutboundCall, Peer, Transmit, Transport,
+};
+use leadscaller::sip::headers::NameAddr;
+use leadscaller::sip::message::{Message, Response};
+use leadscaller::sip::parse::{ParseLimits, parse_datagram};
+use leadscaller::sip::transaction::TimerConfig;
+use leadscaller::sip::uri::Uri;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+fn cfg(port: u16) -> EndpointConfig {
+    EndpointConfig {
+        advertised_host: "127.0.0.1".into(),
+        advertised_ports: HashMap::from([(Transport::Udp, port)]),
+        user_agent: "test".into(),
+        timers: TimerConfig::default(),
+        limits: ParseLimits::default(),
+    }
+}
+
+fn peer(port: u16) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        conn: None,
+    }
+}
+
+/// Caller `a` (port 5001) and callee `b` (port 5002) on a simulated network.
+struct Net {
+    a: Endpoint,
+    b: Endpoint,
+    now: Instant,
+    start: Instant,
+    a_events: Vec<(Duration, Event)>,
+    b_events: Vec<(Duration, Event)>,
+    /// Decides whether a message is lost: (from_a, first line) -> drop?
+    lose: Box<dyn FnMut(bool, &str) -> bool>,
+    /// First lines delivered, in order, with direction.
+    wire: Vec<(bool, String)>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let now = Instant::now();
+        Net {
+            a: Endpoint::new(cfg(5001), 1),
+            b: Endpoint::new(cfg(5002), 2),
+            now,
+            start: now,
+            a_events: Vec::new(),
+            b_events: Vec::new(),
+            lose: Box::new(|_, _| false),
+            wire: Vec::new(),
+        }
+    }
+
+    fn deliver(&mut self, from_a: bool, t: Transmit) {
+        let line = String::from_utf8_lossy(&t.bytes)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if (self.lose)(from_a, &line) {
+            return;
+        }
+        self.wire.push((from_a, line));
+        let (dst, src_port) = if from_a {
+            (&mut self.b, 5001)
+        } else {
+            (&mut self.a, 5002)
+        };
+        dst.handle_datagram(self.now, peer(src_port), &t.bytes);
+    }
+
+    /// Runs until both sides are idle and no timer is due before `until`.
+    fn run(&mut self, until: Duration) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.a.poll_transmit() {
+                moved = true;
+                self.deliver(true, t);
+            }
+            while let Some(t) = self.b.poll_transmit() {
+                moved = true;
+                self.deliver(false, t);
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.a_events.push((self.now - self.start, e));
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.b_events.push((self.now - self.start, e));
+            }
+            if moved {
+                continue;
+            }
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= self.start + until => {
+                    self.now = self.now.max(t);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn call(&mut self, credentials: Option<Credentials>) -> CallId {
+        let target = Uri::parse("sip:+15550100@127.0.0.1:5002").unwrap();
+        let now = self.now;
+        self.a.invite(
+            now,
+            OutboundCall {
+                to: NameAddr::parse("<sip:+15550100@127.0.0.1>", "To").unwrap(),
+                from: NameAddr::parse("<sip:+15550199@127.0.0.1>", "From").unwrap(),
+                target,
+                peer: peer(5002),
+                sdp: Bytes::from_static(SDP.as_bytes()),
+                credentials,
+                headers: Vec::new(),
+            },
+        )
+    }
+
+    /// Lets `b` answer every new call with `status` (and SDP for 2xx).
+    fn answer_all(&mut self, status: u16) {
+        let now = self.now;
+        let txs: Vec<_> = self
+            .b_events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingCall { tx, .. } => Some(tx.clone()),
+                _ => None,
+            })
+            .collect();
+        for tx in txs {
+            let body =
+                (status < 300).then(|| ("application/sdp", Bytes::from_static(SDP.as_bytes())));
+            self.b.respond(now, &tx, status, &[], body);
+        }
+    }
+}
+
+fn count(events: &[(Duration, Event)], f: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|(_, e)| f(e)).count()
+}
+
+#[test]
+fn call_setup_and_bye() {
+    let mut net = Net::new();
+    let call = net.call(None);
+    net.run(Duration::from_millis(10));
+    assert_eq!(
+        count(&net.b_events, |e| matches!(e, Event::IncomingCall { .. })),
+        1
+    );
+    net.answer_all(200);
+    net.run(Duration::from_millis(20));
+    assert_eq!(
+        count(&net.a_events, |e| matches!(e, Event::CallAnswered { .. })),
+        1
+    );
+    assert_eq!(
+        count(&net.b_events, |e| matches!(e, Event::CallConfirmed { .. })),
+        1
+    );
+    let now = net.now;
+    net.a.hangup(now, call);
+    net.run(Duration::from_secs(60));
+    assert!(net.a_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::CallEnded {
+            reason: EndReason::LocalBye,
+            ..
+        }
+    )));
+    assert!(net.b_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::CallEnded {
+            reason: EndReason::RemoteBye,
+            ..
+        }
+    )));
+    assert_eq!(net.a.active_calls(), 0);
+    assert_eq!(net.b.active_calls(), 0);
+    let lines: Vec<&str> = net.wire.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "INVITE sip:+15550100@127.0.0.1:5002 SIP/2.0",
+            "SIP/2.0 100 Trying",
+            "SIP/2.0 200 OK",
+            "ACK sip:leadscaller@127.0.0.1:5002 SIP/2.0",
+            "BYE sip:leadscaller@127.0.0.1:5002 SIP/2.0",
+            "SIP/2.0 200 OK",
+        ]
+    );
+}
+
+#[test]
+fn lost_invite_is_retransmitted_after_t1() {
+    let mut net = Net::new();
+    let mut lost = 0;
+    net.lose = Box::new(move |from_a, line| {
+        let drop = from_a && line.starts_with("INVITE") && lost < 2;
+        lost += drop as u32;
+        drop
+    });
+    net.call(None);
+    net.run(Duration::from_secs(5));
+    let (at, _) = net
+        .b_events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::IncomingCall { .. }))
+        .expect("INVITE arrived");
+    // Timer A: 500 ms, then 1 s later.
+    assert_eq!(*at, Duration::from_millis(1500));
+}
+
+#[test]
+fn lost_ack_makes_uas_retransmit_2xx_and_uac_reack() {
+    let mut net = Net::new();
+    let mut lost = false;
+    net.lose = Box::new(move |from_a, line| {
+        let drop = from_a && line.starts_with("ACK") && !lost;
+        lost |= drop;
+        drop
+    });
+    net.call(None);
+    net.run(Duration::from_millis(10));
+    net.answer_all(200);
+    net.run(Duration::from_secs(10));
+    let oks = net
+        .wire
+        .iter()
+        .filter(|(a, l)| !a && l == "SIP/2.0 200 OK")
+        .count();
+    assert_eq!(oks, 2, "UAS resends the 2xx once after T1");
+    assert_eq!(
+        count(&net.b_events, |e| matches!(e, Event::CallConfirmed { .. })),
+        1
+    );
+    assert_eq!(
+        count(&net.a_events, |e| matches!(e, Event::CallAnswered { .. })),
+        1,
+        "retransmitted 2xx is not a new answer"
+    );
+}
+
+#[test]
+fn rejected_call_is_acked_and_reported() {
+    let mut net = Net::new();
+    net.call(None);
+    net.run(Duration::from_millis(10));
+    net.answer_all(486);
+    net.run(Duration::from_secs(60));
+    assert!(net.a_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::CallEnded {
+            reason: EndReason::Failed(486),
+            ..
+        }
+    )));
+    assert!(net.b_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::CallEnded {
+            reason: EndReason::Rejected(486),
+            ..
+        }
+    )));
+    assert!(net.wire.iter().any(|(a, l)| *a && l.starts_with("ACK ")));
+}
+
+#[test]
+fn cancel_before_answer() {
+    let mut net = Net::new();
+    let call = net.call(None);
+    net.run(Duration::from_millis(10));
+    let now = net.now;
+    net.a.hangup(now, call);
+    net.run(Duration::from_secs(60));
+    assert!(net.wire.iter().any(|(a, l)| *a && l.starts_with("CANCEL ")));
+    assert!(
+        net.wire
+            .iter()
+            .any(|(a, l)| !a && l == "SIP/2.0 487 Request Terminated")
+    );
+    assert!(net.a_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::CallEnded {
+            reason: EndReason::Cancelled,
+            ..
+        }
+    )));
+    assert!(net.b_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::CallEnded {
+            reason: EndReason::Cancelled,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn no_answer_times_out_with_408() {
+    let mut net = Net::new();
+    net.lose = Box::new(|from_a, _| from_a);
+    net.call(None);
+    net.run(Duration::from_secs(40));
+    let (at, _) = net
+        .a_events
+        .iter()
+        .find(|(_, e)| {
+            matches!(
+                e,
+                Event::CallEnded {
+                    reason: EndReason::Failed(408),
+                    ..
+                }
+            )
+        })
+        .expect("timer B fired");
+    assert_eq!(*at, Duration::from_secs(32));
+}
+
+/// The UAS side here is driven by hand to send a digest challenge, as a carrier would.
+#[test]
+fn digest_challenge_is_answered_once() {
+    let mut a = Endpoint::new(cfg(5001), 7);
+    let now = Instant::now();
+    a.invite(
+        now,
+        OutboundCall {
+            to: NameAddr::parse("<sip:bob@127.0.0.1>", "To").unwrap(),
+            from: NameAddr::parse("<sip:alice@127.0.0.1>", "From").unwrap(),
+            target: Uri::parse("sip:bob@127.0.0.1:5002").unwrap(),
+            peer: peer(5002),
+            sdp: Bytes::from_static(SDP.as_bytes()),
+            credentials: Some(Credentials::new("alice", "secret")),
+            headers: Vec::new(),
+        },
+    );
+    let challenge = |invite: &[u8]| -> Vec<u8> {
+        let Ok(Message::Request(req)) = parse_datagram(invite, &ParseLimits::default()) else {
+            panic!("not a request")
+        };
+        let mut r = Response::new(401, "Unauthorized");
+        for n in ["Via", "From", "Call-ID", "CSeq"] {
+            r.headers.push(n, req.headers.get(n).unwrap());
+        }
+        r.headers
+            .push("To", format!("{};tag=srv", req.headers.get("To").unwrap()));
+        r.headers.push(
+            "WWW-Authenticate",
+            "Digest realm=\"carrier\", nonce=\"n1\", qop=\"auth\", algorithm=MD5",
+        );
+        r.to_bytes()
+    };
+    let first = a.poll_transmit().unwrap();
+    a.handle_datagram(now, peer(5002), &challenge(&first.bytes));
+    let ack = a.poll_transmit().unwrap();
+    assert!(ack.bytes.starts_with(b"ACK "));
+    let second = a.poll_transmit().unwrap();
+    let text = String::from_utf8_lossy(&second.bytes).to_string();
+    assert!(text.starts_with("INVITE "));
+    assert!(
+        text.contains("Authorization: Digest username=\"alice\""),
+        "{text}"
+    );
+    assert!(text.contains("realm=\"carrier\""));
+    // The same nonce again means the password is wrong: give up instead of looping.
+    a.handle_datagram(now, peer(5002), &challenge(&second.bytes));
+    let _ack = a.poll_transmit().unwrap();
+    assert!(a.poll_transmit().is_none(), "no third INVITE");
+    let mut ended = None;
+    while let Some(e) = a.poll_event() {
+        if let Event::CallEnded { reason, .. } = e {
+            ended = Some(reason);
+        }
+    }
+    assert_eq!(ended, Some(EndReason::Failed(401)));
+}
