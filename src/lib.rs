@@ -7,6 +7,7 @@ pub mod call;
 pub mod codec;
 pub mod config;
 pub mod demo;
+pub mod dial;
 pub mod rtp;
 pub mod server;
 pub mod sip;

@@ -33,6 +33,19 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         packets: u32,
     },
+    /// Place one outbound call through a trunk, echo its media, hang up after --duration.
+    Dial {
+        /// E.164 number (+15550100) or a sip: URI.
+        destination: String,
+        /// Trunk name (file stem under sip-config/trunks).
+        #[arg(long)]
+        trunk: String,
+        /// Seconds to stay connected after answer.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value = "sip-config/leadscaller.toml")]
+        config: PathBuf,
+    },
     /// Load and validate a configuration, print a summary, and exit.
     CheckConfig {
         #[arg(long, default_value = "sip-config/leadscaller.toml")]
@@ -49,6 +62,12 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve { config, sip_port } => rt.block_on(serve(config, sip_port)),
         Command::Demo { packets } => rt.block_on(demo(packets)),
+        Command::Dial {
+            destination,
+            trunk,
+            duration,
+            config,
+        } => rt.block_on(dial(config, trunk, destination, duration)),
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             for w in &cfg.warnings {
@@ -96,6 +115,28 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+async fn dial(path: PathBuf, trunk: String, destination: String, duration: u64) -> Result<()> {
+    let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    leadscaller::telemetry::init(
+        &cfg.server.log.level,
+        cfg.server.log.format == LogFormat::Json,
+    );
+    let report = leadscaller::dial::dial(
+        &cfg,
+        &trunk,
+        &destination,
+        std::time::Duration::from_secs(duration),
+    )
+    .await?;
+    println!(
+        "dial: ok — answered after {:.0} ms, {} packets echoed, ended {:?}",
+        report.answered_after.as_secs_f64() * 1e3,
+        report.packets_echoed,
+        report.end
+    );
+    Ok(())
 }
 
 async fn demo(packets: u32) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Wires configuration to the running parts: SIP driver, call layer, shutdown.
 
 use crate::call::{self, AppChoice, CallRecord, CallServerConfig};
-use crate::config::{self, App, Config};
+use crate::config::{self, App, Config, ServerConfig};
 use crate::sip::endpoint::{EndpointConfig, Transport};
 use crate::sip::parse::ParseLimits;
 use crate::sip::transaction::TimerConfig;
@@ -60,15 +60,9 @@ fn guess_advertised_ip(bind: IpAddr) -> IpAddr {
     }
 }
 
-/// Starts the SIP driver and the call layer for `cfg`. Finished calls are reported on
-/// `finished` when given.
-pub async fn start(
-    cfg: &Config,
-    finished: Option<mpsc::UnboundedSender<CallRecord>>,
-) -> io::Result<RunningServer> {
-    let s = &cfg.server;
-    let listeners: Vec<(Transport, SocketAddr)> = s
-        .sip
+/// The SIP listeners of a server config (TLS only when a certificate is configured).
+pub fn sip_listeners(s: &ServerConfig) -> Vec<(Transport, SocketAddr)> {
+    s.sip
         .listen
         .iter()
         .filter(|l| {
@@ -76,23 +70,28 @@ pub async fn start(
                 || (s.sip.tls_cert.is_some() && s.sip.tls_key.is_some())
         })
         .map(|l| (map_transport(l.transport), l.addr))
-        .collect();
-    let first_bind = listeners
-        .first()
-        .map(|(_, a)| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        .collect()
+}
+
+/// The host advertised in Via/Contact and the IP advertised in SDP.
+pub fn advertised_address(s: &ServerConfig, bind: IpAddr) -> (String, IpAddr) {
     let advertised = match s.sip.public_addr.as_deref().filter(|a| !a.is_empty()) {
         Some(a) => a.to_string(),
-        None => guess_advertised_ip(first_bind).to_string(),
+        None => guess_advertised_ip(bind).to_string(),
     };
-    let media_ip: IpAddr = advertised
+    let media_ip = advertised
         .parse()
-        .unwrap_or_else(|_| guess_advertised_ip(first_bind));
-    let ep_cfg = EndpointConfig {
+        .unwrap_or_else(|_| guess_advertised_ip(bind));
+    (advertised, media_ip)
+}
+
+/// The endpoint settings derived from a server config.
+pub fn endpoint_config(s: &ServerConfig, advertised: &str) -> EndpointConfig {
+    EndpointConfig {
         advertised_host: if advertised.contains(':') && !advertised.starts_with('[') {
             format!("[{advertised}]")
         } else {
-            advertised.clone()
+            advertised.to_string()
         },
         advertised_ports: HashMap::new(),
         user_agent: s.sip.user_agent.clone(),
@@ -105,7 +104,23 @@ pub async fn start(
             max_message: s.sip.max_message_bytes,
             ..ParseLimits::default()
         },
-    };
+    }
+}
+
+/// Starts the SIP driver and the call layer for `cfg`. Finished calls are reported on
+/// `finished` when given.
+pub async fn start(
+    cfg: &Config,
+    finished: Option<mpsc::UnboundedSender<CallRecord>>,
+) -> io::Result<RunningServer> {
+    let s = &cfg.server;
+    let listeners = sip_listeners(s);
+    let first_bind = listeners
+        .first()
+        .map(|(_, a)| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (advertised, media_ip) = advertised_address(s, first_bind);
+    let ep_cfg = endpoint_config(s, &advertised);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let sip = transport::start(&listeners, ep_cfg, ev_tx, shutdown_rx).await?;

@@ -1,7 +1,9 @@
 //! The thin tokio driver around [`Endpoint`]: UDP sockets and TCP listeners in, bytes out,
 //! timers from `poll_timeout`. One task owns the endpoint; sockets talk to it by channels.
 
-use super::endpoint::{CallId, Endpoint, EndpointConfig, Event, Peer, Transport, TxId};
+use super::endpoint::{
+    CallId, Endpoint, EndpointConfig, Event, OutboundCall, Peer, Transport, TxId,
+};
 use super::message::Message;
 use super::parse::{ParseFailure, StreamEvent, StreamFramer};
 use bytes::Bytes;
@@ -26,6 +28,11 @@ pub enum Command {
     },
     /// Hang up a call.
     Hangup { call: CallId },
+    /// Place a call; the new call's id comes back on `reply`.
+    Invite {
+        call: Box<OutboundCall>,
+        reply: tokio::sync::oneshot::Sender<CallId>,
+    },
 }
 
 enum Input {
@@ -56,7 +63,7 @@ pub async fn start(
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(4096);
     let mut udp: Vec<Arc<UdpSocket>> = Vec::new();
     let mut bound = Vec::new();
-    let mut next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
     for &(t, addr) in listeners {
         match t {
             Transport::Udp => {
@@ -87,7 +94,6 @@ pub async fn start(
             }
         }
     }
-    let _ = &mut next_conn;
     let mut cfg = cfg;
     for (t, a) in &bound {
         cfg.advertised_ports.entry(*t).or_insert(a.port());
@@ -123,6 +129,9 @@ pub async fn start(
                             ep.respond(now, &tx, status, &headers, body);
                         }
                         Command::Hangup { call } => ep.hangup(now, call),
+                        Command::Invite { call, reply } => {
+                            let _ = reply.send(ep.invite(now, *call));
+                        }
                     }
                 }
                 _ = sleep_until_opt(deadline) => {

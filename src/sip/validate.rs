@@ -50,7 +50,20 @@ pub struct ResponseCore {
 /// SIP option tags this UA implements (anything else in Require earns a 420).
 pub const SUPPORTED_OPTIONS: &[&str] = &["timer", "replaces", "norefersub"];
 
-/// Body types accepted per method.
+/// Body types accepted per method, as listed in the Accept header of a 415.
+fn accepted_types(method: &Method) -> &'static [&'static str] {
+    match method {
+        Method::Info => &[
+            "application/dtmf-relay",
+            "application/dtmf",
+            "application/sdp",
+        ],
+        Method::Notify => &["message/sipfrag"],
+        _ => &["application/sdp", "multipart/mixed"],
+    }
+}
+
+/// True when a body of `content_type` is acceptable in a `method` request.
 fn accepted_content(method: &Method, content_type: &str) -> bool {
     let base = content_type
         .split(';')
@@ -58,15 +71,7 @@ fn accepted_content(method: &Method, content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    match method {
-        Method::Info => matches!(
-            base.as_str(),
-            "application/dtmf-relay" | "application/dtmf" | "application/sdp"
-        ),
-        Method::Notify => base == "message/sipfrag",
-        Method::Message => true,
-        _ => matches!(base.as_str(), "application/sdp" | "multipart/mixed"),
-    }
+    *method == Method::Message || accepted_types(method).contains(&base.as_str())
 }
 
 fn single<'a>(
@@ -91,12 +96,12 @@ fn parse_headers_core(
     if via_values.is_empty() {
         return Err(Rejection::bad("Missing Via header"));
     }
+    let bad = |e: super::headers::HeaderError| Rejection::bad(capitalize(&e.to_string()));
     let vias = via_values
         .iter()
         .map(|v| Via::parse(v))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Rejection::bad(format!("Bad {e}").replace("Bad malformed", "Malformed")))?;
-    let bad = |e: super::headers::HeaderError| Rejection::bad(capitalize(&e.to_string()));
+        .map_err(bad)?;
     let from = NameAddr::parse(from, "From").map_err(bad)?;
     let to = NameAddr::parse(to, "To").map_err(bad)?;
     if call_id.is_empty() || call_id.contains(char::is_whitespace) {
@@ -184,13 +189,8 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
             "Malformed Date header (time zone must be GMT)",
         ));
     }
-    if matches!(max_forwards, Some(0)) && req.method != Method::Options {
-        return Err(Rejection {
-            status: 483,
-            reason: "Too Many Hops".into(),
-            headers: Vec::new(),
-        });
-    }
+    // Max-Forwards 0 is not refused: 483 is a proxy's answer (RFC 3261 §16.3); a UAS
+    // processes the request as if the value were still positive (RFC 4475 §3.3.11).
     if req.method != Method::Ack && req.method != Method::Cancel {
         let unsupported: Vec<&str> = h
             .values("Require")
@@ -213,7 +213,7 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
             return Err(Rejection {
                 status: 415,
                 reason: "Unsupported Media Type".into(),
-                headers: vec![("Accept", "application/sdp".into())],
+                headers: vec![("Accept", accepted_types(&req.method).join(", "))],
             });
         }
     }
@@ -261,4 +261,94 @@ pub fn validate_response(resp: &Response) -> Option<ResponseCore> {
         cseq,
         contacts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Message;
+    use crate::sip::parse::{ParseLimits, parse_datagram};
+
+    fn request(method: &str, extra: &str, body: &str) -> Request {
+        let raw = format!(
+            "{method} sip:bob@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:alice@example.org>;tag=1\r\n\
+             To: <sip:bob@example.com>\r\n\
+             Call-ID: c1@example.org\r\n\
+             CSeq: 1 {method}\r\n\
+             {extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match parse_datagram(raw.as_bytes(), &ParseLimits::default()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("test request did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_max_forwards_is_processed_by_a_uas() {
+        let core = validate_request(&request("INVITE", "Max-Forwards: 0\r\n", "")).unwrap();
+        assert_eq!(core.max_forwards, Some(0));
+    }
+
+    #[test]
+    fn unknown_require_earns_420_listing_only_those_tags() {
+        let req = request(
+            "OPTIONS",
+            "Require: timer, foo\r\nProxy-Require: bar\r\n",
+            "",
+        );
+        let rej = validate_request(&req).unwrap_err();
+        assert_eq!(rej.status, 420);
+        assert_eq!(rej.headers, vec![("Unsupported", "foo".to_string())]);
+        // ACK cannot be rejected, so Require is not checked on it.
+        assert!(validate_request(&request("ACK", "Require: foo\r\n", "")).is_ok());
+    }
+
+    #[test]
+    fn unsupported_body_earns_415_with_the_method_s_types() {
+        let rej =
+            validate_request(&request("INFO", "Content-Type: text/plain\r\n", "x")).unwrap_err();
+        assert_eq!(rej.status, 415);
+        assert!(
+            rej.headers[0].1.contains("application/dtmf-relay"),
+            "{rej:?}"
+        );
+        let ok = request(
+            "INFO",
+            "Content-Type: application/dtmf-relay\r\n",
+            "Signal=1\r\n",
+        );
+        assert!(validate_request(&ok).is_ok());
+    }
+
+    #[test]
+    fn reasons_name_the_offending_header() {
+        let rej =
+            validate_request(&request("OPTIONS", "Via: SIP/2.0/UDP h;;\r\n", "")).unwrap_err();
+        assert_eq!(
+            (rej.status, rej.reason.as_str()),
+            (400, "Malformed Via header")
+        );
+        let rej = validate_request(&request("OPTIONS", "To: <sip:x@y>\r\n", "")).unwrap_err();
+        assert_eq!(rej.reason, "Multiple To headers");
+        let rej = validate_request(&request("INVITE", "Accept: text/x\r\n", "")).unwrap_err();
+        assert_eq!(rej.status, 406);
+    }
+
+    #[test]
+    fn lws_before_addr_spec_parameters_is_allowed() {
+        let raw = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                   From: sip:alice@example.org ;  tag = 7\r\n\
+                   To: sip:bob@example.com ; tag=9\r\n\
+                   Call-ID: c2\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n";
+        let Ok(Message::Request(req)) = parse_datagram(raw.as_bytes(), &ParseLimits::default())
+        else {
+            panic!("did not parse")
+        };
+        let core = validate_request(&req).unwrap();
+        assert_eq!((core.from.tag(), core.to.tag()), (Some("7"), Some("9")));
+    }
 }

@@ -1,0 +1,275 @@
+//! `leadscaller dial`: one outbound call through a configured trunk, answered media echoed
+//! back (a plain RTP echo until the media core lands), hung up after a set duration.
+
+use crate::call::echo::EchoMedia;
+use crate::config::{Config, TrunkConfig};
+use crate::rtp::ports::PortAllocator;
+use crate::server::{advertised_address, endpoint_config, sip_listeners};
+use crate::sip::digest::Credentials;
+use crate::sip::endpoint::{EndReason, Event, OutboundCall, Peer, Transport};
+use crate::sip::headers::NameAddr;
+use crate::sip::sdp::{
+    self, Direction, LocalMediaCapabilities, NegotiatedMedia, SessionDescription,
+};
+use crate::sip::transport::{self, Command};
+use crate::sip::uri::Uri;
+use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Why a dial attempt did not complete.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DialError {
+    #[error("unknown trunk {0:?} (configured: {1})")]
+    UnknownTrunk(String, String),
+    #[error("bad destination {0:?}: expected an E.164 number (+...) or a sip: URI")]
+    BadDestination(String),
+    #[error("cannot resolve trunk host {0}: {1}")]
+    Resolve(String, io::Error),
+    #[error("trunk transport {0} is not supported for outbound calls yet (use udp)")]
+    Transport(&'static str),
+    #[error("call failed: {0:?}")]
+    Failed(EndReason),
+    #[error("the answer's SDP is unusable: {0}")]
+    Sdp(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// What happened on the call.
+#[derive(Debug, Clone)]
+pub struct DialReport {
+    pub answered_after: Duration,
+    pub media: NegotiatedMedia,
+    pub packets_echoed: u64,
+    pub end: EndReason,
+}
+
+fn target_uri(dest: &str, trunk: &TrunkConfig) -> Result<Uri, DialError> {
+    if dest.starts_with("sip:") || dest.starts_with("sips:") {
+        return Uri::parse(dest).map_err(|_| DialError::BadDestination(dest.into()));
+    }
+    let digits = dest.strip_prefix('+').unwrap_or("");
+    if digits.len() < 6 || digits.len() > 15 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(DialError::BadDestination(dest.into()));
+    }
+    let user = trunk.format_number(dest);
+    Uri::parse(&format!("sip:{user}@{}", trunk.host_port()))
+        .map_err(|_| DialError::BadDestination(dest.into()))
+}
+
+/// Places the call and runs it for `duration` after answer.
+pub async fn dial(
+    cfg: &Config,
+    trunk_name: &str,
+    dest: &str,
+    duration: Duration,
+) -> Result<DialReport, DialError> {
+    let trunk = cfg.trunks.get(trunk_name).ok_or_else(|| {
+        DialError::UnknownTrunk(
+            trunk_name.into(),
+            cfg.trunks.keys().cloned().collect::<Vec<_>>().join(", "),
+        )
+    })?;
+    if trunk.transport != crate::config::Transport::Udp {
+        return Err(DialError::Transport(trunk.transport.as_str()));
+    }
+    let target = target_uri(dest, trunk)?;
+    let hop = trunk
+        .outbound_proxy
+        .clone()
+        .unwrap_or_else(|| trunk.host_port());
+    let hop = hop.trim_start_matches("sip:").to_string();
+    let remote: SocketAddr = tokio::net::lookup_host(&hop)
+        .await
+        .map_err(|e| DialError::Resolve(hop.clone(), e))?
+        .next()
+        .ok_or_else(|| DialError::Resolve(hop.clone(), io::Error::other("no address")))?;
+
+    // A UDP listener on an ephemeral port of the configured bind address.
+    let mut listeners: Vec<(Transport, SocketAddr)> = sip_listeners(&cfg.server)
+        .into_iter()
+        .filter(|(t, _)| *t == Transport::Udp)
+        .take(1)
+        .collect();
+    for l in &mut listeners {
+        l.1.set_port(0);
+    }
+    if listeners.is_empty() {
+        listeners.push((Transport::Udp, SocketAddr::from(([0, 0, 0, 0], 0))));
+    }
+    let (advertised, media_ip) = advertised_address(&cfg.server, listeners[0].1.ip());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ev_tx, mut events) = mpsc::channel(256);
+    let sip = transport::start(
+        &listeners,
+        endpoint_config(&cfg.server, &advertised),
+        ev_tx,
+        shutdown_rx,
+    )
+    .await?;
+
+    let mut ports = PortAllocator::new(cfg.server.rtp.port_min, cfg.server.rtp.port_max);
+    let port = ports
+        .allocate()
+        .ok_or_else(|| io::Error::other("RTP port range is empty"))?;
+    let media_sock = EchoMedia::bind(
+        if listeners[0].1.ip().is_unspecified() {
+            listeners[0].1.ip()
+        } else {
+            media_ip
+        },
+        port,
+    )
+    .await?;
+    let mut caps = LocalMediaCapabilities::new(media_ip, port);
+    caps.codecs = trunk
+        .codecs
+        .iter()
+        .filter(|c| c.is_audio())
+        .filter_map(|c| match c.name().to_ascii_lowercase().as_str() {
+            "pcmu" => Some(sdp::CodecPref::pcmu()),
+            "pcma" => Some(sdp::CodecPref::pcma()),
+            _ => None,
+        })
+        .collect();
+    if caps.codecs.is_empty() {
+        caps.codecs = vec![sdp::CodecPref::pcmu(), sdp::CodecPref::pcma()];
+    }
+    let offer = sdp::create_offer(&caps, Direction::SendRecv);
+    let domain = &trunk.domain;
+    let from_user = trunk
+        .from_number
+        .clone()
+        .unwrap_or_else(|| "leadscaller".into());
+    let bad_from = |_| DialError::BadDestination(from_user.clone());
+    let from = NameAddr::parse(
+        &format!("<sip:{}@{domain}>", trunk.format_number(&from_user)),
+        "From",
+    )
+    .map_err(bad_from)?;
+    let to = NameAddr::parse(&format!("<{target}>"), "To")
+        .map_err(|_| DialError::BadDestination(dest.into()))?;
+    let credentials = trunk.auth.as_ref().map(|a| {
+        let c = Credentials::new(a.username.clone(), a.password.expose().to_string());
+        match &a.realm {
+            Some(r) => c.with_realm(r.clone()),
+            None => c,
+        }
+    });
+    let call = OutboundCall {
+        target: target.clone(),
+        from,
+        to,
+        peer: Peer {
+            transport: Transport::Udp,
+            addr: remote,
+            conn: None,
+        },
+        sdp: Bytes::from(offer.to_string()),
+        credentials,
+        headers: Vec::new(),
+    };
+    let started = Instant::now();
+    println!("dial: INVITE {target} via {remote} (trunk {trunk_name})");
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let _ = sip
+        .commands
+        .send(Command::Invite {
+            call: Box::new(call),
+            reply: reply_tx,
+        })
+        .await;
+    let id = reply_rx
+        .await
+        .map_err(|_| io::Error::other("SIP task stopped"))?;
+    let result = run_call(
+        &sip.commands,
+        &mut events,
+        id,
+        &offer,
+        &caps,
+        media_sock,
+        duration,
+        started,
+    )
+    .await;
+    let _ = shutdown_tx.send(true);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_call(
+    commands: &mpsc::Sender<Command>,
+    events: &mut mpsc::Receiver<Event>,
+    id: crate::sip::endpoint::CallId,
+    offer: &SessionDescription,
+    caps: &LocalMediaCapabilities,
+    media_sock: EchoMedia,
+    duration: Duration,
+    started: Instant,
+) -> Result<DialReport, DialError> {
+    let mut media_sock = Some(media_sock);
+    let mut answered: Option<(Duration, NegotiatedMedia)> = None;
+    let mut media_task = None;
+    let mut stop_media = None;
+    let hangup_at = tokio::time::sleep(Duration::from_secs(3600 * 24));
+    tokio::pin!(hangup_at);
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return Err(DialError::Io(io::Error::other("SIP task stopped"))) };
+                match ev {
+                    Event::CallProgress { call, status, .. } if call == id => println!("dial: <- {status}"),
+                    Event::CallAnswered { call, body } if call == id => {
+                        let after = started.elapsed();
+                        let answer = std::str::from_utf8(&body).ok().map(SessionDescription::parse);
+                        let media = match answer {
+                            Some(Ok(a)) => NegotiatedMedia::from_answer(offer, &a, caps).map_err(|e| DialError::Sdp(e.to_string())),
+                            Some(Err(e)) => Err(DialError::Sdp(e.to_string())),
+                            None => Err(DialError::Sdp("not UTF-8".into())),
+                        };
+                        let media = match media {
+                            Ok(m) => m,
+                            Err(e) => {
+                                let _ = commands.send(Command::Hangup { call: id }).await;
+                                return Err(e);
+                            }
+                        };
+                        println!(
+                            "dial: answered after {:.0} ms: {} {}/{} to {}; hanging up in {:?}",
+                            after.as_secs_f64() * 1e3, media.codec.payload_type, media.codec.encoding_name,
+                            media.codec.clock_rate, media.remote_addr, duration
+                        );
+                        if let Some(sock) = media_sock.take() {
+                            let (tx, rx) = oneshot::channel();
+                            stop_media = Some(tx);
+                            media_task = Some(tokio::spawn(sock.run(media.remote_addr, Duration::from_secs(3600), rx)));
+                        }
+                        answered = Some((after, media));
+                        hangup_at.as_mut().reset(tokio::time::Instant::now() + duration);
+                    }
+                    Event::CallEnded { call, reason } if call == id => {
+                        if let Some(s) = stop_media.take() { let _ = s.send(()); }
+                        let echoed = match media_task.take() { Some(t) => t.await.map(|s| s.echoed).unwrap_or(0), None => 0 };
+                        println!("dial: call ended: {reason:?}");
+                        return match answered {
+                            Some((answered_after, media)) => Ok(DialReport { answered_after, media, packets_echoed: echoed, end: reason }),
+                            None => Err(DialError::Failed(reason)),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            _ = &mut hangup_at, if answered.is_some() => {
+                println!("dial: -> BYE");
+                let _ = commands.send(Command::Hangup { call: id }).await;
+                hangup_at.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600 * 24));
+            }
+        }
+    }
+}
