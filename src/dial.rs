@@ -4,9 +4,10 @@
 use crate::call::echo::EchoMedia;
 use crate::config::{Config, TrunkConfig};
 use crate::rtp::ports::PortAllocator;
-use crate::server::{advertised_address, endpoint_config, sip_listeners};
-use crate::sip::digest::Credentials;
-use crate::sip::endpoint::{EndReason, Event, OutboundCall, Peer, Transport};
+use crate::server::{
+    advertised_address, endpoint_config, sip_listeners, trunk_credentials, trunk_peer,
+};
+use crate::sip::endpoint::{EndReason, Event, OutboundCall, Transport};
 use crate::sip::headers::NameAddr;
 use crate::sip::sdp::{
     self, Direction, LocalMediaCapabilities, NegotiatedMedia, SessionDescription,
@@ -79,16 +80,10 @@ pub async fn dial(
         return Err(DialError::Transport(trunk.transport.as_str()));
     }
     let target = target_uri(dest, trunk)?;
-    let hop = trunk
-        .outbound_proxy
-        .clone()
-        .unwrap_or_else(|| trunk.host_port());
-    let hop = hop.trim_start_matches("sip:").to_string();
-    let remote: SocketAddr = tokio::net::lookup_host(&hop)
+    let peer = trunk_peer(trunk)
         .await
-        .map_err(|e| DialError::Resolve(hop.clone(), e))?
-        .next()
-        .ok_or_else(|| DialError::Resolve(hop.clone(), io::Error::other("no address")))?;
+        .map_err(|e| DialError::Resolve(trunk.host_port(), e))?;
+    let remote = peer.addr;
 
     // A UDP listener on an ephemeral port of the configured bind address.
     let mut listeners: Vec<(Transport, SocketAddr)> = sip_listeners(&cfg.server)
@@ -154,22 +149,12 @@ pub async fn dial(
     .map_err(bad_from)?;
     let to = NameAddr::parse(&format!("<{target}>"), "To")
         .map_err(|_| DialError::BadDestination(dest.into()))?;
-    let credentials = trunk.auth.as_ref().map(|a| {
-        let c = Credentials::new(a.username.clone(), a.password.expose().to_string());
-        match &a.realm {
-            Some(r) => c.with_realm(r.clone()),
-            None => c,
-        }
-    });
+    let credentials = trunk_credentials(trunk);
     let call = OutboundCall {
         target: target.clone(),
         from,
         to,
-        peer: Peer {
-            transport: Transport::Udp,
-            addr: remote,
-            conn: None,
-        },
+        peer,
         sdp: Bytes::from(offer.to_string()),
         credentials,
         headers: Vec::new(),

@@ -1,17 +1,21 @@
 //! Wires configuration to the running parts: SIP driver, call layer, shutdown.
 
 use crate::call::{self, AppChoice, CallRecord, CallServerConfig};
-use crate::config::{self, App, Config, ServerConfig};
+use crate::config::{self, App, Config, ServerConfig, TrunkConfig};
+use crate::sip::digest::Credentials;
 use crate::sip::endpoint::{EndpointConfig, Transport};
+use crate::sip::endpoint::{Peer, Registration};
 use crate::sip::parse::ParseLimits;
 use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::Command;
 use crate::sip::transport::{self, SipHandle};
+use crate::sip::uri::Uri;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A running server: its bound addresses and the switch that stops it.
 pub struct RunningServer {
@@ -152,8 +156,100 @@ pub async fn start(
         router,
     };
     tokio::spawn(call::run(call_cfg, ev_rx, sip.commands.clone(), finished));
+    for trunk in cfg.trunks.values() {
+        tokio::spawn(trunk_upkeep(trunk.clone(), sip.commands.clone()));
+    }
     Ok(RunningServer {
         sip,
         shutdown: shutdown_tx,
     })
+}
+
+/// The digest credentials of a trunk's `[auth]` section.
+pub fn trunk_credentials(trunk: &TrunkConfig) -> Option<Credentials> {
+    trunk.auth.as_ref().map(|a| {
+        let c = Credentials::new(a.username.clone(), a.password.expose().to_string());
+        match &a.realm {
+            Some(r) => c.with_realm(r.clone()),
+            None => c,
+        }
+    })
+}
+
+/// Resolves a trunk's next hop (outbound proxy or host) to a UDP peer.
+pub async fn trunk_peer(trunk: &TrunkConfig) -> io::Result<Peer> {
+    let hop = trunk
+        .outbound_proxy
+        .clone()
+        .unwrap_or_else(|| trunk.host_port());
+    let hop = hop.trim_start_matches("sip:").to_string();
+    let addr = tokio::net::lookup_host(&hop)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{hop}: no address")))?;
+    Ok(Peer {
+        transport: Transport::Udp,
+        addr,
+        conn: None,
+    })
+}
+
+/// Keeps a trunk registered (when `register.enabled`) and pings it with OPTIONS every
+/// `options_keepalive_s` seconds (when non-zero). Only UDP trunks are served for now.
+async fn trunk_upkeep(trunk: TrunkConfig, commands: mpsc::Sender<Command>) {
+    if trunk.transport != config::Transport::Udp {
+        tracing::warn!(trunk = %trunk.name, transport = trunk.transport.as_str(), "only UDP trunks are registered/pinged for now");
+        return;
+    }
+    let peer = match trunk_peer(&trunk).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(trunk = %trunk.name, error = %e, "cannot resolve trunk");
+            return;
+        }
+    };
+    let domain_uri = Uri::parse(&format!("sip:{}", trunk.domain));
+    if trunk.register.enabled {
+        let user = trunk
+            .auth
+            .as_ref()
+            .map(|a| a.username.clone())
+            .unwrap_or_else(|| trunk.register.contact_user.clone());
+        let aor = Uri::parse(&format!("sip:{user}@{}", trunk.domain));
+        if let (Ok(registrar), Ok(aor)) = (domain_uri.clone(), aor) {
+            let registration = Registration {
+                registrar,
+                aor,
+                contact_user: trunk.register.contact_user.clone(),
+                expires: trunk.register.expires_s,
+                credentials: trunk_credentials(&trunk),
+                peer,
+            };
+            let (tx, rx) = oneshot::channel();
+            let _ = commands
+                .send(Command::Register {
+                    registration: Box::new(registration),
+                    reply: tx,
+                })
+                .await;
+            if let Ok(reg) = rx.await {
+                tracing::info!(trunk = %trunk.name, reg = reg.0, "registering");
+            }
+        }
+    }
+    if trunk.options_keepalive_s > 0
+        && let Ok(target) = domain_uri
+    {
+        let mut tick = tokio::time::interval(Duration::from_secs(trunk.options_keepalive_s.into()));
+        loop {
+            tick.tick().await;
+            let cmd = Command::Ping {
+                target: Box::new(target.clone()),
+                peer,
+            };
+            if commands.send(cmd).await.is_err() {
+                return;
+            }
+        }
+    }
 }

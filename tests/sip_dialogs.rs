@@ -393,3 +393,124 @@ fn digest_challenge_is_answered_once() {
     }
     assert_eq!(ended, Some(EndReason::Failed(401)));
 }
+
+/// Answers a REGISTER as a registrar would, copying the transaction headers.
+fn registrar_reply(register: &[u8], status: u16, extra: &[(&str, &str)]) -> Vec<u8> {
+    let Ok(Message::Request(req)) = parse_datagram(register, &ParseLimits::default()) else {
+        panic!("not a request")
+    };
+    let mut r = Response::new(status, "X");
+    for n in ["Via", "From", "Call-ID", "CSeq"] {
+        r.headers.push(n, req.headers.get(n).unwrap());
+    }
+    r.headers
+        .push("To", format!("{};tag=reg", req.headers.get("To").unwrap()));
+    for (k, v) in extra {
+        r.headers.push(k, *v);
+    }
+    r.to_bytes()
+}
+
+#[test]
+fn register_authenticates_refreshes_and_backs_off() {
+    use leadscaller::sip::endpoint::Registration;
+    let mut a = Endpoint::new(cfg(5001), 9);
+    let t0 = Instant::now();
+    let reg = a.register(
+        t0,
+        Registration {
+            registrar: Uri::parse("sip:carrier.test").unwrap(),
+            aor: Uri::parse("sip:trunkuser@carrier.test").unwrap(),
+            contact_user: "leadscaller".into(),
+            expires: 3600,
+            credentials: Some(Credentials::new("trunkuser", "pw")),
+            peer: peer(5002),
+        },
+    );
+    let first = a.poll_transmit().unwrap();
+    let text = String::from_utf8_lossy(&first.bytes).to_string();
+    assert!(
+        text.starts_with("REGISTER sip:carrier.test SIP/2.0"),
+        "{text}"
+    );
+    assert!(text.contains("Expires: 3600"));
+    a.handle_datagram(
+        t0,
+        peer(5002),
+        &registrar_reply(
+            &first.bytes,
+            401,
+            &[(
+                "WWW-Authenticate",
+                "Digest realm=\"carrier.test\", nonce=\"abc\", qop=\"auth\"",
+            )],
+        ),
+    );
+    let second = a.poll_transmit().unwrap();
+    let text = String::from_utf8_lossy(&second.bytes).to_string();
+    assert!(
+        text.contains("Authorization: Digest username=\"trunkuser\""),
+        "{text}"
+    );
+    assert!(text.contains("uri=\"sip:carrier.test\""));
+    a.handle_datagram(
+        t0,
+        peer(5002),
+        &registrar_reply(
+            &second.bytes,
+            200,
+            &[("Contact", "<sip:leadscaller@127.0.0.1:5001>;expires=120")],
+        ),
+    );
+    let mut got = Vec::new();
+    while let Some(e) = a.poll_event() {
+        got.push(e);
+    }
+    assert!(
+        matches!(got.as_slice(), [Event::Registered { expires: 120, .. }]),
+        "{got:?}"
+    );
+    // The refresh goes out 32 s before the 120 s binding lapses.
+    let refresh = loop {
+        let now = a.poll_timeout().expect("a refresh is scheduled");
+        a.handle_timeout(now);
+        if let Some(t) = a.poll_transmit() {
+            break (now, t);
+        }
+    };
+    let (now, refresh) = refresh;
+    assert_eq!(now - t0, Duration::from_secs(88));
+    assert!(refresh.bytes.starts_with(b"REGISTER "));
+    // A 503 now schedules a retry after 30 s.
+    a.handle_datagram(now, peer(5002), &registrar_reply(&refresh.bytes, 503, &[]));
+    let e = a.poll_event().unwrap();
+    assert!(
+        matches!(e, Event::RegistrationFailed { reg: r, status: 503, retry_in } if r == reg && retry_in == Duration::from_secs(30)),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn options_ping_reports_rtt_and_timeout() {
+    let mut a = Endpoint::new(cfg(5001), 11);
+    let t0 = Instant::now();
+    let target = Uri::parse("sip:carrier.test").unwrap();
+    a.ping(t0, &target, peer(5002));
+    let sent = a.poll_transmit().unwrap();
+    let reply = registrar_reply(&sent.bytes, 200, &[]);
+    a.handle_datagram(t0 + Duration::from_millis(40), peer(5002), &reply);
+    assert!(
+        matches!(a.poll_event(), Some(Event::PingResult { status: 200, rtt, .. }) if rtt == Duration::from_millis(40))
+    );
+    a.ping(t0, &target, peer(5002));
+    while a.poll_transmit().is_some() {}
+    while let Some(now) = a.poll_timeout() {
+        a.handle_timeout(now);
+        if let Some(e) = a.poll_event() {
+            assert!(matches!(e, Event::PingResult { status: 408, .. }));
+            assert_eq!(now - t0, Duration::from_secs(32));
+            return;
+        }
+    }
+    panic!("no timeout reported");
+}

@@ -108,6 +108,19 @@ pub async fn run(
                     calls.remove(&call);
                 }
             }
+            Event::Registered { reg, expires } => {
+                tracing::info!(reg = reg.0, expires, "registered");
+            }
+            Event::RegistrationFailed {
+                reg,
+                status,
+                retry_in,
+            } => {
+                tracing::warn!(reg = reg.0, status, ?retry_in, "registration failed");
+            }
+            Event::PingResult { ping, status, rtt } => {
+                tracing::debug!(ping = ping.0, status, ?rtt, "OPTIONS ping answered");
+            }
         }
     }
 }

@@ -122,7 +122,7 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
         return Ok(());
     }
     let looks_like_version = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
         && v[4..].split('.').count() == 2
         && v[4..]
             .split('.')
@@ -135,7 +135,8 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    // Compare bytes: slicing the str at 4 panics when byte 4 is inside a UTF-8 character.
+    if line.len() >= 4 && line.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or("");
@@ -252,7 +253,8 @@ fn parse_head(head: &[u8], limits: &ParseLimits) -> Result<(StartLine, Headers),
     match (start, headers) {
         (Ok(s), Ok(h)) => Ok((s, h)),
         (Err(e), Ok(h)) => {
-            let is_response = first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/");
+            let is_response =
+                first.len() >= 4 && first.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/");
             Err(ParseFailure {
                 error: e,
                 request_headers: (!is_response).then_some(h),

@@ -2,10 +2,12 @@
 //! timers from `poll_timeout`. One task owns the endpoint; sockets talk to it by channels.
 
 use super::endpoint::{
-    CallId, Endpoint, EndpointConfig, Event, OutboundCall, Peer, Transport, TxId,
+    CallId, Endpoint, EndpointConfig, Event, OutboundCall, Peer, RegId, Registration, Transport,
+    TxId,
 };
 use super::message::Message;
 use super::parse::{ParseFailure, StreamEvent, StreamFramer};
+use super::uri::Uri;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::io;
@@ -28,6 +30,15 @@ pub enum Command {
     },
     /// Hang up a call.
     Hangup { call: CallId },
+    /// Start registering; the registration's id comes back on `reply`.
+    Register {
+        registration: Box<Registration>,
+        reply: tokio::sync::oneshot::Sender<RegId>,
+    },
+    /// Remove a registration's binding.
+    Unregister { reg: RegId },
+    /// Send an OPTIONS ping (result arrives as `Event::PingResult`).
+    Ping { target: Box<Uri>, peer: Peer },
     /// Place a call; the new call's id comes back on `reply`.
     Invite {
         call: Box<OutboundCall>,
@@ -131,6 +142,13 @@ pub async fn start(
                         Command::Hangup { call } => ep.hangup(now, call),
                         Command::Invite { call, reply } => {
                             let _ = reply.send(ep.invite(now, *call));
+                        }
+                        Command::Register { registration, reply } => {
+                            let _ = reply.send(ep.register(now, *registration));
+                        }
+                        Command::Unregister { reg } => ep.unregister(now, reg),
+                        Command::Ping { target, peer } => {
+                            ep.ping(now, &target, peer);
                         }
                     }
                 }

@@ -120,6 +120,20 @@ pub enum Event {
     },
     /// Our outbound INVITE was answered (the ACK is already sent); `body` is the SDP answer.
     CallAnswered { call: CallId, body: Bytes },
+    /// A registration succeeded; it is refreshed automatically before `expires` runs out.
+    Registered { reg: RegId, expires: u32 },
+    /// A registration attempt failed (408 when unanswered); it is retried after `retry_in`.
+    RegistrationFailed {
+        reg: RegId,
+        status: u16,
+        retry_in: Duration,
+    },
+    /// An OPTIONS ping was answered (408 when it timed out).
+    PingResult {
+        ping: PingId,
+        status: u16,
+        rtt: Duration,
+    },
     /// The call is over; no more events for it.
     CallEnded { call: CallId, reason: EndReason },
 }
@@ -209,6 +223,15 @@ struct ClientEntry {
     method: Method,
     /// Kept for INVITEs: the ACK of a non-2xx final copies its headers.
     request: Option<Request>,
+    /// Set for transactions that serve a registration or an OPTIONS ping.
+    other: Option<Other>,
+}
+
+/// Non-call owners of a client transaction.
+#[derive(Debug, Clone, Copy)]
+enum Other {
+    Register(RegId),
+    Ping(PingId, Instant),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -216,6 +239,7 @@ enum TimerRef {
     Server(String),
     Client(String),
     Dialog(CallId),
+    Register(RegId),
 }
 
 /// Counters for monitoring.
@@ -235,6 +259,8 @@ pub struct Endpoint {
     dialogs: HashMap<CallId, Dialog>,
     /// (Call-ID, local tag) → call, for in-dialog request matching.
     by_dialog: HashMap<(String, String), CallId>,
+    registrations: HashMap<RegId, register::RegState>,
+    next_other: u64,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -243,7 +269,9 @@ pub struct Endpoint {
     stats: EndpointStats,
 }
 
+mod register;
 mod uac;
+pub use register::{PingId, RegId, Registration};
 pub use uac::OutboundCall;
 
 /// Allowed methods advertised in Allow headers.
@@ -258,6 +286,8 @@ impl Endpoint {
             client: HashMap::new(),
             dialogs: HashMap::new(),
             by_dialog: HashMap::new(),
+            registrations: HashMap::new(),
+            next_other: 1,
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -828,6 +858,7 @@ impl Endpoint {
                 peer,
                 method: Method::Bye,
                 request: None,
+                other: None,
             },
         );
         self.send(peer, bytes);
@@ -851,6 +882,10 @@ impl Endpoint {
         };
         if entry.method == Method::Invite {
             self.on_invite_response(now, key, resp, core);
+            return;
+        }
+        if let Some(other) = entry.other {
+            self.on_other_response(now, key, other, resp);
             return;
         }
         let action = entry.tx.on_response(now, resp.status, Bytes::new);
@@ -883,6 +918,7 @@ impl Endpoint {
                 TimerRef::Server(key) => self.fire_server(now, key),
                 TimerRef::Client(key) => self.fire_client(now, key),
                 TimerRef::Dialog(call) => self.fire_dialog(now, call),
+                TimerRef::Register(reg) => self.fire_register(now, reg),
             }
         }
     }
@@ -937,6 +973,9 @@ impl Endpoint {
                         method: Method::Invite,
                         ..
                     }) => self.end_call(call, EndReason::Failed(408)),
+                    Some(ClientEntry {
+                        other: Some(other), ..
+                    }) => self.on_other_timeout(now, other),
                     _ => {}
                 }
             }

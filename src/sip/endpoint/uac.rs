@@ -144,6 +144,7 @@ impl Endpoint {
                 peer,
                 method: Method::Invite,
                 request: Some(req),
+                other: None,
             },
         );
         self.send(peer, bytes);
@@ -198,6 +199,7 @@ impl Endpoint {
                 peer,
                 method: Method::Cancel,
                 request: None,
+                other: None,
             },
         );
         self.send(peer, bytes);
