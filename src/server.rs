@@ -4,7 +4,7 @@ use crate::call::{self, AppChoice, CallRecord, CallServerConfig};
 use crate::config::{self, App, Config, ServerConfig, TrunkConfig};
 use crate::sip::digest::Credentials;
 use crate::sip::endpoint::{EndpointConfig, Transport};
-use crate::sip::endpoint::{Peer, Registration};
+use crate::sip::endpoint::{InboundPolicy, Peer, Registration};
 use crate::sip::parse::ParseLimits;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::Command;
@@ -127,13 +127,24 @@ pub async fn start(
     let ep_cfg = endpoint_config(s, &advertised);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
-    let sip = transport::start(&listeners, ep_cfg, ev_tx, shutdown_rx).await?;
+    let sip = transport::start_with_policy(
+        &listeners,
+        ep_cfg,
+        inbound_policy(cfg, &advertised),
+        ev_tx,
+        shutdown_rx,
+    )
+    .await?;
     for (t, a) in &sip.bound {
         tracing::info!(transport = t.as_str(), addr = %a, advertised = %advertised, "SIP listening");
     }
     let routes = s.routes.clone();
-    let router: call::Router = Arc::new(move |user: &str| {
-        match routes.iter().find(|r| r.matches(user, None)).map(|r| r.app) {
+    let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
+        match routes
+            .iter()
+            .find(|r| r.matches(user, trunk))
+            .map(|r| r.app)
+        {
             Some(App::Echo) => AppChoice::Echo,
             Some(App::Reject { code }) => AppChoice::Reject(code),
             None => AppChoice::Reject(404),
@@ -163,6 +174,30 @@ pub async fn start(
         sip,
         shutdown: shutdown_tx,
     })
+}
+
+/// Who may call in: trunks by allow-listed source IP, `[[users]]` by digest. With neither
+/// configured the server is open (lab setup); with allow-lists but no users, anyone else
+/// gets 403.
+pub fn inbound_policy(cfg: &Config, realm: &str) -> InboundPolicy {
+    let trunks: Vec<TrunkConfig> = cfg.trunks.values().cloned().collect();
+    let require_trusted = trunks.iter().any(|t| !t.allow_ips.is_empty());
+    InboundPolicy {
+        users: cfg
+            .server
+            .users
+            .iter()
+            .map(|u| (u.username.clone(), u.password.expose().to_string()))
+            .collect(),
+        realm: realm.to_string(),
+        trusted: Arc::new(move |ip| {
+            trunks
+                .iter()
+                .find(|t| t.allows_ip(ip))
+                .map(|t| t.name.clone())
+        }),
+        require_trusted,
+    }
 }
 
 /// The digest credentials of a trunk's `[auth]` section.

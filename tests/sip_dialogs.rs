@@ -514,3 +514,72 @@ fn options_ping_reports_rtt_and_timeout() {
     }
     panic!("no timeout reported");
 }
+
+fn users_policy() -> leadscaller::sip::endpoint::InboundPolicy {
+    let mut p = leadscaller::sip::endpoint::InboundPolicy::open();
+    p.users.insert("alice".into(), "wonderland".into());
+    p.realm = "leadscaller.test".into();
+    p
+}
+
+#[test]
+fn inbound_digest_admits_our_own_uac_and_refuses_wrong_password() {
+    for (password, admitted) in [("wonderland", true), ("guess", false)] {
+        let mut net = Net::new();
+        net.b.set_inbound_policy(users_policy());
+        net.call(Some(Credentials::new("alice", password)));
+        net.run(Duration::from_millis(50));
+        let incoming: Vec<_> = net
+            .b_events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingCall { user, .. } => Some(user.clone()),
+                _ => None,
+            })
+            .collect();
+        let lines: Vec<&str> = net.wire.iter().map(|(_, l)| l.as_str()).collect();
+        assert!(lines.contains(&"SIP/2.0 401 Unauthorized"), "{lines:?}");
+        if admitted {
+            assert_eq!(incoming, vec![Some("alice".to_string())], "{lines:?}");
+        } else {
+            assert!(incoming.is_empty());
+            assert!(lines.contains(&"SIP/2.0 403 Forbidden"), "{lines:?}");
+            assert!(net.a_events.iter().any(|(_, e)| matches!(
+                e,
+                Event::CallEnded {
+                    reason: EndReason::Failed(403),
+                    ..
+                }
+            )));
+        }
+    }
+}
+
+#[test]
+fn allow_list_admits_trunk_and_refuses_others() {
+    for (trusted_port, admitted) in [(5001u16, true), (9999, false)] {
+        let mut net = Net::new();
+        let mut p = leadscaller::sip::endpoint::InboundPolicy::open();
+        p.require_trusted = true;
+        p.trusted = std::sync::Arc::new(move |ip| {
+            (trusted_port == 5001 && ip.is_loopback()).then(|| "carrier".to_string())
+        });
+        net.b.set_inbound_policy(p);
+        net.call(None);
+        net.run(Duration::from_millis(50));
+        let trunks: Vec<_> = net
+            .b_events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingCall { trunk, .. } => Some(trunk.clone()),
+                _ => None,
+            })
+            .collect();
+        if admitted {
+            assert_eq!(trunks, vec![Some("carrier".to_string())]);
+        } else {
+            assert!(trunks.is_empty());
+            assert!(net.wire.iter().any(|(_, l)| l == "SIP/2.0 403 Forbidden"));
+        }
+    }
+}

@@ -24,8 +24,9 @@ pub enum AppChoice {
     Reject(u16),
 }
 
-/// Picks an app from the called user (Request-URI user part).
-pub type Router = Arc<dyn Fn(&str) -> AppChoice + Send + Sync>;
+/// Picks an app from the called user (Request-URI user part) and the trunk the call came
+/// from (when its source address is on a trunk's allow-list).
+pub type Router = Arc<dyn Fn(&str, Option<&str>) -> AppChoice + Send + Sync>;
 
 /// Settings of the call layer.
 #[derive(Clone)]
@@ -74,6 +75,7 @@ pub async fn run(
                 request,
                 from,
                 to,
+                trunk,
                 ..
             } => {
                 let (ctx, crx) = mpsc::unbounded_channel();
@@ -93,7 +95,7 @@ pub async fn run(
                     to: to.uri.to_string(),
                     finished: finished.clone(),
                 };
-                tokio::spawn(session.run(tx, user, request.body));
+                tokio::spawn(session.run(tx, user, trunk, request.body));
             }
             Event::InDialogRequest { call, .. }
             | Event::CallConfirmed { call }
@@ -166,10 +168,10 @@ impl CallSession {
             .await;
     }
 
-    async fn run(mut self, tx: TxId, user: String, offer: Bytes) {
+    async fn run(mut self, tx: TxId, user: String, trunk: Option<String>, offer: Bytes) {
         let reason;
         let mut echoed = 0;
-        match (self.cfg.router)(&user) {
+        match (self.cfg.router)(&user, trunk.as_deref()) {
             AppChoice::Reject(code) => {
                 self.respond(tx, code, None).await;
                 reason = self.wait_end().await;

@@ -2,8 +2,8 @@
 //! timers from `poll_timeout`. One task owns the endpoint; sockets talk to it by channels.
 
 use super::endpoint::{
-    CallId, Endpoint, EndpointConfig, Event, OutboundCall, Peer, RegId, Registration, Transport,
-    TxId,
+    CallId, Endpoint, EndpointConfig, Event, InboundPolicy, OutboundCall, Peer, RegId,
+    Registration, Transport, TxId,
 };
 use super::message::Message;
 use super::parse::{ParseFailure, StreamEvent, StreamFramer};
@@ -62,11 +62,22 @@ pub struct SipHandle {
     pub bound: Vec<(Transport, SocketAddr)>,
 }
 
-/// Binds every listener and spawns the endpoint task. Events for the call layer arrive on
-/// `events`; the task ends when `shutdown` becomes true.
+/// Binds every listener and spawns the endpoint task, admitting every inbound call.
+/// Events for the call layer arrive on `events`; the task ends when `shutdown` becomes true.
 pub async fn start(
     listeners: &[(Transport, SocketAddr)],
     cfg: EndpointConfig,
+    events: mpsc::Sender<Event>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<SipHandle> {
+    start_with_policy(listeners, cfg, InboundPolicy::open(), events, shutdown).await
+}
+
+/// Like [`start`], with an admission policy for inbound calls (allow-lists, digest users).
+pub async fn start_with_policy(
+    listeners: &[(Transport, SocketAddr)],
+    cfg: EndpointConfig,
+    policy: InboundPolicy,
     events: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<SipHandle> {
@@ -111,6 +122,7 @@ pub async fn start(
     }
     let seed = rand::random::<u64>();
     let mut ep = Endpoint::new(cfg, seed);
+    ep.set_inbound_policy(policy);
     tokio::spawn(async move {
         let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
         loop {

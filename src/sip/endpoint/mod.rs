@@ -103,6 +103,10 @@ pub enum Event {
         from: NameAddr,
         to: NameAddr,
         peer: Peer,
+        /// The trunk whose allow-list admitted the source address.
+        trunk: Option<String>,
+        /// The digest user that authenticated.
+        user: Option<String>,
     },
     /// An in-dialog request the call layer must answer (re-INVITE, UPDATE, INFO).
     InDialogRequest {
@@ -260,6 +264,7 @@ pub struct Endpoint {
     /// (Call-ID, local tag) → call, for in-dialog request matching.
     by_dialog: HashMap<(String, String), CallId>,
     registrations: HashMap<RegId, register::RegState>,
+    gate: inbound::Gate,
     next_other: u64,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
@@ -269,8 +274,10 @@ pub struct Endpoint {
     stats: EndpointStats,
 }
 
+mod inbound;
 mod register;
 mod uac;
+pub use inbound::{InboundPolicy, TrustedSources};
 pub use register::{PingId, RegId, Registration};
 pub use uac::OutboundCall;
 
@@ -287,6 +294,7 @@ impl Endpoint {
             dialogs: HashMap::new(),
             by_dialog: HashMap::new(),
             registrations: HashMap::new(),
+            gate: inbound::Gate::new(InboundPolicy::open()),
             next_other: 1,
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
@@ -494,7 +502,15 @@ impl Endpoint {
         let method = entry.request.method.clone();
         self.server.insert(key.clone(), entry);
         match method {
-            Method::Invite => self.new_incoming_call(now, peer, &key, core),
+            Method::Invite => match self.gate.admit(now, peer, &self.server[&key].request) {
+                inbound::Admission::Accept { trunk, user } => {
+                    self.new_incoming_call(now, peer, &key, core, trunk, user)
+                }
+                inbound::Admission::Challenge(www) => {
+                    self.respond_simple(now, &key, 401, &[("WWW-Authenticate", www)])
+                }
+                inbound::Admission::Forbidden => self.respond_simple(now, &key, 403, &[]),
+            },
             Method::Options => self.respond_simple(
                 now,
                 &key,
@@ -511,7 +527,15 @@ impl Endpoint {
         }
     }
 
-    fn new_incoming_call(&mut self, now: Instant, peer: Peer, key: &str, core: RequestCore) {
+    fn new_incoming_call(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: &str,
+        core: RequestCore,
+        trunk: Option<String>,
+        user: Option<String>,
+    ) {
         let call = CallId(self.next_call);
         self.next_call += 1;
         let local_tag = self.random_token();
@@ -562,6 +586,8 @@ impl Endpoint {
             from: core.from,
             to: core.to,
             peer,
+            trunk,
+            user,
         });
     }
 
