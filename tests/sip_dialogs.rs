@@ -47,6 +47,8 @@ struct Net {
     lose: Box<dyn FnMut(bool, &str) -> bool>,
     /// First lines delivered, in order, with direction.
     wire: Vec<(bool, String)>,
+    /// When set, `b` answers in-dialog requests (re-INVITE, UPDATE) with 200 at once.
+    b_answers_in_dialog: bool,
 }
 
 impl Net {
@@ -61,6 +63,7 @@ impl Net {
             b_events: Vec::new(),
             lose: Box::new(|_, _| false),
             wire: Vec::new(),
+            b_answers_in_dialog: false,
         }
     }
 
@@ -97,7 +100,13 @@ impl Net {
             while let Some(e) = self.a.poll_event() {
                 self.a_events.push((self.now - self.start, e));
             }
+            let mut moved = moved;
             while let Some(e) = self.b.poll_event() {
+                if let (true, Event::InDialogRequest { tx, .. }) = (self.b_answers_in_dialog, &e) {
+                    let body = Some(("application/sdp", Bytes::from_static(SDP.as_bytes())));
+                    self.b.respond(self.now, tx, 200, &[], body);
+                    moved = true;
+                }
                 self.b_events.push((self.now - self.start, e));
             }
             if moved {
@@ -582,4 +591,82 @@ fn allow_list_admits_trunk_and_refuses_others() {
             assert!(net.wire.iter().any(|(_, l)| l == "SIP/2.0 403 Forbidden"));
         }
     }
+}
+
+#[test]
+fn session_timer_refreshed_by_caller_keeps_call_up() {
+    let mut net = Net::new();
+    net.b_answers_in_dialog = true;
+    net.call(None);
+    net.run(Duration::from_millis(10));
+    net.answer_all(200);
+    net.run(Duration::from_secs(2000));
+    let reinvites: Vec<Duration> = net
+        .b_events
+        .iter()
+        .filter_map(|(at, e)| matches!(e, Event::InDialogRequest { .. }).then_some(*at))
+        .collect();
+    // UAC refreshes at half the 1800 s interval, twice within 2000 s.
+    assert_eq!(reinvites.len(), 2, "{reinvites:?}");
+    assert!(reinvites[0] >= Duration::from_secs(900) && reinvites[0] < Duration::from_secs(901));
+    assert_eq!(net.a.active_calls(), 1);
+    assert_eq!(net.b.active_calls(), 1);
+    let oks = net
+        .wire
+        .iter()
+        .filter(|(a, l)| !a && l == "SIP/2.0 200 OK")
+        .count();
+    let acks = net
+        .wire
+        .iter()
+        .filter(|(a, l)| *a && l.starts_with("ACK "))
+        .count();
+    assert_eq!((oks, acks), (3, 3), "every 2xx to an INVITE is ACKed once");
+}
+
+#[test]
+fn session_expires_without_refresh_ends_call_with_bye() {
+    let mut net = Net::new();
+    // The refresher's re-INVITEs never arrive.
+    net.lose = Box::new(|from_a, line| {
+        from_a && line.starts_with("INVITE") && line.contains("leadscaller@")
+    });
+    net.call(None);
+    net.run(Duration::from_millis(10));
+    net.answer_all(200);
+    net.run(Duration::from_secs(2000));
+    let (at, _) = net
+        .b_events
+        .iter()
+        .find(|(_, e)| {
+            matches!(
+                e,
+                Event::CallEnded {
+                    reason: EndReason::SessionExpired,
+                    ..
+                }
+            )
+        })
+        .expect("UAS ended the session");
+    assert_eq!(*at, Duration::from_secs(1768));
+    assert!(net.wire.iter().any(|(a, l)| !a && l.starts_with("BYE ")));
+    assert!(
+        net.a_events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::CallEnded { .. }))
+    );
+}
+
+#[test]
+fn too_small_session_interval_gets_422() {
+    let mut b = Endpoint::new(cfg(5002), 3);
+    let invite = "INVITE sip:x@127.0.0.1:5002 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKse\r\n\
+From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: se@test\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:a@127.0.0.1:5001>\r\nSupported: timer\r\nSession-Expires: 30\r\nContent-Length: 0\r\n\r\n";
+    b.handle_datagram(Instant::now(), peer(5001), invite.as_bytes());
+    let out = b.poll_transmit().unwrap();
+    let text = String::from_utf8_lossy(&out.bytes).to_string();
+    assert!(text.starts_with("SIP/2.0 422 "), "{text}");
+    assert!(text.contains("Min-SE: 90"), "{text}");
+    assert!(b.poll_event().is_none());
 }

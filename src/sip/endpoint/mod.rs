@@ -85,6 +85,8 @@ pub enum EndReason {
     AckTimeout,
     /// We rejected the call with this status.
     Rejected(u16),
+    /// The session timer ran out without a refresh (RFC 4028).
+    SessionExpired,
     /// Our outbound INVITE failed with this final status (408 when nothing answered).
     Failed(u16),
 }
@@ -200,6 +202,8 @@ struct Dialog {
     ok_cseq: u32,
     /// Present when we placed the call.
     uac: Option<uac::UacState>,
+    /// RFC 4028 session timer, when negotiated.
+    session: Option<session_timer::SessionTimer>,
 }
 
 impl Dialog {
@@ -236,6 +240,8 @@ struct ClientEntry {
 enum Other {
     Register(RegId),
     Ping(PingId, Instant),
+    /// A session-refresh re-INVITE of this call.
+    Refresh(CallId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -244,6 +250,7 @@ enum TimerRef {
     Client(String),
     Dialog(CallId),
     Register(RegId),
+    Session(CallId),
 }
 
 /// Counters for monitoring.
@@ -276,6 +283,7 @@ pub struct Endpoint {
 
 mod inbound;
 mod register;
+mod session_timer;
 mod uac;
 pub use inbound::{InboundPolicy, TrustedSources};
 pub use register::{PingId, RegId, Registration};
@@ -482,6 +490,12 @@ impl Endpoint {
                     self.respond_simple(now, &key, 200, &[]);
                     self.end_call(call, EndReason::RemoteBye);
                 }
+                Method::Invite | Method::Update
+                    if Self::session_too_small(&self.server[&key].request) =>
+                {
+                    let min = ("Min-SE", session_timer::MIN_SE.to_string());
+                    self.respond_simple(now, &key, 422, &[min]);
+                }
                 Method::Invite | Method::Update | Method::Info => {
                     if method == Method::Invite {
                         self.respond_simple(now, &key, 100, &[]);
@@ -502,6 +516,10 @@ impl Endpoint {
         let method = entry.request.method.clone();
         self.server.insert(key.clone(), entry);
         match method {
+            Method::Invite if Self::session_too_small(&self.server[&key].request) => {
+                let min = ("Min-SE", session_timer::MIN_SE.to_string());
+                self.respond_simple(now, &key, 422, &[min]);
+            }
             Method::Invite => match self.gate.admit(now, peer, &self.server[&key].request) {
                 inbound::Admission::Accept { trunk, user } => {
                     self.new_incoming_call(now, peer, &key, core, trunk, user)
@@ -571,6 +589,7 @@ impl Endpoint {
             ok_give_up: None,
             ok_cseq: core.cseq.seq,
             uac: None,
+            session: None,
         };
         self.by_dialog
             .insert((core.call_id.clone(), local_tag), call);
@@ -742,7 +761,21 @@ impl Endpoint {
         extra: &[(&str, String)],
         body: Option<(&str, Bytes)>,
     ) -> bool {
-        let Some(resp) = self.build_response(key, status, extra, body) else {
+        let mut extra: Vec<(&str, String)> = extra.to_vec();
+        let session_request = self.server.get(key).and_then(|e| {
+            let m = &e.request.method;
+            let wants = (200..300).contains(&status)
+                && matches!(m, Method::Invite | Method::Update)
+                && e.tx.awaiting_final();
+            wants
+                .then(|| (e.call, e.request.clone()))
+                .and_then(|(c, r)| c.map(|c| (c, r)))
+        });
+        if let Some((call, req)) = session_request {
+            let headers = self.session_on_2xx(now, call, &req, body.as_ref().map(|(_, b)| b));
+            extra.extend(headers);
+        }
+        let Some(resp) = self.build_response(key, status, &extra, body) else {
             return false;
         };
         let bytes = Bytes::from(resp.to_bytes());
@@ -906,12 +939,12 @@ impl Endpoint {
             }
             return;
         };
-        if entry.method == Method::Invite {
-            self.on_invite_response(now, key, resp, core);
-            return;
-        }
         if let Some(other) = entry.other {
             self.on_other_response(now, key, other, resp);
+            return;
+        }
+        if entry.method == Method::Invite {
+            self.on_invite_response(now, key, resp, core);
             return;
         }
         let action = entry.tx.on_response(now, resp.status, Bytes::new);
@@ -945,6 +978,7 @@ impl Endpoint {
                 TimerRef::Client(key) => self.fire_client(now, key),
                 TimerRef::Dialog(call) => self.fire_dialog(now, call),
                 TimerRef::Register(reg) => self.fire_register(now, reg),
+                TimerRef::Session(call) => self.fire_session(now, call),
             }
         }
     }

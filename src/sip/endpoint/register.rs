@@ -223,10 +223,28 @@ impl Endpoint {
         let Some(entry) = self.client.get_mut(&key) else {
             return;
         };
-        let action = entry.tx.on_response(now, resp.status, Bytes::new);
-        let deadline = entry.tx.deadline();
-        self.arm(deadline, TimerRef::Client(key));
-        if matches!(action, ResponseAction::Absorb(_)) || resp.status < 200 {
+        let request = entry.request.clone();
+        let action = entry.tx.on_response(now, resp.status, || {
+            Bytes::from(super::uac::ack_for_non_2xx(request.as_ref(), &resp).to_bytes())
+        });
+        let (peer, deadline) = (entry.peer, entry.tx.deadline());
+        match action {
+            ResponseAction::Absorb(ack) => {
+                if let Some(a) = ack {
+                    self.send(peer, a);
+                }
+                return;
+            }
+            ResponseAction::DeliverAndAck(a) => self.send(peer, a),
+            ResponseAction::Deliver => {}
+        }
+        if (200..300).contains(&resp.status) && entry_is_invite(&request) {
+            // An INVITE client transaction ends with its 2xx.
+            self.client.remove(&key);
+        } else {
+            self.arm(deadline, TimerRef::Client(key));
+        }
+        if resp.status < 200 {
             return;
         }
         match other {
@@ -236,6 +254,7 @@ impl Endpoint {
                 rtt: now.saturating_duration_since(sent),
             }),
             Other::Register(id) => self.on_register_final(now, id, &resp),
+            Other::Refresh(call) => self.on_refresh_final(now, call, &resp, request.as_ref()),
         }
     }
 
@@ -247,6 +266,10 @@ impl Endpoint {
                 rtt: now.saturating_duration_since(sent),
             }),
             Other::Register(id) => self.register_failed(now, id, 408),
+            Other::Refresh(call) => {
+                let resp = Response::new(408, "Request Timeout");
+                self.on_refresh_final(now, call, &resp, None)
+            }
         }
     }
 
@@ -341,6 +364,10 @@ impl Endpoint {
             self.send_register(now, id, None);
         }
     }
+}
+
+fn entry_is_invite(req: &Option<Request>) -> bool {
+    req.as_ref().is_some_and(|r| r.method == Method::Invite)
 }
 
 /// The lifetime the registrar granted: our Contact's `expires` param, else Expires.

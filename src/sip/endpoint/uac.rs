@@ -75,6 +75,7 @@ impl Endpoint {
                 ack: None,
                 cancelled: false,
             }),
+            session: None,
         };
         self.by_dialog.insert((call_id, local_tag), id);
         self.dialogs.insert(id, dialog);
@@ -116,6 +117,10 @@ impl Endpoint {
         req.headers.push("Contact", contact);
         req.headers.push("Allow", super::ALLOW);
         req.headers.push("Supported", "timer, replaces");
+        req.headers.push(
+            "Session-Expires",
+            super::session_timer::DEFAULT_SE.to_string(),
+        );
         req.headers.push("User-Agent", ua);
         for (k, v) in &uac.call.headers {
             req.headers.push(k, v.clone());
@@ -317,6 +322,13 @@ impl Endpoint {
             self.send_bye(now, id);
             return;
         }
+        let offer = self
+            .dialogs
+            .get(&id)
+            .and_then(|d| d.uac.as_ref())
+            .map(|u| u.call.sdp.clone())
+            .unwrap_or_default();
+        self.session_from_2xx(now, id, resp, offer);
         self.events.push_back(Event::CallAnswered {
             call: id,
             body: resp.body.clone(),
@@ -378,7 +390,7 @@ impl Endpoint {
 
 /// The ACK for a non-2xx final response (§17.1.1.3): same Request-URI, top Via, From,
 /// Call-ID and CSeq number as the INVITE; To from the response; Route from the INVITE.
-fn ack_for_non_2xx(invite: Option<&Request>, resp: &Response) -> Request {
+pub(super) fn ack_for_non_2xx(invite: Option<&Request>, resp: &Response) -> Request {
     let Some(invite) = invite else {
         return Request::new(Method::Ack, "sip:invalid");
     };
