@@ -31,8 +31,6 @@ pub enum DialError {
     BadDestination(String),
     #[error("cannot resolve trunk host {0}: {1}")]
     Resolve(String, io::Error),
-    #[error("trunk transport {0} is not supported for outbound calls yet (use udp)")]
-    Transport(&'static str),
     #[error("call failed: {0:?}")]
     Failed(EndReason),
     #[error("the answer's SDP is unusable: {0}")]
@@ -76,27 +74,22 @@ pub async fn dial(
             cfg.trunks.keys().cloned().collect::<Vec<_>>().join(", "),
         )
     })?;
-    if trunk.transport != crate::config::Transport::Udp {
-        return Err(DialError::Transport(trunk.transport.as_str()));
-    }
     let target = target_uri(dest, trunk)?;
     let peer = trunk_peer(trunk)
         .await
         .map_err(|e| DialError::Resolve(trunk.host_port(), e))?;
     let remote = peer.addr;
 
-    // A UDP listener on an ephemeral port of the configured bind address.
-    let mut listeners: Vec<(Transport, SocketAddr)> = sip_listeners(&cfg.server)
-        .into_iter()
-        .filter(|(t, _)| *t == Transport::Udp)
-        .take(1)
-        .collect();
-    for l in &mut listeners {
-        l.1.set_port(0);
-    }
-    if listeners.is_empty() {
-        listeners.push((Transport::Udp, SocketAddr::from(([0, 0, 0, 0], 0))));
-    }
+    // UDP and TCP listeners on ephemeral ports of the configured bind address (TLS calls
+    // ride on the connection we open).
+    let bind_ip = sip_listeners(&cfg.server)
+        .first()
+        .map(|(_, a)| a.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let listeners = [
+        (Transport::Udp, SocketAddr::new(bind_ip, 0)),
+        (Transport::Tcp, SocketAddr::new(bind_ip, 0)),
+    ];
     let (advertised, media_ip) = advertised_address(&cfg.server, listeners[0].1.ip());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ev_tx, mut events) = mpsc::channel(256);

@@ -127,14 +127,16 @@ pub async fn start(
     let ep_cfg = endpoint_config(s, &advertised);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
-    let sip = transport::start_with_policy(
-        &listeners,
-        ep_cfg,
-        inbound_policy(cfg, &advertised),
-        ev_tx,
-        shutdown_rx,
-    )
-    .await?;
+    let tls_server = match (&s.sip.tls_cert, &s.sip.tls_key) {
+        (Some(c), Some(k)) => Some(crate::sip::tls::server_config_from_files(c, k)?),
+        _ => None,
+    };
+    let opts = transport::DriverOptions {
+        policy: inbound_policy(cfg, &advertised),
+        tls_server,
+        tls_client: None,
+    };
+    let sip = transport::start_with(&listeners, ep_cfg, opts, ev_tx, shutdown_rx).await?;
     for (t, a) in &sip.bound {
         tracing::info!(transport = t.as_str(), addr = %a, advertised = %advertised, "SIP listening");
     }
@@ -211,7 +213,7 @@ pub fn trunk_credentials(trunk: &TrunkConfig) -> Option<Credentials> {
     })
 }
 
-/// Resolves a trunk's next hop (outbound proxy or host) to a UDP peer.
+/// Resolves a trunk's next hop (outbound proxy or host) to a peer on the trunk's transport.
 pub async fn trunk_peer(trunk: &TrunkConfig) -> io::Result<Peer> {
     let hop = trunk
         .outbound_proxy
@@ -223,19 +225,15 @@ pub async fn trunk_peer(trunk: &TrunkConfig) -> io::Result<Peer> {
         .next()
         .ok_or_else(|| io::Error::other(format!("{hop}: no address")))?;
     Ok(Peer {
-        transport: Transport::Udp,
+        transport: map_transport(trunk.transport),
         addr,
         conn: None,
     })
 }
 
 /// Keeps a trunk registered (when `register.enabled`) and pings it with OPTIONS every
-/// `options_keepalive_s` seconds (when non-zero). Only UDP trunks are served for now.
+/// `options_keepalive_s` seconds (when non-zero).
 async fn trunk_upkeep(trunk: TrunkConfig, commands: mpsc::Sender<Command>) {
-    if trunk.transport != config::Transport::Udp {
-        tracing::warn!(trunk = %trunk.name, transport = trunk.transport.as_str(), "only UDP trunks are registered/pinged for now");
-        return;
-    }
     let peer = match trunk_peer(&trunk).await {
         Ok(p) => p,
         Err(e) => {

@@ -571,7 +571,8 @@ fn build_sip(raw: RawSip, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<SipConfi
     for (key, l) in entries {
         // TCP and TLS both bind a TCP socket, so they cannot share an address.
         let stream = l.transport != Transport::Udp;
-        if !seen.insert((stream, l.addr)) {
+        // Port 0 asks the OS for a fresh port each time, so it never conflicts.
+        if l.addr.port() != 0 && !seen.insert((stream, l.addr)) {
             return Err(ctx.err(
                 &key,
                 format!(

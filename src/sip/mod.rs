@@ -6,6 +6,7 @@ pub mod headers;
 pub mod message;
 pub mod parse;
 pub mod sdp;
+pub mod tls;
 pub mod transaction;
 pub mod transport;
 pub mod uri;

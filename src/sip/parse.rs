@@ -380,10 +380,12 @@ impl StreamFramer {
             Err(failure) => {
                 // We know where the header section ends; find the body length to skip it.
                 let skip = self.body_len_hint(end).unwrap_or(0);
-                if skip == usize::MAX {
+                // Saturate: a hinted length near usize::MAX must not overflow, and a body
+                // beyond the size limit must not make us buffer without bound.
+                let total = (end + term).saturating_add(skip);
+                if skip == usize::MAX || total > self.limits.max_message {
                     return Some(self.fatal(failure));
                 }
-                let total = end + term + skip;
                 if self.buf.len() < total {
                     return None;
                 }
@@ -402,7 +404,8 @@ impl StreamFramer {
                 return Some(self.fatal(failure));
             }
         };
-        let total = end + term + len;
+        // Content-Length may be as large as usize::MAX: saturate rather than overflow.
+        let total = (end + term).saturating_add(len);
         if total > self.limits.max_message {
             return Some(self.fatal(ParseError::TooLarge(self.limits.max_message).into()));
         }

@@ -1,5 +1,6 @@
-//! The thin tokio driver around [`Endpoint`]: UDP sockets and TCP listeners in, bytes out,
-//! timers from `poll_timeout`. One task owns the endpoint; sockets talk to it by channels.
+//! The thin tokio driver around [`Endpoint`]: UDP sockets, TCP and TLS connections (accepted
+//! and opened on demand) in, bytes out, timers from `poll_timeout`. One task owns the
+//! endpoint; sockets talk to it by channels.
 
 use super::endpoint::{
     CallId, Endpoint, EndpointConfig, Event, InboundPolicy, OutboundCall, Peer, RegId,
@@ -13,10 +14,13 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_rustls::rustls::{ClientConfig, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// A command from the call layer to the endpoint task.
 #[derive(Debug)]
@@ -51,7 +55,6 @@ enum Input {
     Message(Peer, Message),
     Malformed(Peer, ParseFailure),
     KeepAlive(Peer),
-    ConnOpened(u64, mpsc::Sender<Bytes>),
     ConnClosed(u64),
 }
 
@@ -62,6 +65,27 @@ pub struct SipHandle {
     pub bound: Vec<(Transport, SocketAddr)>,
 }
 
+/// Optional parts of the driver.
+#[derive(Clone)]
+pub struct DriverOptions {
+    /// Who may call in.
+    pub policy: InboundPolicy,
+    /// Certificate for TLS listeners; without it TLS listeners are skipped.
+    pub tls_server: Option<Arc<ServerConfig>>,
+    /// Trust for outbound TLS connections; `None` uses the system roots.
+    pub tls_client: Option<Arc<ClientConfig>>,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            policy: InboundPolicy::open(),
+            tls_server: None,
+            tls_client: None,
+        }
+    }
+}
+
 /// Binds every listener and spawns the endpoint task, admitting every inbound call.
 /// Events for the call layer arrive on `events`; the task ends when `shutdown` becomes true.
 pub async fn start(
@@ -70,22 +94,44 @@ pub async fn start(
     events: mpsc::Sender<Event>,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<SipHandle> {
-    start_with_policy(listeners, cfg, InboundPolicy::open(), events, shutdown).await
+    start_with(listeners, cfg, DriverOptions::default(), events, shutdown).await
 }
 
-/// Like [`start`], with an admission policy for inbound calls (allow-lists, digest users).
-pub async fn start_with_policy(
+/// Stream connections known to the endpoint task: writers by id, and ids by remote address
+/// so that requests we originate reuse a connection (RFC 3261 §18.1.1).
+#[derive(Default)]
+struct Connections {
+    writers: HashMap<u64, mpsc::Sender<Bytes>>,
+    by_addr: HashMap<(Transport, SocketAddr), u64>,
+}
+
+/// Shared pieces a connection task needs.
+#[derive(Clone)]
+struct ConnCtx {
+    input: mpsc::Sender<Input>,
+    ids: Arc<AtomicU64>,
+    limits: super::parse::ParseLimits,
+}
+
+/// Like [`start`], with an admission policy and TLS settings.
+pub async fn start_with(
     listeners: &[(Transport, SocketAddr)],
     cfg: EndpointConfig,
-    policy: InboundPolicy,
+    opts: DriverOptions,
     events: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<SipHandle> {
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(4096);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(4096);
+    let (accepted_tx, mut accepted_rx) =
+        mpsc::channel::<(u64, Transport, SocketAddr, mpsc::Sender<Bytes>)>(256);
     let mut udp: Vec<Arc<UdpSocket>> = Vec::new();
     let mut bound = Vec::new();
-    let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let ctx = ConnCtx {
+        input: in_tx.clone(),
+        ids: Arc::new(AtomicU64::new(1)),
+        limits: cfg.limits,
+    };
     for &(t, addr) in listeners {
         match t {
             Transport::Udp => {
@@ -98,33 +144,44 @@ pub async fn start_with_policy(
                 udp.push(sock.clone());
                 tokio::spawn(udp_reader(sock, in_tx.clone(), shutdown.clone()));
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
+                let acceptor = match (t, &opts.tls_server) {
+                    (Transport::Tls, Some(cfg)) => Some(TlsAcceptor::from(cfg.clone())),
+                    (Transport::Tls, None) => {
+                        tracing::warn!(%addr, "TLS listener needs sip.tls_cert and sip.tls_key; skipped");
+                        continue;
+                    }
+                    _ => None,
+                };
                 let l = TcpListener::bind(addr)
                     .await
                     .map_err(|e| with_addr(e, t, addr))?;
                 bound.push((t, l.local_addr()?));
-                tokio::spawn(tcp_acceptor(
+                tokio::spawn(acceptor_loop(
                     l,
-                    in_tx.clone(),
-                    next_conn.clone(),
-                    cfg.limits,
+                    t,
+                    acceptor,
+                    ctx.clone(),
+                    accepted_tx.clone(),
                     shutdown.clone(),
                 ));
             }
-            Transport::Tls => {
-                tracing::warn!(%addr, "TLS listener not available in this build; skipped");
-            }
         }
     }
+    let tls_client = match opts.tls_client {
+        Some(c) => c,
+        None => super::tls::client_config(&[])?,
+    };
+    let connector = TlsConnector::from(tls_client);
     let mut cfg = cfg;
     for (t, a) in &bound {
         cfg.advertised_ports.entry(*t).or_insert(a.port());
     }
     let seed = rand::random::<u64>();
     let mut ep = Endpoint::new(cfg, seed);
-    ep.set_inbound_policy(policy);
+    ep.set_inbound_policy(opts.policy);
     tokio::spawn(async move {
-        let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+        let mut conns = Connections::default();
         loop {
             let deadline = ep.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -136,12 +193,20 @@ pub async fn start_with_policy(
                         Input::Message(peer, m) => ep.handle_message(now, peer, m),
                         Input::Malformed(peer, f) => ep.handle_parse_failure(peer, f),
                         Input::KeepAlive(peer) => {
-                            if let Some(c) = peer.conn.and_then(|c| conns.get(&c)) {
+                            if let Some(c) = peer.conn.and_then(|c| conns.writers.get(&c)) {
                                 let _ = c.try_send(Bytes::from_static(b"\r\n"));
                             }
                         }
-                        Input::ConnOpened(id, w) => { conns.insert(id, w); }
-                        Input::ConnClosed(id) => { conns.remove(&id); }
+                        Input::ConnClosed(id) => {
+                            conns.writers.remove(&id);
+                            conns.by_addr.retain(|_, v| *v != id);
+                        }
+                    }
+                }
+                accepted = accepted_rx.recv() => {
+                    if let Some((id, t, addr, w)) = accepted {
+                        conns.writers.insert(id, w);
+                        conns.by_addr.insert((t, addr), id);
                     }
                 }
                 cmd = cmd_rx.recv() => {
@@ -172,27 +237,39 @@ pub async fn start_with_policy(
                 }
             }
             while let Some(t) = ep.poll_transmit() {
-                match t.peer.conn {
-                    Some(id) => {
-                        if let Some(w) = conns.get(&id)
-                            && w.try_send(t.bytes).is_err()
-                        {
-                            tracing::warn!(conn = id, "TCP writer backlog full; message dropped");
-                        }
+                if t.peer.transport == Transport::Udp {
+                    let sock = udp
+                        .iter()
+                        .find(|s| {
+                            s.local_addr()
+                                .is_ok_and(|a| a.is_ipv4() == t.peer.addr.is_ipv4())
+                        })
+                        .or(udp.first());
+                    if let Some(s) = sock
+                        && let Err(e) = s.send_to(&t.bytes, t.peer.addr).await
+                    {
+                        tracing::debug!(peer = %t.peer.addr, error = %e, "UDP send failed");
                     }
+                    continue;
+                }
+                let id = t
+                    .peer
+                    .conn
+                    .filter(|id| conns.writers.contains_key(id))
+                    .or_else(|| conns.by_addr.get(&(t.peer.transport, t.peer.addr)).copied());
+                let writer = match id {
+                    Some(id) => conns.writers.get(&id).cloned(),
                     None => {
-                        let sock = udp
-                            .iter()
-                            .find(|s| {
-                                s.local_addr()
-                                    .is_ok_and(|a| a.is_ipv4() == t.peer.addr.is_ipv4())
-                            })
-                            .or(udp.first());
-                        if let Some(s) = sock
-                            && let Err(e) = s.send_to(&t.bytes, t.peer.addr).await
-                        {
-                            tracing::debug!(peer = %t.peer.addr, error = %e, "UDP send failed");
-                        }
+                        let (id, w) = open_connection(&ctx, t.peer, connector.clone());
+                        conns.writers.insert(id, w.clone());
+                        conns.by_addr.insert((t.peer.transport, t.peer.addr), id);
+                        Some(w)
+                    }
+                };
+                match writer {
+                    Some(w) if w.try_send(t.bytes).is_ok() => {}
+                    _ => {
+                        tracing::warn!(peer = %t.peer.addr, "stream connection gone or backlogged; message dropped")
                     }
                 }
             }
@@ -246,53 +323,110 @@ async fn udp_reader(
     }
 }
 
-async fn tcp_acceptor(
+async fn acceptor_loop(
     l: TcpListener,
-    tx: mpsc::Sender<Input>,
-    ids: Arc<std::sync::atomic::AtomicU64>,
-    limits: super::parse::ParseLimits,
+    transport: Transport,
+    tls: Option<TlsAcceptor>,
+    ctx: ConnCtx,
+    accepted: mpsc::Sender<(u64, Transport, SocketAddr, mpsc::Sender<Bytes>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((stream, from)) => {
-                    let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::spawn(tcp_connection(stream, from, id, tx.clone(), limits));
+                    let _ = stream.set_nodelay(true);
+                    let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
+                    let (wtx, wrx) = mpsc::channel::<Bytes>(256);
+                    if accepted.send((id, transport, from, wtx)).await.is_err() {
+                        return;
+                    }
+                    let peer = Peer { transport, addr: from, conn: Some(id) };
+                    let ctx = ctx.clone();
+                    match tls.clone() {
+                        Some(acceptor) => {
+                            tokio::spawn(async move {
+                                // A bounded handshake so a silent client cannot hold a task.
+                                let hs = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await;
+                                match hs {
+                                    Ok(Ok(s)) => run_connection(s, peer, wrx, ctx).await,
+                                    _ => {
+                                        tracing::debug!(peer = %from, "TLS handshake failed");
+                                        let _ = ctx.input.send(Input::ConnClosed(id)).await;
+                                    }
+                                }
+                            });
+                        }
+                        None => { tokio::spawn(run_connection(stream, peer, wrx, ctx)); }
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "TCP accept failed"),
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
             _ = shutdown.changed() => return,
         }
     }
 }
 
-async fn tcp_connection(
-    stream: TcpStream,
-    from: SocketAddr,
-    id: u64,
-    tx: mpsc::Sender<Input>,
-    limits: super::parse::ParseLimits,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::channel::<Bytes>(256);
-    if tx.send(Input::ConnOpened(id, wtx)).await.is_err() {
-        return;
-    }
+/// Opens an outbound TCP or TLS connection; bytes queued before it is up are sent after.
+fn open_connection(
+    ctx: &ConnCtx,
+    peer: Peer,
+    connector: TlsConnector,
+) -> (u64, mpsc::Sender<Bytes>) {
+    let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
+    let (wtx, wrx) = mpsc::channel::<Bytes>(256);
+    let ctx = ctx.clone();
+    let peer = Peer {
+        conn: Some(id),
+        ..peer
+    };
+    tokio::spawn(async move {
+        let connect = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            TcpStream::connect(peer.addr),
+        )
+        .await;
+        let stream = match connect {
+            Ok(Ok(s)) => s,
+            _ => {
+                tracing::warn!(peer = %peer.addr, transport = peer.transport.as_str(), "connect failed");
+                let _ = ctx.input.send(Input::ConnClosed(id)).await;
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if peer.transport == Transport::Tls {
+            let name =
+                tokio_rustls::rustls::pki_types::ServerName::IpAddress(peer.addr.ip().into());
+            match connector.connect(name, stream).await {
+                Ok(s) => run_connection(s, peer, wrx, ctx).await,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.addr, error = %e, "TLS connect failed");
+                    let _ = ctx.input.send(Input::ConnClosed(id)).await;
+                }
+            }
+        } else {
+            run_connection(stream, peer, wrx, ctx).await;
+        }
+    });
+    (id, wtx)
+}
+
+/// Reads framed messages from a stream and writes queued bytes to it until either side ends.
+async fn run_connection<S>(stream: S, peer: Peer, mut outgoing: mpsc::Receiver<Bytes>, ctx: ConnCtx)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let Some(id) = peer.conn else { return };
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
-        while let Some(b) = wrx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+        while let Some(b) = outgoing.recv().await {
+            if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
         }
     });
-    let peer = Peer {
-        transport: Transport::Tcp,
-        addr: from,
-        conn: Some(id),
-    };
-    let mut framer = StreamFramer::new(limits);
+    let mut framer = StreamFramer::new(ctx.limits);
     let mut buf = vec![0u8; 16_384];
     'read: loop {
         let n = match rd.read(&mut buf).await {
@@ -306,17 +440,17 @@ async fn tcp_connection(
                 StreamEvent::KeepAlivePing => Input::KeepAlive(peer),
                 StreamEvent::Malformed(f) => Input::Malformed(peer, f),
                 StreamEvent::Fatal(f) => {
-                    let _ = tx.send(Input::Malformed(peer, f)).await;
+                    let _ = ctx.input.send(Input::Malformed(peer, f)).await;
                     // Give the writer a moment to flush the error response.
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     break 'read;
                 }
             };
-            if tx.send(input).await.is_err() {
+            if ctx.input.send(input).await.is_err() {
                 break 'read;
             }
         }
     }
-    let _ = tx.send(Input::ConnClosed(id)).await;
+    let _ = ctx.input.send(Input::ConnClosed(id)).await;
     writer.abort();
 }
