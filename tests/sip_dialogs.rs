@@ -670,3 +670,21 @@ Contact: <sip:a@127.0.0.1:5001>\r\nSupported: timer\r\nSession-Expires: 30\r\nCo
     assert!(text.contains("Min-SE: 90"), "{text}");
     assert!(b.poll_event().is_none());
 }
+
+#[test]
+fn rport_and_received_route_the_response_back_through_nat() {
+    let mut b = Endpoint::new(cfg(5002), 4);
+    // The client believes it is 10.0.0.5:5060; its packets arrive from 127.0.0.1:40123.
+    let options = "OPTIONS sip:x@127.0.0.1:5002 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKnat;rport\r\n\
+From: <sip:a@10.0.0.5>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: nat@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    b.handle_datagram(Instant::now(), peer(40123), options.as_bytes());
+    let out = b.poll_transmit().unwrap();
+    assert_eq!(out.peer.addr, SocketAddr::from(([127, 0, 0, 1], 40123)));
+    let text = String::from_utf8_lossy(&out.bytes).to_string();
+    assert!(
+        text.contains(
+            "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKnat;rport=40123;received=127.0.0.1\r\n"
+        ),
+        "{text}"
+    );
+}

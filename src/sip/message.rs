@@ -246,6 +246,17 @@ impl Headers {
         }
     }
 
+    /// Replaces the value of the first instance of `name`; false when there is none.
+    pub fn replace_first(&mut self, name: &str, value: impl Into<String>) -> bool {
+        match self.0.iter_mut().find(|h| h.name.is(name)) {
+            Some(h) => {
+                h.value = value.into();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes every instance of `name`.
     pub fn remove(&mut self, name: &str) {
         self.0.retain(|h| !h.name.is(name));

@@ -425,9 +425,12 @@ impl Endpoint {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, peer: Peer, req: Request) {
+    fn handle_request(&mut self, now: Instant, peer: Peer, mut req: Request) {
         let core = match validate_request(&req) {
-            Ok(c) => c,
+            Ok(c) => {
+                stamp_received(&mut req, peer);
+                c
+            }
             Err(rej) => {
                 tracing::debug!(peer = %peer.addr, status = rej.status, reason = %rej.reason, "rejecting request");
                 if req.method != Method::Ack {
@@ -1090,6 +1093,32 @@ fn reason_for(e: &super::parse::ParseError) -> String {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => "Bad Request".into(),
     }
+}
+
+/// Records where a request really came from in its top Via (RFC 3261 §18.2.1 `received`,
+/// RFC 3581 `rport`), so that responses and proxies can route back through NAT.
+fn stamp_received(req: &mut Request, peer: Peer) {
+    let Some(first_line) = req.headers.get("Via").map(str::to_string) else {
+        return;
+    };
+    let mut parts = super::message::split_list(&first_line);
+    let Some(top) = parts.first().copied() else {
+        return;
+    };
+    let Ok(mut via) = Via::parse(top) else { return };
+    let ip = peer.addr.ip().to_string();
+    let wants_rport = via.params.get("rport").is_some();
+    if wants_rport {
+        via.params.set("rport", Some(&peer.addr.port().to_string()));
+    }
+    if wants_rport || via.host.trim_start_matches('[').trim_end_matches(']') != ip {
+        via.params.set("received", Some(&ip));
+    } else {
+        return;
+    }
+    let rebuilt = via.to_string();
+    parts[0] = &rebuilt;
+    req.headers.replace_first("Via", parts.join(", "));
 }
 
 /// The server transaction key (RFC 3261 §17.2.3), with the RFC 2543 fallback for branches
