@@ -145,10 +145,17 @@ pub async fn start(
         match routes
             .iter()
             .find(|r| r.matches(user, trunk))
-            .map(|r| r.app)
+            .map(|r| &r.app)
         {
             Some(App::Echo) => AppChoice::Echo,
-            Some(App::Reject { code }) => AppChoice::Reject(code),
+            Some(App::Reject { code }) => AppChoice::Reject(*code),
+            Some(App::Transfer { target, after_ms }) => match Uri::parse(target) {
+                Ok(uri) => AppChoice::Transfer {
+                    target: uri,
+                    after: Duration::from_millis((*after_ms).into()),
+                },
+                Err(_) => AppChoice::Reject(500),
+            },
             None => AppChoice::Reject(404),
         }
     });

@@ -163,3 +163,82 @@ fn dial_with_wrong_password_fails_cleanly() {
         "the password must never be printed"
     );
 }
+
+/// Starts `serve` with `config` and waits until its SIP port answers.
+fn serve(config: &Path, sip_port: u16) -> Guard {
+    let child = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn leadscaller serve");
+    // Ready when an OPTIONS is answered.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let options = format!(
+        "OPTIONS sip:127.0.0.1:{sip_port} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKready;rport\r\n\
+From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ready@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        sock.local_addr().unwrap()
+    );
+    let mut buf = [0u8; 2048];
+    for _ in 0..50 {
+        sock.send_to(options.as_bytes(), ("127.0.0.1", sip_port))
+            .unwrap();
+        if sock.recv(&mut buf).is_ok() {
+            return Guard(Some(child));
+        }
+    }
+    panic!("serve did not answer OPTIONS on port {sip_port}");
+}
+
+#[test]
+fn transfer_app_refers_sipp_caller_and_hangs_up_after_notify_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("leadscaller.toml");
+    std::fs::write(
+        &cfg,
+        "[sip]\nlisten = [ { transport = \"udp\", addr = \"127.0.0.1:15196\" } ]\n[rtp]\nport_min = 42300\nport_max = 42340\n\
+[[routes]]\nmatch_user = \"transfer\"\napp = \"transfer\"\ntransfer_to = \"sip:agent-desk@127.0.0.1:5999\"\ntransfer_after_ms = 200\n",
+    )
+    .unwrap();
+    let _server = serve(&cfg, 15196);
+    let sipp = Command::new("sipp")
+        .args([
+            "-sf",
+            &scenario("uac_refer_transferee.xml"),
+            "-s",
+            "transfer",
+            "127.0.0.1:15196",
+        ])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "15198",
+            "-m",
+            "1",
+            "-timeout",
+            "15",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp");
+    let out = Guard(Some(sipp)).wait(Duration::from_secs(20));
+    let errors: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        out.status.success(),
+        "sipp transferee scenario failed: {errors}"
+    );
+}

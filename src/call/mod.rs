@@ -22,6 +22,8 @@ pub enum AppChoice {
     Echo,
     /// Refuse with this status.
     Reject(u16),
+    /// Answer and echo, then blind-transfer the caller to `target` after `after`.
+    Transfer { target: Uri, after: Duration },
 }
 
 /// Picks an app from the called user (Request-URI user part) and the trunk the call came
@@ -101,6 +103,7 @@ pub async fn run(
             | Event::CallConfirmed { call }
             | Event::CallProgress { call, .. }
             | Event::CallAnswered { call, .. }
+            | Event::TransferProgress { call, .. }
             | Event::CallEnded { call, .. } => {
                 let ended = matches!(ev, Event::CallEnded { .. });
                 if let Some(c) = calls.get(&call) {
@@ -176,16 +179,19 @@ impl CallSession {
                 self.respond(tx, code, None).await;
                 reason = self.wait_end().await;
             }
-            AppChoice::Echo => {
-                let port = self.ports.lock().map(|mut p| p.allocate()).unwrap_or(None);
-                let Some(port) = port else {
-                    tracing::warn!(call = %self.call, "RTP port range exhausted");
+            choice @ (AppChoice::Echo | AppChoice::Transfer { .. }) => {
+                let transfer = match choice {
+                    AppChoice::Transfer { target, after } => Some((target, after)),
+                    _ => None,
+                };
+                let Some((port, media)) = self.bind_media().await else {
+                    tracing::warn!(call = %self.call, "no free RTP port pair in the range");
                     self.respond(tx, 503, None).await;
                     let reason = self.wait_end().await;
                     self.finish(reason, 0);
                     return;
                 };
-                let result = self.echo(tx, port, &offer).await;
+                let result = self.echo(tx, port, media, &offer, transfer).await;
                 if let Ok(mut p) = self.ports.lock() {
                     p.release(port);
                 }
@@ -193,6 +199,23 @@ impl CallSession {
             }
         }
         self.finish(reason, echoed);
+    }
+
+    /// Allocates an RTP/RTCP port pair and binds it, skipping ports another process holds.
+    async fn bind_media(&self) -> Option<(u16, echo::EchoMedia)> {
+        for _ in 0..16 {
+            let port = self.ports.lock().ok()?.allocate()?;
+            match echo::EchoMedia::bind(self.cfg.bind_ip, port).await {
+                Ok(m) => return Some((port, m)),
+                Err(e) => {
+                    tracing::debug!(call = %self.call, port, error = %e, "RTP port busy; trying the next");
+                    if let Ok(mut p) = self.ports.lock() {
+                        p.release(port);
+                    }
+                }
+            }
+        }
+        None
     }
 
     fn finish(&self, reason: EndReason, packets_echoed: u64) {
@@ -218,7 +241,14 @@ impl CallSession {
     }
 
     /// Answers with an SDP answer and echoes RTP until the call ends.
-    async fn echo(&mut self, tx: TxId, port: u16, offer: &[u8]) -> (EndReason, u64) {
+    async fn echo(
+        &mut self,
+        tx: TxId,
+        port: u16,
+        media: echo::EchoMedia,
+        offer: &[u8],
+        transfer: Option<(Uri, Duration)>,
+    ) -> (EndReason, u64) {
         let caps = self.caps(port);
         let answer = match std::str::from_utf8(offer)
             .ok()
@@ -239,14 +269,6 @@ impl CallSession {
                 return (self.wait_end().await, 0);
             }
         };
-        let media = match echo::EchoMedia::bind(self.cfg.bind_ip, port).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(call = %self.call, port, error = %e, "cannot bind RTP port");
-                self.respond(tx, 503, None).await;
-                return (self.wait_end().await, 0);
-            }
-        };
         self.respond(tx, 200, Some(Bytes::from(answer.sdp.to_string())))
             .await;
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -255,8 +277,21 @@ impl CallSession {
         let mut media_task = Some(media_task);
         let mut stop_tx = Some(stop_tx);
         let mut hung_up_for_timeout = false;
+        let (transfer_target, transfer_after) = match transfer {
+            Some((t, after)) => (Some(t), after),
+            None => (None, Duration::from_secs(3600 * 24)),
+        };
+        let mut transfer_target = transfer_target;
+        let transfer_at = tokio::time::sleep(transfer_after);
+        tokio::pin!(transfer_at);
         loop {
             tokio::select! {
+                _ = &mut transfer_at, if transfer_target.is_some() => {
+                    if let Some(target) = transfer_target.take() {
+                        tracing::info!(call = %self.call, %target, "transferring (REFER)");
+                        let _ = self.commands.send(Command::Refer { call: self.call, target: Box::new(target) }).await;
+                    }
+                }
                 ev = self.events.recv() => match ev {
                     Some(Event::CallEnded { reason, .. }) => {
                         if let Some(s) = stop_tx.take() { let _ = s.send(()); }
@@ -268,6 +303,13 @@ impl CallSession {
                     }
                     Some(Event::InDialogRequest { tx, request, .. }) => {
                         self.answer_in_dialog(tx, &request, &caps).await;
+                    }
+                    Some(Event::TransferProgress { status, from_notify, .. }) => {
+                        tracing::info!(call = %self.call, status, from_notify, "transfer progress");
+                        // RFC 5589 §6: once the transferee's new call succeeds, we leave.
+                        if from_notify && (200..300).contains(&status) {
+                            let _ = self.commands.send(Command::Hangup { call: self.call }).await;
+                        }
                     }
                     Some(_) => {}
                     None => return (EndReason::LocalBye, 0),

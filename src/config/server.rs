@@ -135,7 +135,7 @@ pub enum UserPattern {
 }
 
 /// The application that handles a routed call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum App {
     /// Answer and echo the caller's audio back.
     Echo,
@@ -143,6 +143,13 @@ pub enum App {
     Reject {
         /// SIP status code (400-699).
         code: u16,
+    },
+    /// Answer, echo, then blind-transfer the caller with REFER (RFC 3515) after a delay.
+    Transfer {
+        /// The Refer-To target (sip:, sips: or tel: URI).
+        target: String,
+        /// Milliseconds after answer before the REFER is sent.
+        after_ms: u32,
     },
 }
 
@@ -373,6 +380,7 @@ impl fmt::Display for App {
         match self {
             Self::Echo => f.write_str("echo"),
             Self::Reject { code } => write!(f, "reject {code}"),
+            Self::Transfer { target, .. } => write!(f, "transfer to {target}"),
         }
     }
 }
@@ -447,6 +455,8 @@ struct RawRoute {
     match_user: Option<String>,
     app: Option<String>,
     reject_code: Option<i64>,
+    transfer_to: Option<String>,
+    transfer_after_ms: Option<i64>,
     trunk: Option<String>,
 }
 
@@ -793,20 +803,50 @@ fn build_routes(raw: Vec<RawRoute>, ctx: &mut Ctx<'_>) -> Result<Vec<Route>, Con
             UserPattern::parse(&pattern).map_err(|reason| ctx.err(&key("match_user"), reason))?;
 
         let app_name = ctx.req_str(&key("app"), r.app.as_deref())?;
-        let app = match app_name.as_str() {
-            "echo" => {
-                if r.reject_code.is_some() {
-                    return Err(ctx.err(&key("reject_code"), "only valid with app = \"reject\""));
+        if r.reject_code.is_some() && app_name != "reject" {
+            return Err(ctx.err(&key("reject_code"), "only valid with app = \"reject\""));
+        }
+        if app_name != "transfer" {
+            for (k, set) in [
+                ("transfer_to", r.transfer_to.is_some()),
+                ("transfer_after_ms", r.transfer_after_ms.is_some()),
+            ] {
+                if set {
+                    return Err(ctx.err(&key(k), "only valid with app = \"transfer\""));
                 }
-                App::Echo
             }
+        }
+        let app = match app_name.as_str() {
+            "echo" => App::Echo,
             "reject" => App::Reject {
                 code: ctx.int(&key("reject_code"), r.reject_code, 603, 400, 699)?,
             },
+            "transfer" => {
+                let target = ctx.req_str(&key("transfer_to"), r.transfer_to.as_deref())?;
+                let scheme_ok = ["sip:", "sips:", "tel:"]
+                    .iter()
+                    .any(|p| target.starts_with(p));
+                if !scheme_ok || target.contains(char::is_whitespace) {
+                    return Err(ctx.err(
+                        &key("transfer_to"),
+                        format!("{target:?} is not a sip:, sips: or tel: URI"),
+                    ));
+                }
+                App::Transfer {
+                    target,
+                    after_ms: ctx.int(
+                        &key("transfer_after_ms"),
+                        r.transfer_after_ms,
+                        1000,
+                        0,
+                        600_000,
+                    )?,
+                }
+            }
             other => {
                 return Err(ctx.err(
                     &key("app"),
-                    format!("unknown app {other:?} (expected one of: echo, reject)"),
+                    format!("unknown app {other:?} (expected one of: echo, reject, transfer)"),
                 ));
             }
         };
@@ -1222,7 +1262,7 @@ mod tests {
             err(
                 "[[routes]]\nmatch_user='a'\napp='echo'\n[[routes]]\nmatch_user='b'\napp='echo'\n[[routes]]\nmatch_user='c'\napp='foo'\n"
             ),
-            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, reject)"
+            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, reject, transfer)"
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\n"),
@@ -1246,7 +1286,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `trunk`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `trunk`"
         );
     }
 

@@ -34,6 +34,8 @@ pub enum Command {
     },
     /// Hang up a call.
     Hangup { call: CallId },
+    /// Blind-transfer a call's remote party to `target` (REFER).
+    Refer { call: CallId, target: Box<Uri> },
     /// Start registering; the registration's id comes back on `reply`.
     Register {
         registration: Box<Registration>,
@@ -217,6 +219,9 @@ pub async fn start_with(
                             ep.respond(now, &tx, status, &headers, body);
                         }
                         Command::Hangup { call } => ep.hangup(now, call),
+                        Command::Refer { call, target } => {
+                            ep.refer(now, call, &target);
+                        }
                         Command::Invite { call, reply } => {
                             let _ = reply.send(ep.invite(now, *call));
                         }

@@ -134,6 +134,14 @@ pub enum Event {
         status: u16,
         retry_in: Duration,
     },
+    /// Progress of a blind transfer we asked for: the REFER's final status
+    /// (`from_notify` false; 202 means accepted), then the transferee's call status from
+    /// each NOTIFY sipfrag (`from_notify` true; a 2xx means the transfer succeeded).
+    TransferProgress {
+        call: CallId,
+        status: u16,
+        from_notify: bool,
+    },
     /// An OPTIONS ping was answered (408 when it timed out).
     PingResult {
         ping: PingId,
@@ -242,6 +250,8 @@ enum Other {
     Ping(PingId, Instant),
     /// A session-refresh re-INVITE of this call.
     Refresh(CallId),
+    /// A REFER (blind transfer) of this call.
+    Refer(CallId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -282,6 +292,7 @@ pub struct Endpoint {
 }
 
 mod inbound;
+mod refer;
 mod register;
 mod session_timer;
 mod uac;
@@ -510,7 +521,11 @@ impl Endpoint {
                         request: Box::new(request),
                     });
                 }
-                Method::Options | Method::Notify => self.respond_simple(now, &key, 200, &[]),
+                Method::Notify => {
+                    let status = self.on_notify(call, &self.server[&key].request.clone());
+                    self.respond_simple(now, &key, status, &[]);
+                }
+                Method::Options => self.respond_simple(now, &key, 200, &[]),
                 Method::Other(_) => self.respond_simple(now, &key, 501, &[("Allow", ALLOW.into())]),
                 _ => self.respond_simple(now, &key, 405, &[("Allow", ALLOW.into())]),
             }
@@ -863,30 +878,22 @@ impl Endpoint {
         }
     }
 
-    fn send_bye(&mut self, now: Instant, call: CallId) {
+    /// Builds an in-dialog request (§12.2.1.1): remote target as Request-URI, our tags,
+    /// the next local CSeq, the route set, and a fresh branch. Returns it with its peer.
+    fn in_dialog_request(&mut self, call: CallId, method: Method) -> Option<(Request, Peer)> {
         let branch = format!("z9hG4bK{}", self.random_token());
         let ua = self.cfg.user_agent.clone();
-        let Some(d) = self.dialogs.get_mut(&call) else {
-            return;
-        };
-        d.local_seq += 1;
-        d.state = CallState::Terminating;
-        d.ok_resend_at = None;
-        d.ok_give_up = None;
-        let peer = d.peer;
-        let mut req = Request::new(Method::Bye, d.remote_target.to_string());
-        let via_host = format!(
-            "{}:{}",
+        let peer = self.dialogs.get(&call)?.peer;
+        let via = format!(
+            "SIP/2.0/{} {}:{};branch={branch};rport",
+            peer.transport.as_str(),
             self.cfg.advertised_host,
             self.cfg.port(peer.transport)
         );
-        req.headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {via_host};branch={branch};rport",
-                peer.transport.as_str()
-            ),
-        );
+        let d = self.dialogs.get_mut(&call)?;
+        d.local_seq += 1;
+        let mut req = Request::new(method.clone(), d.remote_target.to_string());
+        req.headers.push("Via", via);
         req.headers.push("Max-Forwards", "70");
         let mut from = d.local.clone();
         from.params.set("tag", Some(&d.local_tag));
@@ -897,34 +904,67 @@ impl Endpoint {
         req.headers.push("From", from.to_string());
         req.headers.push("To", to.to_string());
         req.headers.push("Call-ID", d.call_id.clone());
-        req.headers.push("CSeq", format!("{} BYE", d.local_seq));
+        req.headers
+            .push("CSeq", format!("{} {method}", d.local_seq));
         for r in &d.route_set {
             req.headers.push("Route", r.clone());
         }
         req.headers.push("User-Agent", ua);
+        Some((req, peer))
+    }
+
+    /// Sends `req` in a new client transaction keyed by its branch and method.
+    fn start_client_tx(
+        &mut self,
+        now: Instant,
+        req: Request,
+        peer: Peer,
+        call: Option<CallId>,
+        other: Option<Other>,
+    ) {
+        let branch = req
+            .headers
+            .get("Via")
+            .and_then(|v| Via::parse(v).ok())
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let method = req.method.clone();
         let bytes = Bytes::from(req.to_bytes());
-        let key = format!("{branch}|BYE");
+        let is_invite = method == Method::Invite;
         let tx = ClientTransaction::new(
-            false,
+            is_invite,
             peer.transport.is_reliable(),
             self.cfg.timers,
             bytes.clone(),
             now,
         );
         let deadline = tx.deadline();
+        let key = format!("{branch}|{method}");
         self.client.insert(
             key.clone(),
             ClientEntry {
                 tx,
-                call: Some(call),
+                call,
                 peer,
-                method: Method::Bye,
-                request: None,
-                other: None,
+                request: is_invite.then_some(req),
+                method,
+                other,
             },
         );
         self.send(peer, bytes);
         self.arm(deadline, TimerRef::Client(key));
+    }
+
+    fn send_bye(&mut self, now: Instant, call: CallId) {
+        let Some((req, peer)) = self.in_dialog_request(call, Method::Bye) else {
+            return;
+        };
+        if let Some(d) = self.dialogs.get_mut(&call) {
+            d.state = CallState::Terminating;
+            d.ok_resend_at = None;
+            d.ok_give_up = None;
+        }
+        self.start_client_tx(now, req, peer, Some(call), None);
     }
 
     fn handle_response(&mut self, now: Instant, resp: Response) {

@@ -255,6 +255,7 @@ impl Endpoint {
             }),
             Other::Register(id) => self.on_register_final(now, id, &resp),
             Other::Refresh(call) => self.on_refresh_final(now, call, &resp, request.as_ref()),
+            Other::Refer(call) => self.on_refer_final(call, &resp),
         }
     }
 
@@ -270,6 +271,7 @@ impl Endpoint {
                 let resp = Response::new(408, "Request Timeout");
                 self.on_refresh_final(now, call, &resp, None)
             }
+            Other::Refer(call) => self.on_refer_final(call, &Response::new(408, "Request Timeout")),
         }
     }
 

@@ -1,10 +1,9 @@
 //! Session timers (RFC 4028): negotiate Session-Expires/Min-SE/refresher, refresh the
 //! session when we are the refresher, and end it with BYE when the refresher stays silent.
 
-use super::{CallId, ClientEntry, EndReason, Endpoint, Other, TimerRef};
+use super::{CallId, EndReason, Endpoint, Other, TimerRef};
 use crate::sip::headers::parse_params;
 use crate::sip::message::{Method, Request, Response};
-use crate::sip::transaction::ClientTransaction;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
@@ -199,73 +198,18 @@ impl Endpoint {
 
     /// A refreshing re-INVITE carrying our last SDP unchanged (RFC 3264 §8: same version).
     fn send_refresh(&mut self, now: Instant, call: CallId, interval: u32, sdp: Option<Bytes>) {
-        let branch = format!("z9hG4bK{}", self.random_token());
-        let ua = self.cfg.user_agent.clone();
-        let contact = match self.dialogs.get(&call) {
-            Some(d) => self.contact(d.peer.transport),
-            None => return,
-        };
-        let Some(peer) = self.dialogs.get(&call).map(|d| d.peer) else {
+        let Some((mut req, peer)) = self.in_dialog_request(call, Method::Invite) else {
             return;
         };
-        let via = format!(
-            "SIP/2.0/{} {}:{};branch={branch};rport",
-            peer.transport.as_str(),
-            self.cfg.advertised_host,
-            self.cfg.port(peer.transport)
-        );
-        let Some(d) = self.dialogs.get_mut(&call) else {
-            return;
-        };
-        d.local_seq += 1;
-        let mut req = Request::new(Method::Invite, d.remote_target.to_string());
-        req.headers.push("Via", via);
-        req.headers.push("Max-Forwards", "70");
-        let mut from = d.local.clone();
-        from.params.set("tag", Some(&d.local_tag));
-        let mut to = d.remote.clone();
-        if let Some(t) = &d.remote_tag {
-            to.params.set("tag", Some(t));
-        }
-        req.headers.push("From", from.to_string());
-        req.headers.push("To", to.to_string());
-        req.headers.push("Call-ID", d.call_id.clone());
-        req.headers.push("CSeq", format!("{} INVITE", d.local_seq));
-        for r in &d.route_set {
-            req.headers.push("Route", r.clone());
-        }
-        req.headers.push("Contact", contact);
+        req.headers.push("Contact", self.contact(peer.transport));
         req.headers
             .push("Session-Expires", format!("{interval};refresher=uac"));
         req.headers.push("Supported", "timer");
-        req.headers.push("User-Agent", ua);
         if let Some(sdp) = sdp {
             req.headers.push("Content-Type", "application/sdp");
             req.body = sdp;
         }
-        let bytes = Bytes::from(req.to_bytes());
-        let tx = ClientTransaction::new(
-            true,
-            peer.transport.is_reliable(),
-            self.cfg.timers,
-            bytes.clone(),
-            now,
-        );
-        let deadline = tx.deadline();
-        let key = format!("{branch}|INVITE");
-        self.client.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                call: Some(call),
-                peer,
-                method: Method::Invite,
-                request: Some(req),
-                other: Some(Other::Refresh(call)),
-            },
-        );
-        self.send(peer, bytes);
-        self.arm(deadline, TimerRef::Client(key));
+        self.start_client_tx(now, req, peer, Some(call), Some(Other::Refresh(call)));
     }
 
     /// The final response to our refreshing re-INVITE.
