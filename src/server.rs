@@ -1,6 +1,6 @@
 //! Wires configuration to the running parts: SIP driver, call layer, shutdown.
 
-use crate::call::{self, AppChoice, CallRecord, CallServerConfig};
+use crate::call::{self, AppChoice, CallRecord, CallServerConfig, Ringing};
 use crate::config::{self, App, Config, ServerConfig, TrunkConfig};
 use crate::sip::digest::Credentials;
 use crate::sip::endpoint::{EndpointConfig, Transport};
@@ -142,22 +142,25 @@ pub async fn start(
     }
     let routes = s.routes.clone();
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
-        match routes
-            .iter()
-            .find(|r| r.matches(user, trunk))
-            .map(|r| &r.app)
-        {
-            Some(App::Echo) => AppChoice::Echo,
-            Some(App::Reject { code }) => AppChoice::Reject(*code),
-            Some(App::Transfer { target, after_ms }) => match Uri::parse(target) {
+        let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
+            return (AppChoice::Reject(404), Ringing::default());
+        };
+        let ringing = Ringing {
+            after: Duration::from_millis(route.answer_after_ms.into()),
+            early_media: route.early_media,
+        };
+        let choice = match &route.app {
+            App::Echo => AppChoice::Echo,
+            App::Reject { code } => AppChoice::Reject(*code),
+            App::Transfer { target, after_ms } => match Uri::parse(target) {
                 Ok(uri) => AppChoice::Transfer {
                     target: uri,
                     after: Duration::from_millis((*after_ms).into()),
                 },
                 Err(_) => AppChoice::Reject(500),
             },
-            None => AppChoice::Reject(404),
-        }
+        };
+        (choice, ringing)
     });
     let call_cfg = CallServerConfig {
         bind_ip: if first_bind.is_unspecified() {

@@ -26,9 +26,16 @@ pub enum AppChoice {
     Transfer { target: Uri, after: Duration },
 }
 
+/// How long to ring before answering, and whether to send early media meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ringing {
+    pub after: Duration,
+    pub early_media: bool,
+}
+
 /// Picks an app from the called user (Request-URI user part) and the trunk the call came
 /// from (when its source address is on a trunk's allow-list).
-pub type Router = Arc<dyn Fn(&str, Option<&str>) -> AppChoice + Send + Sync>;
+pub type Router = Arc<dyn Fn(&str, Option<&str>) -> (AppChoice, Ringing) + Send + Sync>;
 
 /// Settings of the call layer.
 #[derive(Clone)]
@@ -174,7 +181,8 @@ impl CallSession {
     async fn run(mut self, tx: TxId, user: String, trunk: Option<String>, offer: Bytes) {
         let reason;
         let mut echoed = 0;
-        match (self.cfg.router)(&user, trunk.as_deref()) {
+        let (choice, ringing) = (self.cfg.router)(&user, trunk.as_deref());
+        match choice {
             AppChoice::Reject(code) => {
                 self.respond(tx, code, None).await;
                 reason = self.wait_end().await;
@@ -191,7 +199,7 @@ impl CallSession {
                     self.finish(reason, 0);
                     return;
                 };
-                let result = self.echo(tx, port, media, &offer, transfer).await;
+                let result = self.echo(tx, port, media, &offer, transfer, ringing).await;
                 if let Ok(mut p) = self.ports.lock() {
                     p.release(port);
                 }
@@ -248,8 +256,9 @@ impl CallSession {
         media: echo::EchoMedia,
         offer: &[u8],
         transfer: Option<(Uri, Duration)>,
+        ringing: Ringing,
     ) -> (EndReason, u64) {
-        let caps = self.caps(port);
+        let mut caps = self.caps(port);
         let answer = match std::str::from_utf8(offer)
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -269,12 +278,50 @@ impl CallSession {
                 return (self.wait_end().await, 0);
             }
         };
-        self.respond(tx, 200, Some(Bytes::from(answer.sdp.to_string())))
-            .await;
+        let sdp_answer = Bytes::from(answer.sdp.to_string());
         let (stop_tx, stop_rx) = oneshot::channel();
         let timeout = self.cfg.media_timeout;
-        let media_task = tokio::spawn(media.run(answer.media.remote_addr, timeout, stop_rx));
-        let mut media_task = Some(media_task);
+        let remote = answer.media.remote_addr;
+        // The media task starts at 183 (early media) or at 200, whichever comes first.
+        let mut pending_media = Some((media, stop_rx));
+        let mut start_media = move || {
+            pending_media
+                .take()
+                .map(|(m, rx)| tokio::spawn(m.run(remote, timeout, rx)))
+        };
+        let mut media_task = None;
+        if !ringing.after.is_zero() {
+            if ringing.early_media {
+                self.respond(tx.clone(), 183, Some(sdp_answer.clone()))
+                    .await;
+                media_task = start_media();
+            } else {
+                self.respond(tx.clone(), 180, None).await;
+            }
+            let ring = tokio::time::sleep(ringing.after);
+            tokio::pin!(ring);
+            loop {
+                tokio::select! {
+                    _ = &mut ring => break,
+                    ev = self.events.recv() => match ev {
+                        Some(Event::CallEnded { reason, .. }) => {
+                            let _ = stop_tx.send(());
+                            let echoed = match media_task {
+                                Some(t) => t.await.map(|s| s.echoed).unwrap_or(0),
+                                None => 0,
+                            };
+                            return (reason, echoed);
+                        }
+                        Some(_) => {}
+                        None => return (EndReason::LocalBye, 0),
+                    }
+                }
+            }
+        }
+        self.respond(tx, 200, Some(sdp_answer)).await;
+        if media_task.is_none() {
+            media_task = start_media();
+        }
         let mut stop_tx = Some(stop_tx);
         let mut hung_up_for_timeout = false;
         let (transfer_target, transfer_after) = match transfer {
@@ -302,7 +349,7 @@ impl CallSession {
                         return (reason, echoed);
                     }
                     Some(Event::InDialogRequest { tx, request, .. }) => {
-                        self.answer_in_dialog(tx, &request, &caps).await;
+                        self.answer_in_dialog(tx, &request, &mut caps).await;
                     }
                     Some(Event::TransferProgress { status, from_notify, .. }) => {
                         tracing::info!(call = %self.call, status, from_notify, "transfer progress");
@@ -331,7 +378,7 @@ impl CallSession {
         &self,
         tx: TxId,
         request: &crate::sip::message::Request,
-        caps: &LocalMediaCapabilities,
+        caps: &mut LocalMediaCapabilities,
     ) {
         use crate::sip::message::Method;
         if request.method == Method::Info {
@@ -345,13 +392,13 @@ impl CallSession {
             self.respond(tx, 200, None).await;
             return;
         }
-        let mut caps = caps.clone();
+        // RFC 3264 §8: every new answer carries the next o= version.
         caps.session_version += 1;
         let answer = std::str::from_utf8(&request.body)
             .ok()
             .map(SessionDescription::parse)
             .and_then(Result::ok)
-            .map(|o| sdp::negotiate_answer(&o, &caps));
+            .map(|o| sdp::negotiate_answer(&o, caps));
         match answer {
             Some(Ok(a)) => {
                 self.respond(tx, 200, Some(Bytes::from(a.sdp.to_string())))

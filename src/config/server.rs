@@ -121,6 +121,10 @@ pub struct Route {
     pub app: App,
     /// Restricts the route to calls arriving from this trunk.
     pub trunk: Option<String>,
+    /// Ring (180, or 183 with early media) this long before answering; 0 answers at once.
+    pub answer_after_ms: u32,
+    /// While ringing, send 183 Session Progress with SDP and run the app's media early.
+    pub early_media: bool,
 }
 
 /// A Request-URI user pattern: `*`, `prefix*` or an exact (case-sensitive) user.
@@ -457,6 +461,8 @@ struct RawRoute {
     reject_code: Option<i64>,
     transfer_to: Option<String>,
     transfer_after_ms: Option<i64>,
+    answer_after_ms: Option<i64>,
+    early_media: Option<bool>,
     trunk: Option<String>,
 }
 
@@ -852,10 +858,24 @@ fn build_routes(raw: Vec<RawRoute>, ctx: &mut Ctx<'_>) -> Result<Vec<Route>, Con
         };
 
         let trunk = ctx.opt_str(&key("trunk"), r.trunk.as_deref())?;
+        let answer_after_ms = ctx.int(&key("answer_after_ms"), r.answer_after_ms, 0, 0, 120_000)?;
+        let early_media = r.early_media.unwrap_or(false);
+        if matches!(app, App::Reject { .. })
+            && (r.answer_after_ms.is_some() || r.early_media.is_some())
+        {
+            let k = if r.early_media.is_some() {
+                "early_media"
+            } else {
+                "answer_after_ms"
+            };
+            return Err(ctx.err(&key(k), "not valid with app = \"reject\""));
+        }
         let route = Route {
             match_user,
             app,
             trunk,
+            answer_after_ms,
+            early_media,
         };
         if let Some(j) = routes.iter().position(|earlier| route.shadowed_by(earlier)) {
             ctx.warn(
@@ -1286,7 +1306,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `trunk`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`"
         );
     }
 

@@ -663,19 +663,19 @@ impl Endpoint {
         let invite_key = key.replacen("|CANCEL", "|INVITE", 1);
         let dest = response_destination(peer, req.headers.values("Via").first().copied());
         let reliable = peer.transport.is_reliable();
+        let invite = self.server.get(&invite_key);
+        let pending = invite.is_some_and(|e| e.tx.awaiting_final());
+        // §9.2: the 200 to CANCEL carries the same To tag as the INVITE's responses.
+        let call = invite.and_then(|e| e.call);
         self.server.insert(
             key.to_string(),
             ServerEntry {
                 tx: ServerTransaction::new(false, reliable, self.cfg.timers),
                 request: req,
                 peer: dest,
-                call: None,
+                call,
             },
         );
-        let pending = self
-            .server
-            .get(&invite_key)
-            .is_some_and(|e| e.tx.awaiting_final());
         if pending {
             self.respond_simple(now, key, 200, &[]);
             self.respond_simple(now, &invite_key, 487, &[]);

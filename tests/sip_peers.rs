@@ -1,0 +1,679 @@
+//! `leadscaller serve` against real SIP peers on loopback: sipp (load, RTP from a pcap,
+//! re-INVITE hold/resume, CANCEL, OPTIONS, reject routes) and baresip (a real UA that
+//! sends a tone and must hear it back).
+//!
+//! Needs the Debian packages `sip-tester` (sipp 3.6 with pcap play), `baresip` and
+//! `tshark` (for `dumpcap`), which `scripts/setup.sh` installs; the pcap test needs root
+//! or CAP_NET_RAW (sipp sends pcap audio on a raw socket, dumpcap captures on `lo`).
+//! Each test takes its own port block, its own server and its own temporary directory,
+//! so they run in parallel; every child process is killed by PID when its guard drops.
+
+mod common;
+
+use common::{
+    LOOPBACK, PortBlock, Proc, Route, Server, ServerConfig, parse_rtp, read_lossy, read_pcap_udp,
+    read_wav, require_tool, rms, sipp_stat, tail, tone, tone_energy_share, wav_bytes,
+};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+const G711A_PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers/sipp")
+        .join(name)
+}
+
+fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// What a sipp run left behind.
+struct SippRun {
+    status: ExitStatus,
+    dir: tempfile::TempDir,
+    stdout: String,
+}
+
+impl SippRun {
+    fn file(&self, name: &str) -> String {
+        read_lossy(&self.dir.path().join(name))
+    }
+    fn stats(&self) -> String {
+        self.file("stats.csv")
+    }
+    fn stat(&self, column: &str) -> Option<u64> {
+        sipp_stat(&self.stats(), column)
+    }
+    fn errors(&self) -> String {
+        self.file("errors.log")
+    }
+    fn messages(&self) -> String {
+        self.file("messages.log")
+    }
+    fn logs(&self) -> String {
+        self.file("actions.log")
+    }
+
+    /// Everything useful to read when an assertion fails.
+    fn diagnostics(&self, server: &Server) -> String {
+        format!(
+            "sipp exit: {}\n--- sipp errors.log ---\n{}\n--- sipp screen (tail) ---\n{}\n--- sipp messages.log (tail) ---\n{}\n--- server log (tail) ---\n{}",
+            self.status,
+            tail(&self.errors(), 6000),
+            tail(&self.stdout, 3000),
+            tail(&self.messages(), 6000),
+            tail(&server.log(), 6000)
+        )
+    }
+
+    /// sipp exited 0 and its final statistics count `calls` successful and no failed calls.
+    fn assert_all_succeeded(&self, calls: u64, server: &Server) {
+        let ok = self.stat("SuccessfulCall(C)");
+        let failed = self.stat("FailedCall(C)");
+        assert!(
+            self.status.code() == Some(0) && ok == Some(calls) && failed == Some(0),
+            "expected sipp exit 0 with {calls} successful and 0 failed calls, got successful={ok:?} failed={failed:?}\n{}",
+            self.diagnostics(server)
+        );
+    }
+}
+
+/// How sipp is asked to place calls.
+struct SippOpts<'a> {
+    /// `-sn NAME` (built-in) or `-sf FILE`.
+    scenario: Scenario<'a>,
+    tcp: bool,
+    service: &'a str,
+    calls: u32,
+    rate: u32,
+    /// `-d` (built-in scenarios' pause), ms.
+    call_ms: Option<u32>,
+    /// sipp's `-timeout`: it quits (and fails, `-timeout_error`) after this.
+    limit: Duration,
+    extra: Vec<String>,
+}
+
+enum Scenario<'a> {
+    Builtin(&'a str),
+    File(PathBuf),
+}
+
+impl<'a> SippOpts<'a> {
+    fn new(scenario: Scenario<'a>, service: &'a str) -> SippOpts<'a> {
+        SippOpts {
+            scenario,
+            tcp: false,
+            service,
+            calls: 1,
+            rate: 10,
+            call_ms: None,
+            limit: Duration::from_secs(20),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Runs sipp as a UAC against `server` and waits for it (bounded by `-timeout` and, as a
+/// backstop, a kill a few seconds later).
+fn run_sipp(server: &Server, o: &SippOpts) -> SippRun {
+    require_tool("sipp", "sip-tester");
+    let dir = temp_dir("leadscaller-sipp-");
+    let d = dir.path();
+    let p = server.ports;
+    let mut cmd = Command::new("sipp");
+    match &o.scenario {
+        Scenario::Builtin(n) => cmd.args(["-sn", n]),
+        Scenario::File(f) => cmd.arg("-sf").arg(f),
+    };
+    cmd.arg(server.sip_target())
+        .args(["-s", o.service])
+        .args(["-i", LOOPBACK, "-p", &p.peer_sip().to_string()])
+        .args(["-mi", LOOPBACK, "-mp", &p.peer_media().to_string()])
+        .args(["-cp", &p.sipp_control().to_string()])
+        .args(["-m", &o.calls.to_string(), "-r", &o.rate.to_string()])
+        .args([
+            "-timeout",
+            &format!("{}s", o.limit.as_secs()),
+            "-timeout_error",
+        ])
+        .args(["-max_retrans", "5"])
+        .arg("-nostdin")
+        .args(["-trace_stat", "-stf"])
+        .arg(d.join("stats.csv"))
+        .args(["-trace_err", "-error_file"])
+        .arg(d.join("errors.log"))
+        .args(["-trace_msg", "-message_file"])
+        .arg(d.join("messages.log"))
+        .args(["-trace_logs", "-log_file"])
+        .arg(d.join("actions.log"))
+        .current_dir(d);
+    if o.tcp {
+        cmd.args(["-t", "t1"]);
+    }
+    if let Some(ms) = o.call_ms {
+        cmd.args(["-d", &ms.to_string()]);
+    }
+    cmd.args(&o.extra);
+    let mut proc = Proc::spawn("sipp", cmd, d);
+    let status = proc.wait(o.limit + Duration::from_secs(10));
+    let stdout = proc.stdout() + &proc.stderr();
+    SippRun {
+        status,
+        dir,
+        stdout,
+    }
+}
+
+fn assert_server_alive(server: &mut Server) {
+    assert!(
+        server.is_running(),
+        "leadscaller serve died; log:\n{}",
+        tail(&server.log(), 6000)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 1, 2: load with sipp's built-in UAC.
+
+fn builtin_uac_20_calls(tcp: bool) {
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let started = Instant::now();
+    let mut o = SippOpts::new(Scenario::Builtin("uac"), "echo");
+    o.tcp = tcp;
+    o.calls = 20;
+    o.rate = 10;
+    o.call_ms = Some(500);
+    o.limit = Duration::from_secs(20);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(20, &server);
+    assert_server_alive(&mut server);
+    eprintln!(
+        "sipp uac {}: 20/20 calls in {:.1} s",
+        if tcp { "TCP" } else { "UDP" },
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn sipp_uac_udp_20_calls() {
+    builtin_uac_20_calls(false);
+}
+
+#[test]
+fn sipp_uac_tcp_20_calls() {
+    builtin_uac_20_calls(true);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3: RTP from a pcap must come back, byte for byte, with our SSRC.
+
+/// seq -> payload and the SSRC of the RTP in a pcap file.
+fn pcap_rtp(path: &Path) -> (HashMap<u16, Vec<u8>>, u32, usize) {
+    let mut by_seq = HashMap::new();
+    let mut ssrc = 0;
+    let pkts = read_pcap_udp(path);
+    for p in &pkts {
+        if let Some(r) = parse_rtp(&p.payload) {
+            ssrc = r.ssrc;
+            by_seq.insert(r.seq, r.payload.to_vec());
+        }
+    }
+    (by_seq, ssrc, pkts.len())
+}
+
+#[test]
+fn sipp_pcma_pcap_is_echoed() {
+    require_tool("dumpcap", "tshark");
+    assert!(
+        Path::new(G711A_PCAP).is_file(),
+        "{G711A_PCAP} missing (package sip-tester)"
+    );
+    let (original, original_ssrc, sent) = pcap_rtp(Path::new(G711A_PCAP));
+    assert!(
+        sent > 200,
+        "{G711A_PCAP}: expected ~236 RTP packets, found {sent}"
+    );
+
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let p = server.ports;
+    let (rtp_min, rtp_max) = p.server_rtp();
+    let media = p.peer_media();
+
+    // Capture what the server sends to sipp's media port from its RTP range.
+    let cap_dir = temp_dir("leadscaller-cap-");
+    let cap_file = cap_dir.path().join("echo.pcap");
+    let mut cap_cmd = Command::new("dumpcap");
+    cap_cmd
+        .args(["-i", "lo", "-P", "-a", "duration:60", "-f"])
+        .arg(format!(
+            "udp and src host {LOOPBACK} and src portrange {rtp_min}-{rtp_max} and dst port {media}"
+        ))
+        .arg("-w")
+        .arg(&cap_file);
+    let mut cap = Proc::spawn("dumpcap", cap_cmd, cap_dir.path());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cap.stderr().contains("Capturing on") {
+        assert!(
+            Instant::now() < deadline,
+            "dumpcap did not start capturing on lo (needs root or CAP_NET_RAW):\n{}",
+            cap.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_pcma_echo.xml")), "echo");
+    o.limit = Duration::from_secs(25);
+    o.extra = vec!["-key".into(), "pcap".into(), G711A_PCAP.into()];
+    let run = run_sipp(&server, &o);
+    let cap_status = cap.interrupt_and_wait(Duration::from_secs(10));
+    run.assert_all_succeeded(1, &server);
+
+    let captured = read_pcap_udp(&cap_file);
+    let mut echoed = 0usize;
+    let mut ssrcs = Vec::new();
+    for pkt in &captured {
+        assert_eq!(
+            pkt.dst.port(),
+            media,
+            "echo went to the wrong port: {pkt:?}"
+        );
+        let r = parse_rtp(&pkt.payload).unwrap_or_else(|| panic!("not RTP: {pkt:?}"));
+        assert_eq!(r.payload_type, 8, "echoed RTP must stay PCMA (PT 8)");
+        let want = original
+            .get(&r.seq)
+            .unwrap_or_else(|| panic!("echoed seq {} not in {G711A_PCAP}", r.seq));
+        assert_eq!(
+            r.payload,
+            want.as_slice(),
+            "payload of seq {} changed on the way back",
+            r.seq
+        );
+        if !ssrcs.contains(&r.ssrc) {
+            ssrcs.push(r.ssrc);
+        }
+        echoed += 1;
+    }
+    let diag = || {
+        format!(
+            "dumpcap exit {cap_status:?}, stderr:\n{}\n{}",
+            cap.stderr(),
+            run.diagnostics(&server)
+        )
+    };
+    assert!(
+        echoed * 100 >= sent * 95,
+        "only {echoed} of {sent} RTP packets came back\n{}",
+        diag()
+    );
+    assert_eq!(ssrcs.len(), 1, "echo must use one SSRC, saw {ssrcs:08x?}");
+    assert_ne!(
+        ssrcs[0], original_ssrc,
+        "echo must re-stamp the SSRC with its own"
+    );
+    assert_server_alive(&mut server);
+    eprintln!(
+        "pcap echo: {echoed}/{sent} PCMA packets came back intact, SSRC {:08x}",
+        ssrcs[0]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 4: hold and resume by re-INVITE.
+
+fn run_hold_resume() -> (Server, SippRun) {
+    let server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_reinvite_hold.xml")), "echo");
+    o.limit = Duration::from_secs(15);
+    let run = run_sipp(&server, &o);
+    (server, run)
+}
+
+/// The SDP `o=` session versions of the 200 OK answers to INVITEs, in order received.
+fn answer_versions(messages: &str) -> Vec<u64> {
+    messages
+        .split("-----------------------------------------------")
+        .filter(|block| block.contains("message received"))
+        .filter(|block| {
+            block.contains("SIP/2.0 200")
+                && block
+                    .lines()
+                    .any(|l| l.starts_with("CSeq:") && l.contains("INVITE"))
+        })
+        .filter_map(|block| {
+            let o = block.lines().find(|l| l.starts_with("o="))?;
+            o.split_whitespace().nth(2)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn sipp_reinvite_hold_and_resume() {
+    // The scenario's ereg check_it assertions fail the call unless the answers say
+    // sendrecv, then recvonly (to our sendonly hold), then sendrecv again.
+    let (mut server, run) = run_hold_resume();
+    run.assert_all_succeeded(1, &server);
+    let versions = answer_versions(&run.messages());
+    assert_eq!(
+        versions.len(),
+        3,
+        "expected 3 SDP answers (INVITE, hold, resume)\n{}",
+        run.diagnostics(&server)
+    );
+    assert!(
+        versions[1] > versions[0],
+        "the hold answer changed the SDP, so its o= version must increase: {versions:?}"
+    );
+    assert_server_alive(&mut server);
+}
+
+#[test]
+fn sipp_reinvite_answers_bump_sdp_version_each_time() {
+    // RFC 3264 §8: each new SDP in a session increments the o= version by one.
+    let (server, run) = run_hold_resume();
+    run.assert_all_succeeded(1, &server);
+    let versions = answer_versions(&run.messages());
+    assert_eq!(versions.len(), 3, "{}", run.diagnostics(&server));
+    assert!(
+        versions[1] == versions[0] + 1 && versions[2] == versions[1] + 1,
+        "o= versions of the answers must go up by one each time, got {versions:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5: CANCEL.
+
+#[test]
+fn sipp_cancel_of_unknown_transaction_gets_481() {
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_cancel_unknown.xml")), "echo");
+    o.calls = 3;
+    o.limit = Duration::from_secs(10);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(3, &server);
+    assert_server_alive(&mut server);
+}
+
+#[test]
+fn sipp_cancel_right_behind_invite_over_tcp() {
+    // INVITE and CANCEL in one TCP write: the server reads the CANCEL before the echo app
+    // can answer, so the call is cancelled (200 to CANCEL, 487 to INVITE, ACK). The app
+    // answers at once, so losing that race stays legal; the scenario then takes the
+    // answered path (200 INVITE, 481/200 CANCEL, ACK, BYE) and logs which path it took.
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let calls = 10;
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_invite_cancel.xml")), "echo");
+    o.tcp = true;
+    o.calls = calls;
+    o.rate = 20;
+    o.limit = Duration::from_secs(15);
+    o.extra = vec!["-key".into(), "crlf".into(), "\r\n".into()];
+    assert_eq!(
+        server.ports.peer_media().to_string().len(),
+        5,
+        "the scenario's Content-Length assumes a 5-digit media port"
+    );
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(u64::from(calls), &server);
+    let logs = run.logs();
+    let cancelled = logs.matches("flow=cancelled").count();
+    let answered = logs.matches("flow=answered").count();
+    assert_eq!(
+        cancelled + answered,
+        calls as usize,
+        "every call logs its flow:\n{logs}"
+    );
+    assert!(
+        cancelled >= 1,
+        "no call was cancelled (all {answered} answered first), so the CANCEL path went untested\n{}",
+        run.diagnostics(&server)
+    );
+    assert_server_alive(&mut server);
+    eprintln!(
+        "INVITE+CANCEL over TCP: {cancelled} cancelled, {answered} answered before the CANCEL"
+    );
+}
+
+#[test]
+fn sipp_cancel_after_answer_leaves_call_up() {
+    // Deterministic counterpart of the race above: CANCEL only after the 200 arrived. It
+    // must not end the call (481 or 200 to the CANCEL), and ACK + BYE on the dialog work.
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(
+        Scenario::File(scenario("uac_cancel_after_answer.xml")),
+        "echo",
+    );
+    o.calls = 3;
+    o.limit = Duration::from_secs(10);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(3, &server);
+    assert_server_alive(&mut server);
+}
+
+/// Received messages of a sipp `-trace_msg` log: (start line, header lines).
+fn received_messages(messages: &str) -> Vec<(String, Vec<String>)> {
+    messages
+        .split("-----------------------------------------------")
+        .filter(|block| block.contains("message received"))
+        .filter_map(|block| {
+            let mut lines = block
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| !l.starts_with("SIP/2.0"));
+            let start = lines.next()?.to_string();
+            let headers = lines
+                .take_while(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some((start, headers))
+        })
+        .collect()
+}
+
+fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| {
+            h.len() > name.len()
+                && h[..name.len()].eq_ignore_ascii_case(name)
+                && h[name.len()..].starts_with(':')
+        })
+        .map(|h| h[name.len() + 1..].trim())
+}
+
+fn to_tag(headers: &[String]) -> Option<String> {
+    let to = header(headers, "To")?;
+    let i = to.find(";tag=")?;
+    Some(to[i + 5..].split([';', '>', ' ']).next()?.to_string())
+}
+
+#[test]
+fn sipp_cancel_response_to_tag_matches_invite_response() {
+    let server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_invite_cancel.xml")), "echo");
+    o.tcp = true;
+    o.calls = 3;
+    o.limit = Duration::from_secs(15);
+    o.extra = vec!["-key".into(), "crlf".into(), "\r\n".into()];
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(3, &server);
+    let msgs = received_messages(&run.messages());
+    let mut tags: HashMap<(String, &'static str), String> = HashMap::new();
+    for (start, headers) in &msgs {
+        let (Some(call_id), Some(cseq), Some(tag)) = (
+            header(headers, "Call-ID"),
+            header(headers, "CSeq"),
+            to_tag(headers),
+        ) else {
+            continue;
+        };
+        let kind = match (start.as_str(), cseq.ends_with("CANCEL")) {
+            (s, true) if s.starts_with("SIP/2.0 200") => "cancel-200",
+            (s, false) if s.starts_with("SIP/2.0 487") => "invite-487",
+            _ => continue,
+        };
+        tags.insert((call_id.to_string(), kind), tag);
+    }
+    let mut compared = 0;
+    for ((call_id, kind), tag) in &tags {
+        if *kind == "cancel-200"
+            && let Some(invite_tag) = tags.get(&(call_id.clone(), "invite-487"))
+        {
+            assert_eq!(
+                tag, invite_tag,
+                "call {call_id}: To tag of 200 (CANCEL) differs from the 487's"
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared > 0,
+        "no cancelled call to compare\n{}",
+        run.diagnostics(&server)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 6: OPTIONS; and a route to the reject app.
+
+#[test]
+fn sipp_options_ping() {
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_options.xml")), "ping");
+    o.calls = 3;
+    o.limit = Duration::from_secs(10);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(3, &server);
+    assert_server_alive(&mut server);
+}
+
+#[test]
+fn sipp_reject_route_answers_486() {
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.routes = vec![Route::reject("busy*", 486), Route::echo("*")];
+    let mut server = Server::start(&cfg);
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_rejected.xml")), "busy1");
+    o.calls = 5;
+    o.limit = Duration::from_secs(10);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(5, &server);
+    assert_server_alive(&mut server);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7: a real UA hears its own tone.
+
+const TONE_HZ: f64 = 1000.0;
+const RATE: u32 = 8000;
+
+#[test]
+fn baresip_hears_its_own_tone() {
+    require_tool("baresip", "baresip");
+    let modules = Path::new("/usr/lib/baresip/modules");
+    for m in [
+        "g711.so",
+        "aufile.so",
+        "aubridge.so",
+        "sndfile.so",
+        "account.so",
+        "menu.so",
+    ] {
+        assert!(
+            modules.join(m).is_file(),
+            "baresip module {m} missing in {}",
+            modules.display()
+        );
+    }
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let p = server.ports;
+    let dir = temp_dir("leadscaller-baresip-");
+    let d = dir.path();
+    let rec = d.join("rec");
+    fs::create_dir(&rec).expect("rec dir");
+    // 6 s of 1 kHz: longer than the call, since aufile goes silent at its end.
+    let input = d.join("tone.wav");
+    fs::write(&input, wav_bytes(RATE, &tone(RATE, TONE_HZ, 8000.0, 6.0))).expect("write tone");
+    let (rtp_min, rtp_max) = p.baresip_rtp();
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/baresip");
+    let config = read_lossy(&peers.join("config"))
+        .replace("{sip_listen}", &format!("{LOOPBACK}:{}", p.baresip_sip()))
+        .replace("{input_wav}", &input.display().to_string())
+        .replace("{rtp_ports}", &format!("{rtp_min}-{rtp_max}"))
+        .replace("{snd_path}", &rec.display().to_string());
+    assert!(
+        !config
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains('{')),
+        "unfilled placeholder in baresip config:\n{config}"
+    );
+    fs::write(d.join("config"), config).expect("write config");
+    fs::copy(peers.join("accounts"), d.join("accounts")).expect("accounts");
+    fs::write(d.join("contacts"), "").expect("contacts");
+
+    let mut cmd = Command::new("baresip");
+    cmd.arg("-f")
+        .arg(d)
+        .arg("-e")
+        .arg(format!("/dial sip:echo@{}", server.sip_target()))
+        .args(["-t", "5"])
+        .current_dir(d);
+    let mut ua = Proc::spawn("baresip", cmd, d);
+    let status = ua.wait(Duration::from_secs(25));
+    let out = ua.stdout() + &ua.stderr();
+    let diag = || {
+        format!(
+            "baresip exit {status}; output:\n{}\n--- server log ---\n{}",
+            tail(&out, 6000),
+            tail(&server.log(), 4000)
+        )
+    };
+    assert!(status.success(), "{}", diag());
+    assert!(
+        out.contains("Call established"),
+        "baresip never got the call up\n{}",
+        diag()
+    );
+
+    let dec = fs::read_dir(&rec)
+        .expect("rec dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("sndfile wrote no -dec.wav\n{}", diag()));
+    let (rate, channels, heard) = read_wav(&dec);
+    assert_eq!(
+        (rate, channels),
+        (RATE, 1),
+        "{}: unexpected format",
+        dec.display()
+    );
+    // 100 ms windows (a whole number of 1 kHz periods); a window counts as "tone" when it
+    // is loud and nearly all of its energy is at 1 kHz.
+    let window = (RATE / 10) as usize;
+    let windows: Vec<&[i16]> = heard.chunks_exact(window).collect();
+    let toned = windows
+        .iter()
+        .filter(|w| rms(w) > 2000.0 && tone_energy_share(w, RATE, TONE_HZ) > 0.9)
+        .count();
+    let loudest = windows.iter().map(|w| rms(w)).fold(0.0, f64::max);
+    assert!(
+        toned >= 20,
+        "expected at least 2 s of the {TONE_HZ} Hz tone back, heard {toned} tone windows of {} ({:.1} s recorded, loudest RMS {loudest:.0})\n{}",
+        windows.len(),
+        heard.len() as f64 / f64::from(RATE),
+        diag()
+    );
+    assert_server_alive(&mut server);
+    eprintln!(
+        "baresip: heard {:.1} s of the {TONE_HZ} Hz tone in {:.1} s of received audio",
+        toned as f64 / 10.0,
+        heard.len() as f64 / f64::from(RATE)
+    );
+}
