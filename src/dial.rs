@@ -102,18 +102,14 @@ pub async fn dial(
     .await?;
 
     let mut ports = PortAllocator::new(cfg.server.rtp.port_min, cfg.server.rtp.port_max);
-    let port = ports
-        .allocate()
-        .ok_or_else(|| io::Error::other("RTP port range is empty"))?;
-    let media_sock = EchoMedia::bind(
-        if listeners[0].1.ip().is_unspecified() {
-            listeners[0].1.ip()
-        } else {
-            media_ip
-        },
-        port,
-    )
-    .await?;
+    let rtp_ip = if bind_ip.is_unspecified() {
+        bind_ip
+    } else {
+        media_ip
+    };
+    let (port, media_sock) = EchoMedia::bind_free_pair(rtp_ip, || ports.allocate(), |_| {})
+        .await
+        .ok_or_else(|| io::Error::other("no free RTP port pair in rtp.port_min..rtp.port_max"))?;
     let mut caps = LocalMediaCapabilities::new(media_ip, port);
     caps.codecs = trunk
         .codecs

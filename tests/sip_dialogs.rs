@@ -100,7 +100,6 @@ impl Net {
             while let Some(e) = self.a.poll_event() {
                 self.a_events.push((self.now - self.start, e));
             }
-            let mut moved = moved;
             while let Some(e) = self.b.poll_event() {
                 if let (true, Event::InDialogRequest { tx, .. }) = (self.b_answers_in_dialog, &e) {
                     let body = Some(("application/sdp", Bytes::from_static(SDP.as_bytes())));

@@ -33,6 +33,26 @@ impl EchoMedia {
         Ok(EchoMedia { rtp, rtcp })
     }
 
+    /// Binds the first free pair handed out by `allocate` (up to 16 tries), giving ports
+    /// that another process holds back through `release`.
+    pub async fn bind_free_pair(
+        ip: IpAddr,
+        mut allocate: impl FnMut() -> Option<u16>,
+        mut release: impl FnMut(u16),
+    ) -> Option<(u16, EchoMedia)> {
+        for _ in 0..16 {
+            let port = allocate()?;
+            match EchoMedia::bind(ip, port).await {
+                Ok(m) => return Some((port, m)),
+                Err(e) => {
+                    tracing::debug!(port, error = %e, "RTP port busy; trying the next");
+                    release(port);
+                }
+            }
+        }
+        None
+    }
+
     /// Echoes until `stop` fires or no packet arrives for `timeout`.
     pub async fn run(
         self,

@@ -211,19 +211,17 @@ impl CallSession {
 
     /// Allocates an RTP/RTCP port pair and binds it, skipping ports another process holds.
     async fn bind_media(&self) -> Option<(u16, echo::EchoMedia)> {
-        for _ in 0..16 {
-            let port = self.ports.lock().ok()?.allocate()?;
-            match echo::EchoMedia::bind(self.cfg.bind_ip, port).await {
-                Ok(m) => return Some((port, m)),
-                Err(e) => {
-                    tracing::debug!(call = %self.call, port, error = %e, "RTP port busy; trying the next");
-                    if let Ok(mut p) = self.ports.lock() {
-                        p.release(port);
-                    }
+        let ports = &self.ports;
+        echo::EchoMedia::bind_free_pair(
+            self.cfg.bind_ip,
+            || ports.lock().ok()?.allocate(),
+            |p| {
+                if let Ok(mut a) = ports.lock() {
+                    a.release(p);
                 }
-            }
-        }
-        None
+            },
+        )
+        .await
     }
 
     fn finish(&self, reason: EndReason, packets_echoed: u64) {

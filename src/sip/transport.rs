@@ -182,7 +182,11 @@ pub async fn start_with(
     let seed = rand::random::<u64>();
     let mut ep = Endpoint::new(cfg, seed);
     ep.set_inbound_policy(opts.policy);
+    // Held by the task so `accepted_rx` never reports closed when no stream listener
+    // exists (a closed channel would make the select loop spin).
+    let _accepted_keepalive = accepted_tx.clone();
     tokio::spawn(async move {
+        let _accepted_keepalive = _accepted_keepalive;
         let mut conns = Connections::default();
         loop {
             let deadline = ep.poll_timeout().map(Instant::from_std);

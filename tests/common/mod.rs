@@ -140,6 +140,8 @@ pub struct Route {
     pub match_user: String,
     pub app: String,
     pub reject_code: Option<u16>,
+    /// Further `key = value` lines of the route, written as given.
+    pub extra: Vec<String>,
 }
 
 impl Route {
@@ -148,6 +150,7 @@ impl Route {
             match_user: user.into(),
             app: "echo".into(),
             reject_code: None,
+            extra: Vec::new(),
         }
     }
     pub fn reject(user: &str, code: u16) -> Route {
@@ -155,6 +158,18 @@ impl Route {
             match_user: user.into(),
             app: "reject".into(),
             reject_code: Some(code),
+            extra: Vec::new(),
+        }
+    }
+    pub fn transfer(user: &str, target: &str, after_ms: u32) -> Route {
+        Route {
+            match_user: user.into(),
+            app: "transfer".into(),
+            reject_code: None,
+            extra: vec![
+                format!("transfer_to = \"{target}\""),
+                format!("transfer_after_ms = {after_ms}"),
+            ],
         }
     }
 }
@@ -207,6 +222,9 @@ impl ServerConfig {
             );
             if let Some(c) = r.reject_code {
                 let _ = writeln!(s, "reject_code = {c}");
+            }
+            for line in &r.extra {
+                let _ = writeln!(s, "{line}");
             }
         }
         s
