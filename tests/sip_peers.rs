@@ -677,3 +677,49 @@ fn baresip_hears_its_own_tone() {
         heard.len() as f64 / f64::from(RATE)
     );
 }
+
+/// Writes the ringing-CANCEL scenario for one ringing flavour into `dir`.
+fn ringing_scenario(dir: &Path, status: u16, body_regexp: &str) -> PathBuf {
+    let text = std::fs::read_to_string(scenario("uac_cancel_while_ringing.xml")).unwrap();
+    let text = text
+        .replace("RINGING_STATUS", &status.to_string())
+        .replace("RINGING_BODY_REGEXP", body_regexp);
+    let path = dir.join(format!("cancel_while_ringing_{status}.xml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn sipp_cancel_while_ringing_gets_200_then_487() {
+    for (early_media, status, body) in [
+        (false, 180, "CSeq: 1 INVITE"),
+        (true, 183, "m=audio [0-9]+ RTP/AVP 0"),
+    ] {
+        let mut cfg = ServerConfig::new(PortBlock::allocate());
+        let mut route = Route::echo("ringing");
+        route.extra = vec![
+            "answer_after_ms = 10000".into(),
+            format!("early_media = {early_media}"),
+        ];
+        cfg.routes = vec![route];
+        let mut server = Server::start(&cfg);
+        let file = ringing_scenario(server.dir.path(), status, body);
+        let mut o = SippOpts::new(Scenario::File(file), "ringing");
+        o.calls = 3;
+        o.limit = Duration::from_secs(10);
+        let run = run_sipp(&server, &o);
+        run.assert_all_succeeded(3, &server);
+        assert_eq!(
+            run.logs().matches("ringing with").count(),
+            3,
+            "{}",
+            run.logs()
+        );
+        assert!(
+            server.log().matches("reason=Cancelled").count() >= 3,
+            "{}",
+            server.log()
+        );
+        assert_server_alive(&mut server);
+    }
+}
