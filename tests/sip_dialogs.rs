@@ -687,3 +687,16 @@ From: <sip:a@10.0.0.5>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: nat@test\r\nCS
         "{text}"
     );
 }
+
+#[test]
+fn required_100rel_is_rejected_cleanly_with_420() {
+    let mut b = Endpoint::new(cfg(5002), 5);
+    let invite = "INVITE sip:x@127.0.0.1:5002 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKprack\r\n\
+From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: prack@test\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:a@127.0.0.1:5001>\r\nRequire: 100rel\r\nContent-Length: 0\r\n\r\n";
+    b.handle_datagram(Instant::now(), peer(5001), invite.as_bytes());
+    let text = String::from_utf8_lossy(&b.poll_transmit().unwrap().bytes).to_string();
+    assert!(text.starts_with("SIP/2.0 420 "), "{text}");
+    assert!(text.contains("Unsupported: 100rel"), "{text}");
+    assert!(b.poll_event().is_none());
+}
