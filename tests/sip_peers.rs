@@ -723,3 +723,44 @@ fn sipp_cancel_while_ringing_gets_200_then_487() {
         assert_server_alive(&mut server);
     }
 }
+
+#[test]
+fn sipp_caller_authenticates_with_digest_and_refreshes_session_timer() {
+    for (password, admitted) in [("wonderland", true), ("guess", false)] {
+        let mut cfg = ServerConfig::new(PortBlock::allocate());
+        cfg.extra_toml = "\n[[users]]\nusername = \"alice\"\npassword = \"wonderland\"\n".into();
+        let mut server = Server::start(&cfg);
+        let mut o = SippOpts::new(
+            Scenario::File(scenario("uac_digest_session_timer.xml")),
+            "echo",
+        );
+        o.limit = Duration::from_secs(10);
+        o.extra = vec!["-au".into(), "alice".into(), "-ap".into(), password.into()];
+        let run = run_sipp(&server, &o);
+        if admitted {
+            run.assert_all_succeeded(1, &server);
+            let logs = run.logs();
+            assert!(
+                logs.contains("answered with Session-Expires: 90;refresher=uac / Require: timer"),
+                "{logs}"
+            );
+            assert!(
+                logs.contains("refreshed with Session-Expires: 90;refresher=uac"),
+                "{logs}"
+            );
+        } else {
+            assert!(
+                !run.status.success(),
+                "a wrong password must not get through"
+            );
+            let messages = run.file("messages.log");
+            assert!(messages.contains("SIP/2.0 403 Forbidden"), "{messages}");
+            assert!(
+                server.log().contains("digest authentication rejected"),
+                "{}",
+                server.log()
+            );
+        }
+        assert_server_alive(&mut server);
+    }
+}

@@ -181,6 +181,8 @@ pub struct ServerConfig {
     pub media_timeout_s: u32,
     pub log_level: String,
     pub routes: Vec<Route>,
+    /// Appended verbatim at the end of the file (e.g. `[[users]]` tables).
+    pub extra_toml: String,
 }
 
 impl ServerConfig {
@@ -191,6 +193,7 @@ impl ServerConfig {
             media_timeout_s: 20,
             log_level: "info".into(),
             routes: vec![Route::echo("*")],
+            extra_toml: String::new(),
         }
     }
 
@@ -227,6 +230,7 @@ impl ServerConfig {
                 let _ = writeln!(s, "{line}");
             }
         }
+        s.push_str(&self.extra_toml);
         s
     }
 }

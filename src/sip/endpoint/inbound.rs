@@ -4,6 +4,7 @@
 use super::{Endpoint, Peer};
 use crate::sip::digest::{Algorithm, DigestServer, Verification};
 use crate::sip::message::Request;
+use crate::sip::uri::Uri;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -104,9 +105,10 @@ impl Gate {
         let Some(auth) = req.headers.get("Authorization") else {
             return Admission::Challenge(self.digest.challenge(secs, false, Algorithm::Md5));
         };
+        let uri = digest_uri_for(auth, &req.uri);
         let verdict = self
             .digest
-            .verify(auth, req.method.as_str(), &req.uri, secs, |u| {
+            .verify(auth, req.method.as_str(), &uri, secs, |u| {
                 self.policy.users.get(u).cloned()
             });
         match verdict {
@@ -125,9 +127,68 @@ impl Gate {
     }
 }
 
+/// The digest-uri to verify against. RFC 3261 §22.4 wants the Request-URI, but common UAs
+/// (sipp among them) put our host without the user part there; we accept a digest-uri that
+/// names the same scheme, host and port as the Request-URI, since the response still binds
+/// the credentials to this server, and check the hash over what the client really used.
+fn digest_uri_for(authorization: &str, request_uri: &str) -> String {
+    let params = authorization
+        .trim_start()
+        .get(6..)
+        .filter(|_| authorization.trim_start()[..6].eq_ignore_ascii_case("digest"))
+        .unwrap_or("");
+    let given = crate::sip::message::split_list(params)
+        .into_iter()
+        .find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("uri")
+                .then(|| v.trim().trim_matches('"').to_string())
+        });
+    let Some(given) = given else {
+        return request_uri.to_string();
+    };
+    let same_target = match (Uri::parse(&given), Uri::parse(request_uri)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme == b.scheme
+                && a.host.eq_ignore_ascii_case(&b.host)
+                && a.port.unwrap_or(5060) == b.port.unwrap_or(5060)
+        }
+        _ => false,
+    };
+    if same_target {
+        given
+    } else {
+        request_uri.to_string()
+    }
+}
+
 impl Endpoint {
     /// Replaces the admission policy for new inbound calls.
     pub fn set_inbound_policy(&mut self, policy: InboundPolicy) {
         self.gate = Gate::new(policy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest_uri_for;
+
+    #[test]
+    fn digest_uri_may_omit_the_user_but_not_change_the_host() {
+        let req = "sip:echo@127.0.0.1:5060";
+        let auth = |uri: &str| {
+            format!(
+                "Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"{uri}\", response=\"x\""
+            )
+        };
+        assert_eq!(
+            digest_uri_for(&auth("sip:127.0.0.1:5060"), req),
+            "sip:127.0.0.1:5060"
+        );
+        assert_eq!(digest_uri_for(&auth("sip:127.0.0.1"), req), "sip:127.0.0.1");
+        assert_eq!(digest_uri_for(&auth("sip:evil.example.com"), req), req);
+        assert_eq!(digest_uri_for(&auth("sip:127.0.0.1:5070"), req), req);
+        assert_eq!(digest_uri_for("Basic abc", req), req);
     }
 }
