@@ -881,17 +881,36 @@ impl Endpoint {
     /// Builds an in-dialog request (§12.2.1.1): remote target as Request-URI, our tags,
     /// the next local CSeq, the route set, and a fresh branch. Returns it with its peer.
     fn in_dialog_request(&mut self, call: CallId, method: Method) -> Option<(Request, Peer)> {
-        let branch = format!("z9hG4bK{}", self.random_token());
+        self.dialog_request(call, method, None)
+    }
+
+    /// The ACK for a 2xx to our INVITE with CSeq `seq` (§13.2.2.4): sent straight to the
+    /// peer, outside any transaction. Returns the bytes, which a retransmitted 2xx reuses.
+    fn send_ack_2xx(&mut self, call: CallId, seq: u32) -> Option<Bytes> {
+        let (ack, peer) = self.dialog_request(call, Method::Ack, Some(seq))?;
+        let bytes = Bytes::from(ack.to_bytes());
+        self.send(peer, bytes.clone());
+        Some(bytes)
+    }
+
+    /// [`Self::in_dialog_request`] with an explicit CSeq number (for ACK) or the next one.
+    fn dialog_request(
+        &mut self,
+        call: CallId,
+        method: Method,
+        seq: Option<u32>,
+    ) -> Option<(Request, Peer)> {
         let ua = self.cfg.user_agent.clone();
         let peer = self.dialogs.get(&call)?.peer;
-        let via = format!(
-            "SIP/2.0/{} {}:{};branch={branch};rport",
-            peer.transport.as_str(),
-            self.cfg.advertised_host,
-            self.cfg.port(peer.transport)
-        );
+        let via = self.new_via(peer.transport);
         let d = self.dialogs.get_mut(&call)?;
-        d.local_seq += 1;
+        let seq = match seq {
+            Some(n) => n,
+            None => {
+                d.local_seq += 1;
+                d.local_seq
+            }
+        };
         let mut req = Request::new(method.clone(), d.remote_target.to_string());
         req.headers.push("Via", via);
         req.headers.push("Max-Forwards", "70");
@@ -904,13 +923,63 @@ impl Endpoint {
         req.headers.push("From", from.to_string());
         req.headers.push("To", to.to_string());
         req.headers.push("Call-ID", d.call_id.clone());
-        req.headers
-            .push("CSeq", format!("{} {method}", d.local_seq));
+        req.headers.push("CSeq", format!("{seq} {method}"));
         for r in &d.route_set {
             req.headers.push("Route", r.clone());
         }
         req.headers.push("User-Agent", ua);
         Some((req, peer))
+    }
+
+    /// A Via header value for a request we originate, with a fresh branch and rport.
+    fn new_via(&mut self, t: Transport) -> String {
+        let branch = self.random_token();
+        format!(
+            "SIP/2.0/{} {}:{};branch=z9hG4bK{branch};rport",
+            t.as_str(),
+            self.cfg.advertised_host,
+            self.cfg.port(t),
+        )
+    }
+
+    /// Feeds a response to client transaction `key`: resends the ACK the transaction owes
+    /// and absorbs retransmissions. Returns the transaction's owner and peer when the
+    /// response is new and must be acted on.
+    fn step_client(
+        &mut self,
+        now: Instant,
+        key: &str,
+        resp: &Response,
+    ) -> Option<(Option<CallId>, Option<Other>, Peer, Option<Request>)> {
+        let entry = self.client.get_mut(key)?;
+        let request = entry.request.clone();
+        let action = entry.tx.on_response(now, resp.status, || {
+            Bytes::from(uac::ack_for_non_2xx(request.as_ref(), resp).to_bytes())
+        });
+        let (peer, call, other, deadline) =
+            (entry.peer, entry.call, entry.other, entry.tx.deadline());
+        let delivered = match action {
+            ResponseAction::Absorb(ack) => {
+                self.stats.retransmissions_absorbed += 1;
+                if let Some(a) = ack {
+                    self.send(peer, a);
+                }
+                false
+            }
+            ResponseAction::DeliverAndAck(a) => {
+                self.send(peer, a);
+                true
+            }
+            ResponseAction::Deliver => true,
+        };
+        let is_invite = request.as_ref().is_some_and(|r| r.method == Method::Invite);
+        if is_invite && (200..300).contains(&resp.status) {
+            // An INVITE client transaction ends with its 2xx (§17.1.1.2).
+            self.client.remove(key);
+        } else {
+            self.arm(deadline, TimerRef::Client(key.to_string()));
+        }
+        delivered.then_some((call, other, peer, request))
     }
 
     /// Sends `req` in a new client transaction keyed by its branch and method.
@@ -990,21 +1059,12 @@ impl Endpoint {
             self.on_invite_response(now, key, resp, core);
             return;
         }
-        let action = entry.tx.on_response(now, resp.status, Bytes::new);
-        let call = entry.call;
-        let method = entry.method.clone();
-        let deadline = entry.tx.deadline();
-        match action {
-            ResponseAction::Absorb(_) => {
-                self.stats.retransmissions_absorbed += 1;
-            }
-            ResponseAction::Deliver | ResponseAction::DeliverAndAck(_) => {
-                if let (true, Some(call)) = (resp.status >= 200 && method == Method::Bye, call) {
-                    self.end_call(call, EndReason::LocalBye);
-                }
-            }
+        let Some((call, _, _, _)) = self.step_client(now, &key, &resp) else {
+            return;
+        };
+        if let (true, Some(call)) = (resp.status >= 200 && core.cseq.method == Method::Bye, call) {
+            self.end_call(call, EndReason::LocalBye);
         }
-        self.arm(deadline, TimerRef::Client(key));
     }
 
     /// Fires every timer due at `now`.

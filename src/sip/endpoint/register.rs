@@ -1,13 +1,11 @@
 //! Registration to trunks (RFC 3261 §10) with refresh before expiry, digest retries,
 //! 423 handling and exponential backoff; and OPTIONS pings used as trunk keep-alives.
 
-use super::{ClientEntry, Endpoint, Event, Other, Peer, TimerRef};
+use super::{Endpoint, Event, Other, Peer, TimerRef};
 use crate::sip::digest::{Challenge, Credentials, DigestClient, pick_best};
 use crate::sip::headers::NameAddr;
 use crate::sip::message::{Method, Request, Response};
-use crate::sip::transaction::{ClientTransaction, ResponseAction};
 use crate::sip::uri::Uri;
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 /// A handle on one registration.
@@ -94,11 +92,11 @@ impl Endpoint {
     }
 
     fn send_register(&mut self, now: Instant, id: RegId, auth: Option<(&'static str, String)>) {
-        let branch = format!("z9hG4bK{}", self.random_token());
         let ua = self.cfg.user_agent.clone();
         let Some(peer) = self.registrations.get(&id).map(|r| r.reg.peer) else {
             return;
         };
+        let via = self.new_via(peer.transport);
         let port = self.cfg.port(peer.transport);
         let host = self.cfg.advertised_host.clone();
         let Some(r) = self.registrations.get_mut(&id) else {
@@ -106,13 +104,7 @@ impl Endpoint {
         };
         r.cseq += 1;
         let mut req = Request::new(Method::Register, r.reg.registrar.to_string());
-        req.headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {host}:{port};branch={branch};rport",
-                peer.transport.as_str()
-            ),
-        );
+        req.headers.push("Via", via);
         req.headers.push("Max-Forwards", "70");
         req.headers
             .push("From", format!("<{}>;tag={}", r.reg.aor, r.from_tag));
@@ -136,46 +128,16 @@ impl Endpoint {
         if let Some((name, value)) = auth {
             req.headers.push(name, value);
         }
-        let bytes = Bytes::from(req.to_bytes());
-        let tx = ClientTransaction::new(
-            false,
-            peer.transport.is_reliable(),
-            self.cfg.timers,
-            bytes.clone(),
-            now,
-        );
-        let deadline = tx.deadline();
-        let key = format!("{branch}|REGISTER");
-        self.client.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                call: None,
-                peer,
-                method: Method::Register,
-                request: Some(req),
-                other: Some(Other::Register(id)),
-            },
-        );
-        self.send(peer, bytes);
-        self.arm(deadline, TimerRef::Client(key));
+        self.start_client_tx(now, req, peer, None, Some(Other::Register(id)));
     }
 
     /// Sends an OPTIONS to `target` via `peer`; the answer arrives as `PingResult`.
     pub fn ping(&mut self, now: Instant, target: &Uri, peer: Peer) -> PingId {
         let id = PingId(self.next_other);
         self.next_other += 1;
-        let branch = format!("z9hG4bK{}", self.random_token());
         let host = self.cfg.advertised_host.clone();
-        let port = self.cfg.port(peer.transport);
         let mut req = Request::new(Method::Options, target.to_string());
-        req.headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {host}:{port};branch={branch};rport",
-                peer.transport.as_str()
-            ),
-        );
+        req.headers.push("Via", self.new_via(peer.transport));
         req.headers.push("Max-Forwards", "70");
         req.headers.push(
             "From",
@@ -187,29 +149,7 @@ impl Endpoint {
         req.headers.push("CSeq", "1 OPTIONS");
         req.headers.push("Accept", "application/sdp");
         req.headers.push("User-Agent", self.cfg.user_agent.clone());
-        let bytes = Bytes::from(req.to_bytes());
-        let tx = ClientTransaction::new(
-            false,
-            peer.transport.is_reliable(),
-            self.cfg.timers,
-            bytes.clone(),
-            now,
-        );
-        let deadline = tx.deadline();
-        let key = format!("{branch}|OPTIONS");
-        self.client.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                call: None,
-                peer,
-                method: Method::Options,
-                request: None,
-                other: Some(Other::Ping(id, now)),
-            },
-        );
-        self.send(peer, bytes);
-        self.arm(deadline, TimerRef::Client(key));
+        self.start_client_tx(now, req, peer, None, Some(Other::Ping(id, now)));
         id
     }
 
@@ -220,30 +160,9 @@ impl Endpoint {
         other: Other,
         resp: Response,
     ) {
-        let Some(entry) = self.client.get_mut(&key) else {
+        let Some((_, _, _, request)) = self.step_client(now, &key, &resp) else {
             return;
         };
-        let request = entry.request.clone();
-        let action = entry.tx.on_response(now, resp.status, || {
-            Bytes::from(super::uac::ack_for_non_2xx(request.as_ref(), &resp).to_bytes())
-        });
-        let (peer, deadline) = (entry.peer, entry.tx.deadline());
-        match action {
-            ResponseAction::Absorb(ack) => {
-                if let Some(a) = ack {
-                    self.send(peer, a);
-                }
-                return;
-            }
-            ResponseAction::DeliverAndAck(a) => self.send(peer, a),
-            ResponseAction::Deliver => {}
-        }
-        if (200..300).contains(&resp.status) && entry_is_invite(&request) {
-            // An INVITE client transaction ends with its 2xx.
-            self.client.remove(&key);
-        } else {
-            self.arm(deadline, TimerRef::Client(key));
-        }
         if resp.status < 200 {
             return;
         }
@@ -366,10 +285,6 @@ impl Endpoint {
             self.send_register(now, id, None);
         }
     }
-}
-
-fn entry_is_invite(req: &Option<Request>) -> bool {
-    req.as_ref().is_some_and(|r| r.method == Method::Invite)
 }
 
 /// The lifetime the registrar granted: our Contact's `expires` param, else Expires.

@@ -223,41 +223,11 @@ impl Endpoint {
         match resp.status {
             200..=299 => {
                 // ACK the 2xx end to end (§13.2.2.4) and restart the refresh cycle.
-                let branch = format!("z9hG4bK{}", self.random_token());
-                let Some(d) = self.dialogs.get(&call) else {
-                    return;
-                };
-                let peer = d.peer;
-                let via = format!(
-                    "SIP/2.0/{} {}:{};branch={branch};rport",
-                    peer.transport.as_str(),
-                    self.cfg.advertised_host,
-                    self.cfg.port(peer.transport)
-                );
-                if let Some(req) = request {
-                    let mut ack = Request::new(Method::Ack, req.uri.clone());
-                    ack.headers.push("Via", via);
-                    ack.headers.push("Max-Forwards", "70");
-                    for n in ["From", "To", "Call-ID"] {
-                        let v = if n == "To" {
-                            resp.headers.get("To")
-                        } else {
-                            req.headers.get(n)
-                        };
-                        if let Some(v) = v {
-                            ack.headers.push(n, v);
-                        }
-                    }
-                    let seq = req
-                        .headers
-                        .get("CSeq")
-                        .and_then(|c| c.split_whitespace().next())
-                        .unwrap_or("1");
-                    ack.headers.push("CSeq", format!("{seq} ACK"));
-                    for r in req.headers.get_all("Route") {
-                        ack.headers.push("Route", r);
-                    }
-                    self.send(peer, Bytes::from(ack.to_bytes()));
+                let seq = request
+                    .and_then(|r| r.headers.get("CSeq"))
+                    .and_then(|c| c.split_whitespace().next()?.parse().ok());
+                if let Some(seq) = seq {
+                    self.send_ack_2xx(call, seq);
                 }
                 let interval = resp
                     .headers

@@ -1,11 +1,10 @@
 //! The UAC half of the endpoint: placing INVITEs, digest retries on 401/407, ACK for 2xx,
 //! CANCEL before answer (RFC 3261 §13.2, §22.2, §9.1).
 
-use super::{CallId, CallState, ClientEntry, Dialog, EndReason, Endpoint, Event, Peer, TimerRef};
+use super::{CallId, CallState, Dialog, EndReason, Endpoint, Event, Peer};
 use crate::sip::digest::{Challenge, Credentials, DigestClient, pick_best};
 use crate::sip::headers::NameAddr;
 use crate::sip::message::{Method, Request, Response};
-use crate::sip::transaction::{ClientTransaction, ResponseAction};
 use crate::sip::uri::Uri;
 use crate::sip::validate::ResponseCore;
 use bytes::Bytes;
@@ -83,22 +82,13 @@ impl Endpoint {
         id
     }
 
-    fn via(&mut self, peer: Peer, branch: &str) -> String {
-        format!(
-            "SIP/2.0/{} {}:{};branch={branch};rport",
-            peer.transport.as_str(),
-            self.cfg.advertised_host,
-            self.cfg.port(peer.transport)
-        )
-    }
-
     fn send_invite(&mut self, now: Instant, id: CallId, auth: Option<(&'static str, String)>) {
-        let branch = format!("z9hG4bK{}", self.random_token());
         let ua = self.cfg.user_agent.clone();
         let Some(peer) = self.dialogs.get(&id).map(|d| d.peer) else {
             return;
         };
-        let via = self.via(peer, &branch);
+        let via = self.new_via(peer.transport);
+        let branch = via_branch(&via);
         let contact = self.contact(peer.transport);
         let Some(d) = self.dialogs.get_mut(&id) else {
             return;
@@ -131,29 +121,7 @@ impl Endpoint {
         req.headers.push("Content-Type", "application/sdp");
         req.body = uac.call.sdp.clone();
         d.ok_cseq = d.local_seq;
-        let bytes = Bytes::from(req.to_bytes());
-        let tx = ClientTransaction::new(
-            true,
-            peer.transport.is_reliable(),
-            self.cfg.timers,
-            bytes.clone(),
-            now,
-        );
-        let deadline = tx.deadline();
-        let key = format!("{branch}|INVITE");
-        self.client.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                call: Some(id),
-                peer,
-                method: Method::Invite,
-                request: Some(req),
-                other: None,
-            },
-        );
-        self.send(peer, bytes);
-        self.arm(deadline, TimerRef::Client(key));
+        self.start_client_tx(now, req, peer, Some(id), None);
     }
 
     /// CANCEL for our pending INVITE (§9.1): same branch, Request-URI, Call-ID, From, To.
@@ -185,30 +153,7 @@ impl Endpoint {
         cancel.headers.push("CSeq", format!("{seq} CANCEL"));
         cancel.headers.push("Max-Forwards", "70");
         let peer = d.peer;
-        let branch = uac.branch.clone();
-        let bytes = Bytes::from(cancel.to_bytes());
-        let tx = ClientTransaction::new(
-            false,
-            peer.transport.is_reliable(),
-            self.cfg.timers,
-            bytes.clone(),
-            now,
-        );
-        let deadline = tx.deadline();
-        let key = format!("{branch}|CANCEL");
-        self.client.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                call: None,
-                peer,
-                method: Method::Cancel,
-                request: None,
-                other: None,
-            },
-        );
-        self.send(peer, bytes);
-        self.arm(deadline, TimerRef::Client(key));
+        self.start_client_tx(now, cancel, peer, None, None);
     }
 
     /// A response to one of our INVITE client transactions.
@@ -219,32 +164,9 @@ impl Endpoint {
         resp: Response,
         core: ResponseCore,
     ) {
-        let Some(entry) = self.client.get_mut(&key) else {
+        let Some((Some(id), _, _, _)) = self.step_client(now, &key, &resp) else {
             return;
         };
-        let request = entry.request.clone();
-        let action = entry.tx.on_response(now, resp.status, || {
-            Bytes::from(ack_for_non_2xx(request.as_ref(), &resp).to_bytes())
-        });
-        let peer = entry.peer;
-        let Some(id) = entry.call else { return };
-        let deadline = entry.tx.deadline();
-        match action {
-            ResponseAction::Absorb(ack) => {
-                self.stats.retransmissions_absorbed += 1;
-                if let Some(a) = ack {
-                    self.send(peer, a);
-                }
-                return;
-            }
-            ResponseAction::DeliverAndAck(ack) => self.send(peer, ack),
-            ResponseAction::Deliver => {}
-        }
-        if resp.status >= 200 && resp.status < 300 {
-            self.client.remove(&key);
-        } else {
-            self.arm(deadline, TimerRef::Client(key));
-        }
         match resp.status {
             100 => {}
             101..=199 => {
@@ -276,12 +198,6 @@ impl Endpoint {
     }
 
     fn on_invite_2xx(&mut self, now: Instant, id: CallId, resp: &Response, core: &ResponseCore) {
-        let branch = format!("z9hG4bK{}", self.random_token());
-        let ua = self.cfg.user_agent.clone();
-        let Some(peer) = self.dialogs.get(&id).map(|d| d.peer) else {
-            return;
-        };
-        let via = self.via(peer, &branch);
         let Some(d) = self.dialogs.get_mut(&id) else {
             return;
         };
@@ -298,25 +214,12 @@ impl Endpoint {
             .map(str::to_string)
             .collect();
         d.state = CallState::Confirmed;
-        let mut ack = Request::new(Method::Ack, d.remote_target.to_string());
-        ack.headers.push("Via", via);
-        ack.headers.push("Max-Forwards", "70");
-        let mut from = d.local.clone();
-        from.params.set("tag", Some(&d.local_tag));
-        ack.headers.push("From", from.to_string());
-        ack.headers.push("To", core.to.to_string());
-        ack.headers.push("Call-ID", d.call_id.clone());
-        ack.headers.push("CSeq", format!("{} ACK", d.ok_cseq));
-        for r in &d.route_set {
-            ack.headers.push("Route", r.clone());
-        }
-        ack.headers.push("User-Agent", ua);
-        let bytes = Bytes::from(ack.to_bytes());
+        let seq = d.ok_cseq;
         let cancelled = d.uac.as_ref().is_some_and(|u| u.cancelled);
-        if let Some(u) = d.uac.as_mut() {
-            u.ack = Some(bytes.clone());
+        let ack = self.send_ack_2xx(id, seq);
+        if let Some(u) = self.dialogs.get_mut(&id).and_then(|d| d.uac.as_mut()) {
+            u.ack = ack;
         }
-        self.send(peer, bytes);
         if cancelled {
             // The 2xx crossed our CANCEL: the call exists now, so end it with BYE.
             self.send_bye(now, id);
@@ -417,4 +320,13 @@ pub(super) fn ack_for_non_2xx(invite: Option<&Request>, resp: &Response) -> Requ
         ack.headers.push("Route", r);
     }
     ack
+}
+
+/// The branch parameter of a Via value we built.
+fn via_branch(via: &str) -> String {
+    via.split(";branch=")
+        .nth(1)
+        .and_then(|b| b.split(';').next())
+        .unwrap_or_default()
+        .to_string()
 }
