@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-/// Hands out even RTP ports from `[min, max)` round-robin so a just-freed port is not
+/// Hands out even RTP ports (RTCP on the next odd one, both in `[min, max)`) round-robin so a just-freed port is not
 /// immediately reused (late packets of the old call would leak into the new one).
 #[derive(Debug)]
 pub struct PortAllocator {
@@ -34,7 +34,12 @@ impl PortAllocator {
         let cap = self.capacity();
         for _ in 0..cap {
             let p = self.next;
-            self.next = if p + 2 >= self.max { self.min } else { p + 2 };
+            // The next pair (p+2, p+3) must fit below `max`.
+            self.next = if u32::from(p) + 3 >= u32::from(self.max) {
+                self.min
+            } else {
+                p + 2
+            };
             if self.in_use.insert(p) {
                 return Some(p);
             }
