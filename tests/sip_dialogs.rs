@@ -35,6 +35,9 @@ fn peer(port: u16) -> Peer {
     }
 }
 
+/// Decides whether a message is lost, from its direction and first line.
+type LossRule = Box<dyn FnMut(bool, &str) -> bool>;
+
 /// Caller `a` (port 5001) and callee `b` (port 5002) on a simulated network.
 struct Net {
     a: Endpoint,
@@ -44,7 +47,7 @@ struct Net {
     a_events: Vec<(Duration, Event)>,
     b_events: Vec<(Duration, Event)>,
     /// Decides whether a message is lost: (from_a, first line) -> drop?
-    lose: Box<dyn FnMut(bool, &str) -> bool>,
+    lose: LossRule,
     /// First lines delivered, in order, with direction.
     wire: Vec<(bool, String)>,
     /// When set, `b` answers in-dialog requests (re-INVITE, UPDATE) with 200 at once.

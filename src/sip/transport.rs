@@ -57,6 +57,8 @@ enum Input {
     Message(Peer, Message),
     Malformed(Peer, ParseFailure),
     KeepAlive(Peer),
+    /// An accepted connection; sent on the same channel as its messages, before them.
+    ConnOpened(u64, Transport, SocketAddr, mpsc::Sender<Bytes>),
     ConnClosed(u64),
 }
 
@@ -125,8 +127,6 @@ pub async fn start_with(
 ) -> io::Result<SipHandle> {
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(4096);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(4096);
-    let (accepted_tx, mut accepted_rx) =
-        mpsc::channel::<(u64, Transport, SocketAddr, mpsc::Sender<Bytes>)>(256);
     let mut udp: Vec<Arc<UdpSocket>> = Vec::new();
     let mut bound = Vec::new();
     let ctx = ConnCtx {
@@ -159,14 +159,7 @@ pub async fn start_with(
                     .await
                     .map_err(|e| with_addr(e, t, addr))?;
                 bound.push((t, l.local_addr()?));
-                tokio::spawn(acceptor_loop(
-                    l,
-                    t,
-                    acceptor,
-                    ctx.clone(),
-                    accepted_tx.clone(),
-                    shutdown.clone(),
-                ));
+                tokio::spawn(acceptor_loop(l, t, acceptor, ctx.clone(), shutdown.clone()));
             }
         }
     }
@@ -182,11 +175,7 @@ pub async fn start_with(
     let seed = rand::random::<u64>();
     let mut ep = Endpoint::new(cfg, seed);
     ep.set_inbound_policy(opts.policy);
-    // Held by the task so `accepted_rx` never reports closed when no stream listener
-    // exists (a closed channel would make the select loop spin).
-    let _accepted_keepalive = accepted_tx.clone();
     tokio::spawn(async move {
-        let _accepted_keepalive = _accepted_keepalive;
         let mut conns = Connections::default();
         loop {
             let deadline = ep.poll_timeout().map(Instant::from_std);
@@ -203,16 +192,14 @@ pub async fn start_with(
                                 let _ = c.try_send(Bytes::from_static(b"\r\n"));
                             }
                         }
+                        Input::ConnOpened(id, t, addr, w) => {
+                            conns.writers.insert(id, w);
+                            conns.by_addr.insert((t, addr), id);
+                        }
                         Input::ConnClosed(id) => {
                             conns.writers.remove(&id);
                             conns.by_addr.retain(|_, v| *v != id);
                         }
-                    }
-                }
-                accepted = accepted_rx.recv() => {
-                    if let Some((id, t, addr, w)) = accepted {
-                        conns.writers.insert(id, w);
-                        conns.by_addr.insert((t, addr), id);
                     }
                 }
                 cmd = cmd_rx.recv() => {
@@ -337,7 +324,6 @@ async fn acceptor_loop(
     transport: Transport,
     tls: Option<TlsAcceptor>,
     ctx: ConnCtx,
-    accepted: mpsc::Sender<(u64, Transport, SocketAddr, mpsc::Sender<Bytes>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -347,7 +333,9 @@ async fn acceptor_loop(
                     let _ = stream.set_nodelay(true);
                     let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
                     let (wtx, wrx) = mpsc::channel::<Bytes>(256);
-                    if accepted.send((id, transport, from, wtx)).await.is_err() {
+                    // Registered before the reader starts, on the channel its messages use,
+                    // so a response never finds the connection unknown.
+                    if ctx.input.send(Input::ConnOpened(id, transport, from, wtx)).await.is_err() {
                         return;
                     }
                     let peer = Peer { transport, addr: from, conn: Some(id) };

@@ -85,9 +85,17 @@ fn single<'a>(
     }
 }
 
-fn parse_headers_core(
-    h: &super::message::Headers,
-) -> Result<(Vec<Via>, NameAddr, NameAddr, String, CSeq, Vec<NameAddr>), Rejection> {
+/// The headers every request and response must carry, parsed.
+struct CoreHeaders {
+    vias: Vec<Via>,
+    from: NameAddr,
+    to: NameAddr,
+    call_id: String,
+    cseq: CSeq,
+    contacts: Vec<NameAddr>,
+}
+
+fn parse_headers_core(h: &super::message::Headers) -> Result<CoreHeaders, Rejection> {
     let from = single(h, "From")?;
     let to = single(h, "To")?;
     let call_id = single(h, "Call-ID")?;
@@ -117,18 +125,22 @@ fn parse_headers_core(
     }
     for name in ["Route", "Record-Route"] {
         for r in h.values(name) {
-            NameAddr::parse(
-                r,
-                if name == "Route" {
-                    "Route"
-                } else {
-                    "Record-Route"
-                },
-            )
-            .map_err(bad)?;
+            let header = if name == "Route" {
+                "Route"
+            } else {
+                "Record-Route"
+            };
+            NameAddr::parse(r, header).map_err(bad)?;
         }
     }
-    Ok((vias, from, to, call_id.to_string(), cseq, contacts))
+    Ok(CoreHeaders {
+        vias,
+        from,
+        to,
+        call_id: call_id.to_string(),
+        cseq,
+        contacts,
+    })
 }
 
 fn capitalize(s: &str) -> String {
@@ -142,7 +154,14 @@ fn capitalize(s: &str) -> String {
 /// Validates a request as a UAS would before handing it to a transaction.
 pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
     let h = &req.headers;
-    let (vias, from, to, call_id, cseq, contacts) = parse_headers_core(h)?;
+    let CoreHeaders {
+        vias,
+        from,
+        to,
+        call_id,
+        cseq,
+        contacts,
+    } = parse_headers_core(h)?;
     if cseq.method != req.method {
         return Err(Rejection::bad(
             "CSeq method does not match the request method",
@@ -249,7 +268,14 @@ pub fn validate_request(req: &Request) -> Result<RequestCore, Rejection> {
 
 /// Validates a response enough to match it to a client transaction; `None` means drop it.
 pub fn validate_response(resp: &Response) -> Option<ResponseCore> {
-    let (mut vias, from, to, call_id, cseq, contacts) = parse_headers_core(&resp.headers).ok()?;
+    let CoreHeaders {
+        mut vias,
+        from,
+        to,
+        call_id,
+        cseq,
+        contacts,
+    } = parse_headers_core(&resp.headers).ok()?;
     if vias.is_empty() {
         return None;
     }

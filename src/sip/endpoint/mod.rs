@@ -243,6 +243,12 @@ struct ClientEntry {
     other: Option<Other>,
 }
 
+/// A response that a client transaction passed on, with what the owner needs.
+struct Delivered {
+    call: Option<CallId>,
+    request: Option<Request>,
+}
+
 /// Non-call owners of a client transaction.
 #[derive(Debug, Clone, Copy)]
 enum Other {
@@ -943,21 +949,15 @@ impl Endpoint {
     }
 
     /// Feeds a response to client transaction `key`: resends the ACK the transaction owes
-    /// and absorbs retransmissions. Returns the transaction's owner and peer when the
+    /// and absorbs retransmissions. Returns the transaction's call and request when the
     /// response is new and must be acted on.
-    fn step_client(
-        &mut self,
-        now: Instant,
-        key: &str,
-        resp: &Response,
-    ) -> Option<(Option<CallId>, Option<Other>, Peer, Option<Request>)> {
+    fn step_client(&mut self, now: Instant, key: &str, resp: &Response) -> Option<Delivered> {
         let entry = self.client.get_mut(key)?;
         let request = entry.request.clone();
         let action = entry.tx.on_response(now, resp.status, || {
             Bytes::from(uac::ack_for_non_2xx(request.as_ref(), resp).to_bytes())
         });
-        let (peer, call, other, deadline) =
-            (entry.peer, entry.call, entry.other, entry.tx.deadline());
+        let (peer, call, deadline) = (entry.peer, entry.call, entry.tx.deadline());
         let delivered = match action {
             ResponseAction::Absorb(ack) => {
                 self.stats.retransmissions_absorbed += 1;
@@ -979,7 +979,7 @@ impl Endpoint {
         } else {
             self.arm(deadline, TimerRef::Client(key.to_string()));
         }
-        delivered.then_some((call, other, peer, request))
+        delivered.then_some(Delivered { call, request })
     }
 
     /// Sends `req` in a new client transaction keyed by its branch and method.
@@ -1059,7 +1059,7 @@ impl Endpoint {
             self.on_invite_response(now, key, resp, core);
             return;
         }
-        let Some((call, _, _, _)) = self.step_client(now, &key, &resp) else {
+        let Some(Delivered { call, .. }) = self.step_client(now, &key, &resp) else {
             return;
         };
         if let (true, Some(call)) = (resp.status >= 200 && core.cseq.method == Method::Bye, call) {

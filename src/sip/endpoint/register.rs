@@ -160,7 +160,7 @@ impl Endpoint {
         other: Other,
         resp: Response,
     ) {
-        let Some((_, _, _, request)) = self.step_client(now, &key, &resp) else {
+        let Some(super::Delivered { request, .. }) = self.step_client(now, &key, &resp) else {
             return;
         };
         if resp.status < 200 {

@@ -164,7 +164,8 @@ impl Endpoint {
         resp: Response,
         core: ResponseCore,
     ) {
-        let Some((Some(id), _, _, _)) = self.step_client(now, &key, &resp) else {
+        let Some(super::Delivered { call: Some(id), .. }) = self.step_client(now, &key, &resp)
+        else {
             return;
         };
         match resp.status {
