@@ -166,7 +166,7 @@ pub async fn dial(
         &mut events,
         id,
         &offer,
-        &caps,
+        &mut caps,
         media_sock,
         duration,
         started,
@@ -182,7 +182,7 @@ async fn run_call(
     events: &mut mpsc::Receiver<Event>,
     id: crate::sip::endpoint::CallId,
     offer: &SessionDescription,
-    caps: &LocalMediaCapabilities,
+    caps: &mut LocalMediaCapabilities,
     media_sock: EchoMedia,
     duration: Duration,
     started: Instant,
@@ -226,6 +226,11 @@ async fn run_call(
                         }
                         answered = Some((after, media));
                         hangup_at.as_mut().reset(tokio::time::Instant::now() + duration);
+                    }
+                    Event::InDialogRequest { call, tx, request } if call == id => {
+                        let (status, body) = crate::call::in_dialog_answer(&request, caps);
+                        let body = body.map(|b| ("application/sdp", b));
+                        let _ = commands.send(Command::Respond { tx, status, headers: Vec::new(), body }).await;
                     }
                     Event::CallEnded { call, reason } if call == id => {
                         if let Some(s) = stop_media.take() { let _ = s.send(()); }

@@ -201,3 +201,32 @@ fn transfer_app_refers_sipp_caller_and_hangs_up_after_notify_200() {
     assert!(log.contains("status=202 from_notify=false"), "{log}");
     assert!(log.contains("status=200 from_notify=true"), "{log}");
 }
+
+#[test]
+fn dial_answers_a_hold_reinvite_from_the_carrier() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = PortBlock::allocate();
+    let cfg = write_dial_config(dir.path(), ports, false);
+    let mut sipp = sipp_uas(
+        ports,
+        &["-sf", &scenario("uas_reinvite_hold.xml"), "-trace_logs"],
+        dir.path(),
+    );
+    let mut d = dial(dir.path(), &cfg, "");
+    let status = d.wait(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "dial failed:\n{}\n{}",
+        d.stdout(),
+        d.stderr()
+    );
+    let ok = sipp.wait(Duration::from_secs(10)).success();
+    let logs: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(ok, "sipp: {}\n{logs}", sipp.stderr());
+    assert!(logs.contains("hold answered with a=recvonly"), "{logs}");
+}

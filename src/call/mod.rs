@@ -137,6 +137,29 @@ pub async fn run(
     }
 }
 
+/// The answer to an in-dialog request of a call whose media we terminate: a re-INVITE or
+/// UPDATE with an offer gets a fresh SDP answer (RFC 3264 §8, next o= version), anything
+/// else (INFO, offerless refresh) a plain 200.
+pub fn in_dialog_answer(
+    request: &crate::sip::message::Request,
+    caps: &mut LocalMediaCapabilities,
+) -> (u16, Option<Bytes>) {
+    if request.method == crate::sip::message::Method::Info || request.body.is_empty() {
+        return (200, None);
+    }
+    caps.session_version += 1;
+    let answer = std::str::from_utf8(&request.body)
+        .ok()
+        .map(SessionDescription::parse)
+        .and_then(Result::ok)
+        .map(|o| sdp::negotiate_answer(&o, caps));
+    match answer {
+        Some(Ok(a)) => (200, Some(Bytes::from(a.sdp.to_string()))),
+        Some(Err(e)) => (e.sip_status(), None),
+        None => (488, None),
+    }
+}
+
 struct CallSession {
     call: CallId,
     cfg: CallServerConfig,
@@ -378,32 +401,12 @@ impl CallSession {
         request: &crate::sip::message::Request,
         caps: &mut LocalMediaCapabilities,
     ) {
-        use crate::sip::message::Method;
-        if request.method == Method::Info {
-            if let Ok(body) = std::str::from_utf8(&request.body) {
-                tracing::info!(call = %self.call, body = body.trim(), "INFO received");
-            }
-            self.respond(tx, 200, None).await;
-            return;
+        if request.method == crate::sip::message::Method::Info
+            && let Ok(body) = std::str::from_utf8(&request.body)
+        {
+            tracing::info!(call = %self.call, body = body.trim(), "INFO received");
         }
-        if request.body.is_empty() {
-            self.respond(tx, 200, None).await;
-            return;
-        }
-        // RFC 3264 §8: every new answer carries the next o= version.
-        caps.session_version += 1;
-        let answer = std::str::from_utf8(&request.body)
-            .ok()
-            .map(SessionDescription::parse)
-            .and_then(Result::ok)
-            .map(|o| sdp::negotiate_answer(&o, caps));
-        match answer {
-            Some(Ok(a)) => {
-                self.respond(tx, 200, Some(Bytes::from(a.sdp.to_string())))
-                    .await
-            }
-            Some(Err(e)) => self.respond(tx, e.sip_status(), None).await,
-            None => self.respond(tx, 488, None).await,
-        }
+        let (status, body) = in_dialog_answer(request, caps);
+        self.respond(tx, status, body).await;
     }
 }
