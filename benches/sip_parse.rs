@@ -58,11 +58,7 @@ CSeq: 1 INVITE\r\n\
 Contact: <sip:+14155550123@54.172.60.1:5060;transport=udp>\r\n\
 P-Asserted-Identity: \"+14155550123\" <sip:+14155550123@54.172.60.1>\r\n\
 Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, UPDATE, INFO\r\n\
-Supported: timer, replaces\r\n\
-Session-Expires: 1800;refresher=uac\r\n\
-Min-SE: 90\r\n\
 User-Agent: Twilio Gateway\r\n\
-X-Twilio-AccountSid: AC0123456789abcdef0123456789abcdef\r\n\
 X-Twilio-CallSid: CAfedcba9876543210fedcba9876543210\r\n\
 Content-Type: application/sdp\r\n";
     with_body(head, OFFER_SDP)

@@ -703,3 +703,46 @@ Contact: <sip:a@127.0.0.1:5001>\r\nRequire: 100rel\r\nContent-Length: 0\r\n\r\n"
     assert!(text.contains("Unsupported: 100rel"), "{text}");
     assert!(b.poll_event().is_none());
 }
+
+#[test]
+fn invite_retransmitted_after_200_is_absorbed_not_a_new_call() {
+    let mut b = Endpoint::new(cfg(5002), 6);
+    let t0 = Instant::now();
+    let invite = format!(
+        "INVITE sip:x@127.0.0.1:5002 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKdup\r\n\
+From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: dup@test\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:a@127.0.0.1:5001>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    );
+    b.handle_datagram(t0, peer(5001), invite.as_bytes());
+    let Some(Event::IncomingCall { tx, .. }) = b.poll_event() else {
+        panic!("no call")
+    };
+    b.respond(
+        t0,
+        &tx,
+        200,
+        &[],
+        Some(("application/sdp", Bytes::from_static(SDP.as_bytes()))),
+    );
+    while b.poll_transmit().is_some() {}
+    // The caller did not see our 200 yet and retransmits its INVITE.
+    b.handle_datagram(
+        t0 + Duration::from_millis(500),
+        peer(5001),
+        invite.as_bytes(),
+    );
+    assert!(
+        b.poll_event().is_none(),
+        "a retransmission must not start a second call"
+    );
+    assert!(
+        b.poll_transmit().is_none(),
+        "absorbed: no 100 Trying, no new dialog"
+    );
+    assert_eq!(b.active_calls(), 1);
+    // The UAS core still retransmits its 2xx on T1 until the ACK (§13.3.1.4).
+    b.handle_timeout(t0 + Duration::from_millis(500));
+    let resent = b.poll_transmit().expect("2xx retransmitted on T1");
+    assert!(resent.bytes.starts_with(b"SIP/2.0 200 OK"));
+}

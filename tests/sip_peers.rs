@@ -764,3 +764,23 @@ fn sipp_caller_authenticates_with_digest_and_refreshes_session_timer() {
         assert_server_alive(&mut server);
     }
 }
+
+#[test]
+fn sipp_invite_retransmitted_after_200_is_absorbed() {
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(
+        Scenario::File(scenario("uac_invite_retrans_after_200.xml")),
+        "echo",
+    );
+    o.calls = 3;
+    o.limit = Duration::from_secs(15);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(3, &server);
+    assert_eq!(
+        server.log().matches("incoming call").count(),
+        3,
+        "{}",
+        server.log()
+    );
+    assert_server_alive(&mut server);
+}

@@ -44,6 +44,9 @@ pub enum TimerAction {
 pub enum ServerState {
     Trying,
     Proceeding,
+    /// INVITE answered with 2xx (RFC 6026): retransmitted INVITEs are absorbed (the UAS
+    /// core keeps retransmitting the 2xx) until Timer L (64·T1), never seen as new calls.
+    Accepted,
     Completed,
     Confirmed,
     Terminated,
@@ -100,6 +103,8 @@ impl ServerTransaction {
     pub fn on_request_retransmission(&self) -> Option<Bytes> {
         match self.state {
             ServerState::Proceeding | ServerState::Completed => self.last_response.clone(),
+            // RFC 6026 §7.1: the UAS core retransmits its 2xx on its own timer until the ACK;
+            // a retransmitted INVITE is simply absorbed.
             _ => None,
         }
     }
@@ -116,8 +121,10 @@ impl ServerTransaction {
             return true;
         }
         if self.is_invite && status < 300 {
-            // 2xx retransmission belongs to the UAS core (§13.3.1.4), not the transaction.
-            self.state = ServerState::Terminated;
+            // 2xx retransmission belongs to the UAS core (§13.3.1.4); the transaction only
+            // absorbs INVITE retransmissions until Timer L (RFC 6026 §7.1).
+            self.state = ServerState::Accepted;
+            self.end_at = Some(now + self.timers.t1 * 64);
             return true;
         }
         self.state = ServerState::Completed;
@@ -473,6 +480,20 @@ mod tests {
         assert_eq!(
             tx.on_timer(t0 + Duration::from_secs(32)),
             TimerAction::TimedOut
+        );
+    }
+
+    #[test]
+    fn invite_server_absorbs_retransmissions_after_2xx_until_timer_l() {
+        let t0 = Instant::now();
+        let mut tx = ServerTransaction::new(true, false, TimerConfig::default());
+        tx.on_send_response(t0, 200, Bytes::from_static(b"200"));
+        assert_eq!(tx.state, ServerState::Accepted);
+        assert_eq!(tx.on_request_retransmission(), None);
+        assert_eq!(tx.deadline(), Some(t0 + Duration::from_secs(32)));
+        assert_eq!(
+            tx.on_timer(t0 + Duration::from_secs(32)),
+            TimerAction::Terminated
         );
     }
 
