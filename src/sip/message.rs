@@ -93,7 +93,10 @@ impl HeaderName {
 
     /// Case-insensitive comparison with a (long or compact) name.
     pub fn is(&self, other: &str) -> bool {
-        self.0.eq_ignore_ascii_case(&canonical_name(other))
+        // Stored names are already expanded, so only a compact query needs expanding; this
+        // runs for every header lookup and must not allocate.
+        let long = compact_long_form(other).unwrap_or(other);
+        self.0.eq_ignore_ascii_case(long)
     }
 }
 
@@ -156,8 +159,23 @@ fn canonical_name(raw: &str) -> String {
         "Warning",
         "WWW-Authenticate",
     ];
-    if raw.len() == 1 {
-        let long = match raw.as_bytes()[0].to_ascii_lowercase() {
+    if let Some(long) = compact_long_form(raw) {
+        return long.to_string();
+    }
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(raw))
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| raw.to_string())
+}
+
+/// The long form of a one-letter compact header name (RFC 3261 §7.3.3 and extensions).
+fn compact_long_form(raw: &str) -> Option<&'static str> {
+    if raw.len() != 1 {
+        return None;
+    }
+    {
+        match raw.as_bytes()[0].to_ascii_lowercase() {
             b'a' => Some("Accept-Contact"),
             b'b' => Some("Referred-By"),
             b'c' => Some("Content-Type"),
@@ -178,16 +196,8 @@ fn canonical_name(raw: &str) -> String {
             b'x' => Some("Session-Expires"),
             b'y' => Some("Identity"),
             _ => None,
-        };
-        if let Some(long) = long {
-            return long.to_string();
         }
     }
-    KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(raw))
-        .map(|k| k.to_string())
-        .unwrap_or_else(|| raw.to_string())
 }
 
 impl fmt::Display for HeaderName {
