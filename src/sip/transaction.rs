@@ -125,6 +125,8 @@ impl ServerTransaction {
             // absorbs INVITE retransmissions until Timer L (RFC 6026 §7.1).
             self.state = ServerState::Accepted;
             self.end_at = Some(now + self.timers.t1 * 64);
+            // Nothing is ever resent from this state; free the bytes for the 32 s it lives.
+            self.last_response = None;
             return true;
         }
         self.state = ServerState::Completed;

@@ -822,6 +822,11 @@ impl Endpoint {
             .map(|c| c.seq)
             .unwrap_or(0);
         let terminated = entry.tx.state == super::transaction::ServerState::Terminated;
+        if status >= 200 {
+            // After the final response only the key matters (retransmissions, ACK, CANCEL);
+            // the request's headers and body would just sit in memory until Timer J/L.
+            entry.request = Request::new(entry.request.method.clone(), String::new());
+        }
         self.send(peer, bytes.clone());
         if terminated {
             self.server.remove(key);
