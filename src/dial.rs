@@ -75,10 +75,6 @@ pub async fn dial(
         )
     })?;
     let target = target_uri(dest, trunk)?;
-    let peer = trunk_peer(trunk)
-        .await
-        .map_err(|e| DialError::Resolve(trunk.host_port(), e))?;
-    let remote = peer.addr;
 
     // UDP and TCP listeners on ephemeral ports of the configured bind address (TLS calls
     // ride on the connection we open).
@@ -100,6 +96,10 @@ pub async fn dial(
         shutdown_rx,
     )
     .await?;
+    let peer = trunk_peer(trunk, &sip.commands)
+        .await
+        .map_err(|e| DialError::Resolve(trunk.host_port(), e))?;
+    let remote = peer.addr;
 
     let mut ports = PortAllocator::new(cfg.server.rtp.port_min, cfg.server.rtp.port_max);
     let rtp_ip = if bind_ip.is_unspecified() {

@@ -223,8 +223,9 @@ pub fn trunk_credentials(trunk: &TrunkConfig) -> Option<Credentials> {
     })
 }
 
-/// Resolves a trunk's next hop (outbound proxy or host) to a peer on the trunk's transport.
-pub async fn trunk_peer(trunk: &TrunkConfig) -> io::Result<Peer> {
+/// Resolves a trunk's next hop (outbound proxy or host) to a peer on the trunk's transport,
+/// and tells the driver the host name to verify when it opens a TLS connection there.
+pub async fn trunk_peer(trunk: &TrunkConfig, commands: &mpsc::Sender<Command>) -> io::Result<Peer> {
     let hop = trunk
         .outbound_proxy
         .clone()
@@ -234,6 +235,12 @@ pub async fn trunk_peer(trunk: &TrunkConfig) -> io::Result<Peer> {
         .await?
         .next()
         .ok_or_else(|| io::Error::other(format!("{hop}: no address")))?;
+    let name = hop.rsplit_once(':').map_or(hop.as_str(), |(h, _)| h);
+    let name = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let _ = commands.send(Command::NameHost { addr, name }).await;
     Ok(Peer {
         transport: map_transport(trunk.transport),
         addr,
@@ -244,7 +251,7 @@ pub async fn trunk_peer(trunk: &TrunkConfig) -> io::Result<Peer> {
 /// Keeps a trunk registered (when `register.enabled`) and pings it with OPTIONS every
 /// `options_keepalive_s` seconds (when non-zero).
 async fn trunk_upkeep(trunk: TrunkConfig, commands: mpsc::Sender<Command>) {
-    let peer = match trunk_peer(&trunk).await {
+    let peer = match trunk_peer(&trunk, &commands).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(trunk = %trunk.name, error = %e, "cannot resolve trunk");

@@ -19,10 +19,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// A self-signed certificate for 127.0.0.1 and ::1, written as PEM files into `dir`.
 fn make_cert(dir: &Path) -> CertificateDer<'static> {
+    make_cert_for(dir, &["127.0.0.1", "::1", "localhost"])
+}
+
+/// A self-signed certificate for exactly `names`, written as PEM files into `dir`.
+fn make_cert_for(dir: &Path, names: &[&str]) -> CertificateDer<'static> {
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "::1".into(), "localhost".into()])
-            .unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let params = rcgen::CertificateParams::new(names).unwrap();
     let cert = params.self_signed(&key).unwrap();
     std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
@@ -119,6 +123,17 @@ async fn uac_call(
     roots: Vec<CertificateDer<'static>>,
     bind: &str,
 ) {
+    uac_call_named(server, transport, roots, bind, None).await
+}
+
+/// Like [`uac_call`]; `tls_name` is the DNS name the driver is told for the server address.
+async fn uac_call_named(
+    server: SocketAddr,
+    transport: Transport,
+    roots: Vec<CertificateDer<'static>>,
+    bind: &str,
+    tls_name: Option<&str>,
+) {
     let (ev_tx, mut events) = mpsc::channel(64);
     let (_stop_tx, stop_rx) = watch::channel(false);
     let opts = DriverOptions {
@@ -179,6 +194,13 @@ async fn uac_call(
         credentials: None,
         headers: Vec::new(),
     };
+    if let Some(name) = tls_name {
+        let cmd = Command::NameHost {
+            addr: server,
+            name: name.to_string(),
+        };
+        sip.commands.send(cmd).await.unwrap();
+    }
     let (reply_tx, reply_rx) = oneshot::channel();
     sip.commands
         .send(Command::Invite {
@@ -287,4 +309,22 @@ fn bad_certificate_files_fail_with_the_file_name() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("cert.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn outbound_tls_verifies_the_trunk_host_name_not_its_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    // A certificate that names only the host, as carriers' certificates do.
+    let der = make_cert_for(dir.path(), &["localhost"]);
+    let srv = start_server(dir.path(), "127.0.0.1", 43900).await;
+    let addr = srv.addr(Transport::Tls).unwrap();
+    uac_call_named(
+        addr,
+        Transport::Tls,
+        vec![der],
+        "127.0.0.1",
+        Some("localhost"),
+    )
+    .await;
+    srv.stop();
 }

@@ -45,6 +45,9 @@ pub enum Command {
     Unregister { reg: RegId },
     /// Send an OPTIONS ping (result arrives as `Event::PingResult`).
     Ping { target: Box<Uri>, peer: Peer },
+    /// Remember the DNS name behind `addr`, used as the TLS server name (SNI and certificate
+    /// check) when a TLS connection to that address is opened.
+    NameHost { addr: SocketAddr, name: String },
     /// Place a call; the new call's id comes back on `reply`.
     Invite {
         call: Box<OutboundCall>,
@@ -177,6 +180,7 @@ pub async fn start_with(
     ep.set_inbound_policy(opts.policy);
     tokio::spawn(async move {
         let mut conns = Connections::default();
+        let mut tls_names: HashMap<SocketAddr, String> = HashMap::new();
         loop {
             let deadline = ep.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -223,6 +227,9 @@ pub async fn start_with(
                         Command::Ping { target, peer } => {
                             ep.ping(now, &target, peer);
                         }
+                        Command::NameHost { addr, name } => {
+                            tls_names.insert(addr, name);
+                        }
                     }
                 }
                 _ = sleep_until_opt(deadline) => {
@@ -256,7 +263,8 @@ pub async fn start_with(
                 let writer = match id {
                     Some(id) => conns.writers.get(&id).cloned(),
                     None => {
-                        let (id, w) = open_connection(&ctx, t.peer, connector.clone());
+                        let name = tls_names.get(&t.peer.addr).cloned();
+                        let (id, w) = open_connection(&ctx, t.peer, name, connector.clone());
                         conns.writers.insert(id, w.clone());
                         conns.by_addr.insert((t.peer.transport, t.peer.addr), id);
                         Some(w)
@@ -368,6 +376,7 @@ async fn acceptor_loop(
 fn open_connection(
     ctx: &ConnCtx,
     peer: Peer,
+    host: Option<String>,
     connector: TlsConnector,
 ) -> (u64, mpsc::Sender<Bytes>) {
     let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
@@ -393,8 +402,11 @@ fn open_connection(
         };
         let _ = stream.set_nodelay(true);
         if peer.transport == Transport::Tls {
-            let name =
-                tokio_rustls::rustls::pki_types::ServerName::IpAddress(peer.addr.ip().into());
+            // The trunk's DNS name when we know it (certificates name hosts), else the IP.
+            use tokio_rustls::rustls::pki_types::ServerName;
+            let name = host
+                .and_then(|h| ServerName::try_from(h).ok())
+                .unwrap_or_else(|| ServerName::IpAddress(peer.addr.ip().into()));
             match connector.connect(name, stream).await {
                 Ok(s) => run_connection(s, peer, wrx, ctx).await,
                 Err(e) => {
