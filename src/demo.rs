@@ -35,6 +35,8 @@ pub struct DemoReport {
 const DEMO_CONFIG: &str = r#"
 [sip]
 listen = [ { transport = "udp", addr = "127.0.0.1:0" } ]
+[http]
+listen = "127.0.0.1:0"
 [rtp]
 port_min = 40000
 port_max = 40100

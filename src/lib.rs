@@ -6,6 +6,7 @@
 pub mod call;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod dial;
 pub mod rtp;

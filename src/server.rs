@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// A running server: its bound addresses and the switch that stops it.
 pub struct RunningServer {
     pub sip: SipHandle,
+    /// The bound HTTP address (health check now, the control API later).
+    pub http: SocketAddr,
     pub shutdown: watch::Sender<bool>,
 }
 
@@ -136,10 +138,21 @@ pub async fn start(
         tls_server,
         tls_client: None,
     };
-    let sip = transport::start_with(&listeners, ep_cfg, opts, ev_tx, shutdown_rx).await?;
+    let sip = transport::start_with(&listeners, ep_cfg, opts, ev_tx, shutdown_rx.clone()).await?;
     for (t, a) in &sip.bound {
         tracing::info!(transport = t.as_str(), addr = %a, advertised = %advertised, "SIP listening");
     }
+    let health = crate::control::Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        sip: sip
+            .bound
+            .iter()
+            .map(|(t, a)| format!("{} {a}", t.as_str()))
+            .collect(),
+    };
+    let http = crate::control::serve(s.http.listen, health, shutdown_rx).await?;
+    tracing::info!(addr = %http, "HTTP listening (GET /health)");
     let routes = s.routes.clone();
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
         let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
@@ -184,6 +197,7 @@ pub async fn start(
     }
     Ok(RunningServer {
         sip,
+        http,
         shutdown: shutdown_tx,
     })
 }

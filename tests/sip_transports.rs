@@ -44,6 +44,8 @@ listen = [
 ]
 tls_cert = "cert.pem"
 tls_key = "key.pem"
+[http]
+listen = "127.0.0.1:0"
 [rtp]
 port_min = {rtp}
 port_max = {}
@@ -326,5 +328,26 @@ async fn outbound_tls_verifies_the_trunk_host_name_not_its_ip() {
         Some("localhost"),
     )
     .await;
+    srv.stop();
+}
+
+#[tokio::test]
+async fn http_health_reports_the_bound_sip_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path());
+    let srv = start_server(dir.path(), "127.0.0.1", 44000).await;
+    let mut s = tokio::net::TcpStream::connect(srv.http).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let udp = srv.addr(Transport::Udp).unwrap();
+    assert!(body.contains(&format!("UDP {udp}")), "{body}");
     srv.stop();
 }

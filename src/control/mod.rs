@@ -1,0 +1,59 @@
+//! The HTTP side of the server. For now only the unauthenticated health check that load
+//! balancers and orchestrators poll; the authenticated control-plane API joins it later.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::io;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What `/health` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    /// The SIP listeners actually bound, as `transport addr`.
+    pub sip: Vec<String>,
+}
+
+async fn health(State(h): State<Health>) -> Json<Health> {
+    Json(h)
+}
+
+/// Binds `addr` and serves the HTTP routes until `shutdown` becomes true. Returns the bound
+/// address (useful with port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    health_info: Health,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind HTTP listener on {addr}: {e}"),
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/health", get(health))
+        .with_state(health_info);
+    tokio::spawn(async move {
+        let stop = async move {
+            while shutdown.changed().await.is_ok() {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::warn!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(bound)
+}
