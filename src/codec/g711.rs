@@ -1,23 +1,35 @@
-//! G.711 µ-law and A-law (ITU-T G.711), computed per sample with the classic segment
-//! arithmetic (the same results as the ITU G.191 reference `g711.c`).
+//! G.711 µ-law and A-law (ITU-T G.711), computed per sample with the segment arithmetic of
+//! the reference `g711.c`; a test checks all 65,536 encodings and 256 decodings per law.
 
 const BIAS: i32 = 0x84;
-const CLIP: i32 = 32_635;
 
-/// Encodes one 16-bit linear sample to µ-law.
+/// Upper ends of the eight µ-law segments on the 14-bit magnitude (G.191 `g711.c`).
+const SEG_UEND: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
+/// Upper ends of the eight A-law segments on the 13-bit magnitude.
+const SEG_AEND: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+
+fn segment(v: i32, ends: &[i32; 8]) -> usize {
+    ends.iter().position(|&e| v <= e).unwrap_or(8)
+}
+
+/// Encodes one 16-bit linear sample to µ-law. Like the reference, the sample is first
+/// reduced to 14 bits with an arithmetic (flooring) shift, which decides the rounding of
+/// negative values.
 pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut s = sample as i32;
-    let sign = if s < 0 {
-        s = -s;
-        0x80
+    let mut v = i32::from(sample) >> 2;
+    let mask: i32 = if v < 0 {
+        v = -v;
+        0x7F
     } else {
-        0
+        0xFF
     };
-    s = s.min(CLIP) + BIAS;
-    // s is in 132..=32767, so floor(log2(s)) - 7 is the segment 0..=7.
-    let exponent = (31 - (s as u32).leading_zeros()) as i32 - 7;
-    let mantissa = (s >> (exponent + 3)) & 0x0f;
-    !(sign | (exponent << 4) as u8 | mantissa as u8)
+    v = v.min(8159) + (BIAS >> 2);
+    let seg = segment(v, &SEG_UEND);
+    if seg >= 8 {
+        return (0x7F ^ mask) as u8;
+    }
+    let uval = ((seg as i32) << 4) | ((v >> (seg + 1)) & 0x0F);
+    (uval ^ mask) as u8
 }
 
 /// Decodes one µ-law byte to a 16-bit linear sample.
@@ -33,21 +45,26 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
     }
 }
 
-/// Encodes one 16-bit linear sample to A-law.
+/// Encodes one 16-bit linear sample to A-law (13-bit magnitude, as the reference).
 pub fn linear_to_alaw(sample: i16) -> u8 {
-    let (mask, mut s) = if sample >= 0 {
-        (0xd5u8, sample as i32)
+    let mut v = i32::from(sample) >> 3;
+    let mask: i32 = if v >= 0 {
+        0xD5
     } else {
-        (0x55u8, -(sample as i32) - 1)
+        v = -v - 1;
+        0x55
     };
-    s = s.min(0x7fff);
-    let byte = if s < 256 {
-        (s >> 4) as u8
+    let seg = segment(v, &SEG_AEND);
+    if seg >= 8 {
+        return (0x7F ^ mask) as u8;
+    }
+    let mut aval = (seg as i32) << 4;
+    aval |= if seg < 2 {
+        (v >> 1) & 0x0F
     } else {
-        let exponent = (31 - (s as u32).leading_zeros()) as i32 - 7;
-        ((exponent << 4) | ((s >> (exponent + 3)) & 0x0f)) as u8
+        (v >> seg) & 0x0F
     };
-    byte ^ mask
+    (aval ^ mask) as u8
 }
 
 /// Decodes one A-law byte to a 16-bit linear sample.
@@ -74,7 +91,8 @@ mod tests {
     #[test]
     fn ulaw_known_values() {
         assert_eq!(linear_to_ulaw(0), 0xff);
-        assert_eq!(linear_to_ulaw(-1), 0x7f);
+        // The reference floors -1 to -1 in 14 bits, so it lands one step from zero.
+        assert_eq!(linear_to_ulaw(-1), 0x7e);
         assert_eq!(linear_to_ulaw(32767), 0x80);
         assert_eq!(linear_to_ulaw(-32768), 0x00);
         assert_eq!(ulaw_to_linear(0x80), 32124);
@@ -91,10 +109,43 @@ mod tests {
         assert_eq!(alaw_to_linear(0x2a), -32256);
     }
 
+    /// CRC-32 (IEEE), enough to compare whole tables against reference digests.
+    fn crc32(bytes: impl IntoIterator<Item = u8>) -> u32 {
+        let mut crc = !0u32;
+        for b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & (!(crc & 1)).wrapping_add(1));
+            }
+        }
+        !crc
+    }
+
+    /// Digests of the reference tables: every 16-bit input -32768..=32767 encoded, and every
+    /// codeword decoded (little-endian i16), as produced by the CCITT/Sun `g711.c` that
+    /// CPython's `audioop` implements (`audioop.lin2ulaw(all, 2)` etc., CRC-32 by `zlib`).
+    #[test]
+    fn whole_tables_match_the_reference_implementation() {
+        let all = || i16::MIN..=i16::MAX;
+        assert_eq!(
+            crc32(all().map(linear_to_ulaw)),
+            0x3b7c_3a3e,
+            "µ-law encode"
+        );
+        assert_eq!(
+            crc32(all().map(linear_to_alaw)),
+            0x9133_796e,
+            "A-law encode"
+        );
+        let dec = |f: fn(u8) -> i16| crc32((0..=255u8).flat_map(move |b| f(b).to_le_bytes()));
+        assert_eq!(dec(ulaw_to_linear), 0x0c84_7a9f, "µ-law decode");
+        assert_eq!(dec(alaw_to_linear), 0x9d76_4657, "A-law decode");
+    }
+
     #[test]
     fn decode_encode_is_identity_on_codewords() {
         for b in 0..=255u8 {
-            // µ-law 0x7f and 0xff both decode to 0; the encoder picks 0xff for +0.
+            // µ-law 0x7f and 0xff both decode to 0; the encoder picks 0xff for 0.
             if b != 0x7f {
                 assert_eq!(linear_to_ulaw(ulaw_to_linear(b)), b, "ulaw {b:#x}");
             }
