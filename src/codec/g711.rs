@@ -1,5 +1,6 @@
-//! G.711 µ-law and A-law (ITU-T G.711), computed per sample with the segment arithmetic of
-//! the reference `g711.c`; a test checks all 65,536 encodings and 256 decodings per law.
+//! G.711 µ-law and A-law (ITU-T G.711) by table: the tables are built at compile time with
+//! the segment arithmetic of the reference `g711.c`, and a test checks all 65,536 encodings
+//! and 256 decodings per law against digests of the reference.
 
 const BIAS: i32 = 0x84;
 
@@ -8,22 +9,30 @@ const SEG_UEND: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF
 /// Upper ends of the eight A-law segments on the 13-bit magnitude.
 const SEG_AEND: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
 
-fn segment(v: i32, ends: &[i32; 8]) -> usize {
-    ends.iter().position(|&e| v <= e).unwrap_or(8)
+const fn segment(v: i32, ends: &[i32; 8]) -> usize {
+    let mut i = 0;
+    while i < 8 {
+        if v <= ends[i] {
+            return i;
+        }
+        i += 1;
+    }
+    8
 }
 
-/// Encodes one 16-bit linear sample to µ-law. Like the reference, the sample is first
-/// reduced to 14 bits with an arithmetic (flooring) shift, which decides the rounding of
-/// negative values.
-pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut v = i32::from(sample) >> 2;
+/// The reference µ-law encoding of a 14-bit sample (the 16-bit sample floored by 2 bits,
+/// which decides the rounding of negative values).
+const fn ulaw_from_14bit(mut v: i32) -> u8 {
     let mask: i32 = if v < 0 {
         v = -v;
         0x7F
     } else {
         0xFF
     };
-    v = v.min(8159) + (BIAS >> 2);
+    if v > 8159 {
+        v = 8159;
+    }
+    v += BIAS >> 2;
     let seg = segment(v, &SEG_UEND);
     if seg >= 8 {
         return (0x7F ^ mask) as u8;
@@ -32,8 +41,27 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     (uval ^ mask) as u8
 }
 
-/// Decodes one µ-law byte to a 16-bit linear sample.
-pub fn ulaw_to_linear(byte: u8) -> i16 {
+/// The reference A-law encoding of a 13-bit sample.
+const fn alaw_from_13bit(mut v: i32) -> u8 {
+    let mask: i32 = if v >= 0 {
+        0xD5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let seg = segment(v, &SEG_AEND);
+    if seg >= 8 {
+        return (0x7F ^ mask) as u8;
+    }
+    let low = if seg < 2 {
+        (v >> 1) & 0x0F
+    } else {
+        (v >> seg) & 0x0F
+    };
+    ((((seg as i32) << 4) | low) ^ mask) as u8
+}
+
+const fn ulaw_decode(byte: u8) -> i16 {
     let u = !byte;
     let exponent = ((u >> 4) & 0x07) as i32;
     let mantissa = (u & 0x0f) as i32;
@@ -45,30 +73,7 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
     }
 }
 
-/// Encodes one 16-bit linear sample to A-law (13-bit magnitude, as the reference).
-pub fn linear_to_alaw(sample: i16) -> u8 {
-    let mut v = i32::from(sample) >> 3;
-    let mask: i32 = if v >= 0 {
-        0xD5
-    } else {
-        v = -v - 1;
-        0x55
-    };
-    let seg = segment(v, &SEG_AEND);
-    if seg >= 8 {
-        return (0x7F ^ mask) as u8;
-    }
-    let mut aval = (seg as i32) << 4;
-    aval |= if seg < 2 {
-        (v >> 1) & 0x0F
-    } else {
-        (v >> seg) & 0x0F
-    };
-    (aval ^ mask) as u8
-}
-
-/// Decodes one A-law byte to a 16-bit linear sample.
-pub fn alaw_to_linear(byte: u8) -> i16 {
+const fn alaw_decode(byte: u8) -> i16 {
     let a = byte ^ 0x55;
     let exponent = ((a >> 4) & 0x07) as i32;
     let mantissa = (a & 0x0f) as i32;
@@ -82,6 +87,74 @@ pub fn alaw_to_linear(byte: u8) -> i16 {
     } else {
         -magnitude as i16
     }
+}
+
+/// µ-law codes of every 14-bit sample, index = sample + 8192 (built at compile time).
+static ULAW_ENCODE: [u8; 16384] = {
+    let mut t = [0u8; 16384];
+    let mut i = 0;
+    while i < 16384 {
+        t[i] = ulaw_from_14bit(i as i32 - 8192);
+        i += 1;
+    }
+    t
+};
+
+/// A-law codes of every 13-bit sample, index = sample + 4096.
+static ALAW_ENCODE: [u8; 8192] = {
+    let mut t = [0u8; 8192];
+    let mut i = 0;
+    while i < 8192 {
+        t[i] = alaw_from_13bit(i as i32 - 4096);
+        i += 1;
+    }
+    t
+};
+
+static ULAW_DECODE: [i16; 256] = {
+    let mut t = [0i16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = ulaw_decode(i as u8);
+        i += 1;
+    }
+    t
+};
+
+static ALAW_DECODE: [i16; 256] = {
+    let mut t = [0i16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = alaw_decode(i as u8);
+        i += 1;
+    }
+    t
+};
+
+/// Encodes one 16-bit linear sample to µ-law (table lookup).
+#[inline]
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    // `>> 2` maps i16 onto -8192..=8191, so the index is always in range.
+    ULAW_ENCODE[((i32::from(sample) >> 2) + 8192) as usize]
+}
+
+/// Decodes one µ-law byte to a 16-bit linear sample (table lookup).
+#[inline]
+pub fn ulaw_to_linear(byte: u8) -> i16 {
+    ULAW_DECODE[byte as usize]
+}
+
+/// Encodes one 16-bit linear sample to A-law (table lookup).
+#[inline]
+pub fn linear_to_alaw(sample: i16) -> u8 {
+    // `>> 3` maps i16 onto -4096..=4095.
+    ALAW_ENCODE[((i32::from(sample) >> 3) + 4096) as usize]
+}
+
+/// Decodes one A-law byte to a 16-bit linear sample (table lookup).
+#[inline]
+pub fn alaw_to_linear(byte: u8) -> i16 {
+    ALAW_DECODE[byte as usize]
 }
 
 #[cfg(test)]
