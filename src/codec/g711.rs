@@ -89,47 +89,25 @@ const fn alaw_decode(byte: u8) -> i16 {
     }
 }
 
-/// µ-law codes of every 14-bit sample, index = sample + 8192 (built at compile time).
-static ULAW_ENCODE: [u8; 16384] = {
-    let mut t = [0u8; 16384];
-    let mut i = 0;
-    while i < 16384 {
-        t[i] = ulaw_from_14bit(i as i32 - 8192);
-        i += 1;
-    }
-    t
-};
+/// A table built at compile time: entry `i` is `$value` evaluated with that `i`.
+macro_rules! table {
+    ($ty:ty, $len:expr, |$i:ident| $value:expr) => {{
+        let mut t: [$ty; $len] = [0; $len];
+        let mut $i = 0;
+        while $i < $len {
+            t[$i] = $value;
+            $i += 1;
+        }
+        t
+    }};
+}
 
+/// µ-law codes of every 14-bit sample, index = sample + 8192.
+static ULAW_ENCODE: [u8; 16384] = table!(u8, 16384, |i| ulaw_from_14bit(i as i32 - 8192));
 /// A-law codes of every 13-bit sample, index = sample + 4096.
-static ALAW_ENCODE: [u8; 8192] = {
-    let mut t = [0u8; 8192];
-    let mut i = 0;
-    while i < 8192 {
-        t[i] = alaw_from_13bit(i as i32 - 4096);
-        i += 1;
-    }
-    t
-};
-
-static ULAW_DECODE: [i16; 256] = {
-    let mut t = [0i16; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = ulaw_decode(i as u8);
-        i += 1;
-    }
-    t
-};
-
-static ALAW_DECODE: [i16; 256] = {
-    let mut t = [0i16; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = alaw_decode(i as u8);
-        i += 1;
-    }
-    t
-};
+static ALAW_ENCODE: [u8; 8192] = table!(u8, 8192, |i| alaw_from_13bit(i as i32 - 4096));
+static ULAW_DECODE: [i16; 256] = table!(i16, 256, |i| ulaw_decode(i as u8));
+static ALAW_DECODE: [i16; 256] = table!(i16, 256, |i| alaw_decode(i as u8));
 
 /// Encodes one 16-bit linear sample to µ-law (table lookup).
 #[inline]
