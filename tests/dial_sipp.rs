@@ -86,49 +86,33 @@ fn dial(dir: &Path, config: &Path, password: &str) -> Proc {
     Proc::spawn("dial", cmd, dir)
 }
 
-#[test]
-fn dial_reaches_sipp_uas_and_hangs_up() {
+/// Dials a sipp UAS running `scenario_args` and expects a whole call: answer, the
+/// `--duration` second, our BYE, and sipp's own verdict that the call succeeded.
+/// Returns the UAS's working directory for scenario-specific checks.
+fn dial_completes(scenario_args: &[&str], password: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ports = PortBlock::allocate();
-    let cfg = write_dial_config(dir.path(), ports, false);
-    let mut sipp = sipp_uas(ports, &["-sn", "uas"], dir.path());
-    let mut d = dial(dir.path(), &cfg, "");
+    let cfg = write_dial_config(dir.path(), ports, password.is_some());
+    let mut sipp = sipp_uas(ports, scenario_args, dir.path());
+    let mut d = dial(dir.path(), &cfg, password.unwrap_or(""));
     let status = d.wait(Duration::from_secs(20));
-    assert!(
-        status.success(),
-        "dial failed:\n{}\n{}",
-        d.stdout(),
-        d.stderr()
-    );
-    assert!(d.stdout().contains("answered after"), "{}", d.stdout());
-    assert!(d.stdout().contains("ended LocalBye"), "{}", d.stdout());
-    assert!(
-        sipp.wait(Duration::from_secs(10)).success(),
-        "sipp saw a failed call: {}",
-        sipp.stderr()
-    );
+    let (out, err) = (d.stdout(), d.stderr());
+    assert!(status.success(), "dial failed:\n{out}\n{err}");
+    assert!(out.contains("answered after"), "{out}");
+    assert!(out.contains("ended LocalBye"), "{out}");
+    let ok = sipp.wait(Duration::from_secs(10)).success();
+    assert!(ok, "sipp saw a failed call: {}", sipp.stderr());
+    dir
+}
+
+#[test]
+fn dial_reaches_sipp_uas_and_hangs_up() {
+    dial_completes(&["-sn", "uas"], None);
 }
 
 #[test]
 fn dial_answers_digest_challenge_that_sipp_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = PortBlock::allocate();
-    let cfg = write_dial_config(dir.path(), ports, true);
-    let mut sipp = sipp_uas(ports, &["-sf", &scenario("uas_digest.xml")], dir.path());
-    let mut d = dial(dir.path(), &cfg, "s3cret");
-    let status = d.wait(Duration::from_secs(20));
-    assert!(
-        status.success(),
-        "dial failed:\n{}\n{}",
-        d.stdout(),
-        d.stderr()
-    );
-    assert!(d.stdout().contains("ended LocalBye"), "{}", d.stdout());
-    assert!(
-        sipp.wait(Duration::from_secs(10)).success(),
-        "sipp: {}",
-        sipp.stderr()
-    );
+    dial_completes(&["-sf", &scenario("uas_digest.xml")], Some("s3cret"));
 }
 
 #[test]
@@ -204,29 +188,13 @@ fn transfer_app_refers_sipp_caller_and_hangs_up_after_notify_200() {
 
 #[test]
 fn dial_answers_a_hold_reinvite_from_the_carrier() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = PortBlock::allocate();
-    let cfg = write_dial_config(dir.path(), ports, false);
-    let mut sipp = sipp_uas(
-        ports,
-        &["-sf", &scenario("uas_reinvite_hold.xml"), "-trace_logs"],
-        dir.path(),
-    );
-    let mut d = dial(dir.path(), &cfg, "");
-    let status = d.wait(Duration::from_secs(20));
-    assert!(
-        status.success(),
-        "dial failed:\n{}\n{}",
-        d.stdout(),
-        d.stderr()
-    );
-    let ok = sipp.wait(Duration::from_secs(10)).success();
+    let hold = scenario("uas_reinvite_hold.xml");
+    let dir = dial_completes(&["-sf", &hold, "-trace_logs"], None);
     let logs: String = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_logs.log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
-    assert!(ok, "sipp: {}\n{logs}", sipp.stderr());
     assert!(logs.contains("hold answered with a=recvonly"), "{logs}");
 }
