@@ -222,7 +222,7 @@ async fn run_call(
                         if let Some(sock) = media_sock.take() {
                             let (tx, rx) = oneshot::channel();
                             stop_media = Some(tx);
-                            media_task = Some(tokio::spawn(sock.run(media.remote_addr, Duration::from_secs(3600), rx)));
+                            media_task = Some(tokio::spawn(sock.run(media.telephone_event_pt.map(|pt| (pt, media.codec.clock_rate)), Duration::from_secs(3600), rx)));
                         }
                         answered = Some((after, media));
                         hangup_at.as_mut().reset(tokio::time::Instant::now() + duration);

@@ -784,3 +784,36 @@ fn sipp_invite_retransmitted_after_200_is_absorbed() {
     );
     assert_server_alive(&mut server);
 }
+
+#[test]
+fn sipp_rfc4733_digits_are_detected_once_each() {
+    for pcap in [
+        "dtmf_2833_1.pcap",
+        "dtmf_2833_5.pcap",
+        "dtmf_2833_pound.pcap",
+    ] {
+        let path = Path::new("/usr/share/sip-tester").join(pcap);
+        assert!(
+            path.is_file(),
+            "{} missing (Debian package sip-tester)",
+            path.display()
+        );
+    }
+    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_dtmf_2833.xml")), "echo");
+    o.limit = Duration::from_secs(15);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(1, &server);
+    let log = server.log();
+    let ended = log
+        .lines()
+        .find(|l| l.contains("call ended"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ended.contains("dtmf=15#"),
+        "digits in order, each once:\n{log}"
+    );
+    assert_eq!(log.matches(" DTMF").count(), 3, "{log}");
+    assert_server_alive(&mut server);
+}

@@ -1,6 +1,7 @@
 //! The echo app's media: every RTP packet received is sent back to where it came from
 //! (symmetric RTP latching), re-stamped with our own SSRC.
 
+use crate::rtp::dtmf::{DtmfReceiver, TelephoneEvent};
 use crate::rtp::packet::{RtpHeader, set_ssrc};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -9,11 +10,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 /// What the echo media loop saw.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EchoStats {
     pub received: u64,
     pub echoed: u64,
     pub dropped: u64,
+    /// RFC 4733 digits received, in order (each press once).
+    pub digits: String,
     /// True when the loop ended because no RTP arrived within the media timeout.
     pub timed_out: bool,
 }
@@ -54,13 +57,16 @@ impl EchoMedia {
     }
 
     /// Echoes until `stop` fires or no packet arrives for `timeout`.
+    /// `dtmf` is the negotiated telephone-event payload type and its clock rate: those
+    /// packets are echoed too, and each press is logged once and collected in the stats.
     pub async fn run(
         self,
-        signalled: SocketAddr,
+        dtmf: Option<(u8, u32)>,
         timeout: Duration,
         mut stop: oneshot::Receiver<()>,
     ) -> EchoStats {
         let mut stats = EchoStats::default();
+        let mut digits = DtmfReceiver::new(dtmf.map_or(8000, |(_, rate)| rate));
         let ssrc: u32 = rand::random();
         let mut buf = vec![0u8; 2048];
         let mut rtcp_buf = vec![0u8; 2048];
@@ -73,15 +79,28 @@ impl EchoMedia {
                     Ok(Err(e)) => { tracing::debug!(error = %e, "RTP receive error"); }
                     Ok(Ok((n, from))) => {
                         stats.received += 1;
-                        if RtpHeader::parse(&buf[..n]).is_none() {
+                        let Some(header) = RtpHeader::parse(&buf[..n]) else {
                             stats.dropped += 1;
                             continue;
-                        }
+                        };
                         // Latch to the first source (NAT); the SDP address is only a hint.
                         let dest = *latched.get_or_insert(from);
                         if from != dest {
                             stats.dropped += 1;
                             continue;
+                        }
+                        let digit = match dtmf {
+                            Some((pt, _)) if header.payload_type == pt => {
+                                TelephoneEvent::parse(&buf[header.payload_offset..n])
+                                    .ok()
+                                    .and_then(|ev| digits.push(header.timestamp, header.marker, ev))
+                            }
+                            // Audio moves the clock on, closing a press whose end packets were lost.
+                            _ => digits.on_timeout(header.timestamp),
+                        };
+                        if let Some(d) = digit {
+                            tracing::info!(digit = %d.digit, duration_ms = d.duration_ms, "DTMF");
+                            stats.digits.push(d.digit);
                         }
                         set_ssrc(&mut buf[..n], ssrc);
                         if self.rtp.send_to(&buf[..n], dest).await.is_ok() {
@@ -92,7 +111,6 @@ impl EchoMedia {
                 _ = self.rtcp.recv_from(&mut rtcp_buf) => {}
             }
         }
-        let _ = signalled;
         stats
     }
 }

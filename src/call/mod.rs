@@ -61,6 +61,8 @@ pub struct CallRecord {
     pub to: String,
     pub reason: EndReason,
     pub packets_echoed: u64,
+    /// RFC 4733 digits the caller pressed, in order.
+    pub dtmf: String,
 }
 
 /// Consumes endpoint events until the channel closes; returns nothing, logs each call.
@@ -203,7 +205,7 @@ impl CallSession {
 
     async fn run(mut self, tx: TxId, user: String, trunk: Option<String>, offer: Bytes) {
         let reason;
-        let mut echoed = 0;
+        let mut media_stats = echo::EchoStats::default();
         let (choice, ringing) = (self.cfg.router)(&user, trunk.as_deref());
         match choice {
             AppChoice::Reject(code) => {
@@ -219,17 +221,17 @@ impl CallSession {
                     tracing::warn!(call = %self.call, "no free RTP port pair in the range");
                     self.respond(tx, 503, None).await;
                     let reason = self.wait_end().await;
-                    self.finish(reason, 0);
+                    self.finish(reason, &media_stats);
                     return;
                 };
                 let result = self.echo(tx, port, media, &offer, transfer, ringing).await;
                 if let Ok(mut p) = self.ports.lock() {
                     p.release(port);
                 }
-                (reason, echoed) = result;
+                (reason, media_stats) = result;
             }
         }
-        self.finish(reason, echoed);
+        self.finish(reason, &media_stats);
     }
 
     /// Allocates an RTP/RTCP port pair and binds it, skipping ports another process holds.
@@ -247,8 +249,9 @@ impl CallSession {
         .await
     }
 
-    fn finish(&self, reason: EndReason, packets_echoed: u64) {
-        tracing::info!(call = %self.call, ?reason, packets_echoed, "call ended");
+    fn finish(&self, reason: EndReason, media: &echo::EchoStats) {
+        let packets_echoed = media.echoed;
+        tracing::info!(call = %self.call, ?reason, packets_echoed, dtmf = %media.digits, "call ended");
         if let Some(f) = &self.finished {
             let _ = f.send(CallRecord {
                 call: self.call,
@@ -256,6 +259,7 @@ impl CallSession {
                 to: self.to.clone(),
                 reason,
                 packets_echoed,
+                dtmf: media.digits.clone(),
             });
         }
     }
@@ -278,7 +282,7 @@ impl CallSession {
         offer: &[u8],
         transfer: Option<(Uri, Duration)>,
         ringing: Ringing,
-    ) -> (EndReason, u64) {
+    ) -> (EndReason, echo::EchoStats) {
         let mut caps = self.caps(port);
         let answer = match std::str::from_utf8(offer)
             .ok()
@@ -296,19 +300,22 @@ impl CallSession {
             Err(e) => {
                 tracing::info!(call = %self.call, error = %e, "SDP negotiation failed");
                 self.respond(tx, e.sip_status(), None).await;
-                return (self.wait_end().await, 0);
+                return (self.wait_end().await, echo::EchoStats::default());
             }
         };
         let sdp_answer = Bytes::from(answer.sdp.to_string());
         let (stop_tx, stop_rx) = oneshot::channel();
         let timeout = self.cfg.media_timeout;
-        let remote = answer.media.remote_addr;
+        let dtmf = answer
+            .media
+            .telephone_event_pt
+            .map(|pt| (pt, answer.media.codec.clock_rate));
         // The media task starts at 183 (early media) or at 200, whichever comes first.
         let mut pending_media = Some((media, stop_rx));
         let mut start_media = move || {
             pending_media
                 .take()
-                .map(|(m, rx)| tokio::spawn(m.run(remote, timeout, rx)))
+                .map(|(m, rx)| tokio::spawn(m.run(dtmf, timeout, rx)))
         };
         let mut media_task = None;
         if !ringing.after.is_zero() {
@@ -327,14 +334,14 @@ impl CallSession {
                     ev = self.events.recv() => match ev {
                         Some(Event::CallEnded { reason, .. }) => {
                             let _ = stop_tx.send(());
-                            let echoed = match media_task {
-                                Some(t) => t.await.map(|s| s.echoed).unwrap_or(0),
-                                None => 0,
+                            let stats = match media_task {
+                                Some(t) => t.await.unwrap_or_default(),
+                                None => echo::EchoStats::default(),
                             };
-                            return (reason, echoed);
+                            return (reason, stats);
                         }
                         Some(_) => {}
-                        None => return (EndReason::LocalBye, 0),
+                        None => return (EndReason::LocalBye, echo::EchoStats::default()),
                     }
                 }
             }
@@ -363,11 +370,11 @@ impl CallSession {
                 ev = self.events.recv() => match ev {
                     Some(Event::CallEnded { reason, .. }) => {
                         if let Some(s) = stop_tx.take() { let _ = s.send(()); }
-                        let echoed = match media_task.take() {
-                            Some(t) => t.await.map(|s| s.echoed).unwrap_or(0),
-                            None => 0,
+                        let stats = match media_task.take() {
+                            Some(t) => t.await.unwrap_or_default(),
+                            None => echo::EchoStats::default(),
                         };
-                        return (reason, echoed);
+                        return (reason, stats);
                     }
                     Some(Event::InDialogRequest { tx, request, .. }) => {
                         self.answer_in_dialog(tx, &request, &mut caps).await;
@@ -380,7 +387,7 @@ impl CallSession {
                         }
                     }
                     Some(_) => {}
-                    None => return (EndReason::LocalBye, 0),
+                    None => return (EndReason::LocalBye, echo::EchoStats::default()),
                 },
                 done = async { match media_task.as_mut() { Some(t) => t.await.ok(), None => std::future::pending().await } } => {
                     media_task = None;
