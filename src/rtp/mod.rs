@@ -7,3 +7,4 @@ pub mod jitter;
 pub mod packet;
 pub mod ports;
 pub mod rtcp;
+pub mod session;
