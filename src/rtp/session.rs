@@ -232,14 +232,12 @@ impl RtpSession {
             })
             .into_iter()
             .collect();
-        let sender = self.sent_since_report.then(|| {
-            (
-                ntp_now,
-                self.next_ts,
-                self.stats.sent_packets,
-                self.stats.sent_octets,
-            )
-        });
+        let sender = self.sent_since_report.then_some((
+            ntp_now,
+            self.next_ts,
+            self.stats.sent_packets,
+            self.stats.sent_octets,
+        ));
         self.sent_since_report = false;
         rtcp::build_report(self.cfg.ssrc, sender, &blocks, &self.cfg.cname).ok()
     }
