@@ -26,7 +26,11 @@ impl RtpHeader {
         }
         let mut end = b.len();
         if b[0] & 0x20 != 0 {
+            // The padding count includes itself (RFC 3550 §5.1), so 0 is invalid.
             let pad = *b.last()? as usize;
+            if pad == 0 {
+                return None;
+            }
             end = end.checked_sub(pad)?;
         }
         if off > end {
@@ -72,7 +76,8 @@ mod tests {
         assert!(
             RtpHeader::parse(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).is_none()
         );
-        // Padding larger than the packet.
+        // Padding count of zero, then padding larger than the packet.
+        assert!(RtpHeader::parse(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
         assert!(RtpHeader::parse(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200]).is_none());
     }
 }
