@@ -1,4 +1,5 @@
 //! Audio inside a call: 16-bit PCM frames, the paced playout queue with marks. The prompt
 //! player and recorder join here in the media issue.
 
+pub mod dtmf_detect;
 pub mod playout;
