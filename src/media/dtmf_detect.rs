@@ -129,7 +129,7 @@ fn classify(x: &[f64]) -> Option<char> {
         return None;
     }
     let twist = db(cp / rp);
-    if twist < -REVERSE_TWIST_DB || twist > NORMAL_TWIST_DB {
+    if !(-REVERSE_TWIST_DB..=NORMAL_TWIST_DB).contains(&twist) {
         return None;
     }
     // A sine of amplitude A has mean power A²/2 and Goertzel power A²/2 here as well.
