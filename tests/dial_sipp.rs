@@ -1,9 +1,9 @@
-//! `leadscaller dial` against sipp acting as the carrier (UAS), with and without digest,
-//! and the `transfer` app against sipp acting as a transferee.
+//! `leadscaller dial` against sipp acting as the carrier (UAS): plain, with digest, and a
+//! carrier that holds the call with a re-INVITE.
 
 mod common;
 
-use common::{PortBlock, Proc, Route, Server, ServerConfig, require_tool};
+use common::{PortBlock, Proc, require_tool};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,61 +129,6 @@ fn dial_with_wrong_password_fails_cleanly() {
         !stderr.contains("wrong"),
         "the password must never be printed"
     );
-}
-
-#[test]
-fn transfer_app_refers_sipp_caller_and_hangs_up_after_notify_200() {
-    require_tool("sipp", "sip-tester");
-    let ports = PortBlock::allocate();
-    let mut cfg = ServerConfig::new(ports);
-    cfg.routes = vec![Route::transfer(
-        "transfer",
-        "sip:agent-desk@127.0.0.1:5999",
-        200,
-    )];
-    let server = Server::start(&cfg);
-    let dir = server.dir.path();
-    let mut cmd = Command::new("sipp");
-    cmd.args([
-        "-sf",
-        &scenario("uac_refer_transferee.xml"),
-        "-s",
-        "transfer",
-        &server.sip_target(),
-    ])
-    .args(["-i", "127.0.0.1", "-p", &ports.peer_sip().to_string()])
-    .args([
-        "-cp",
-        &ports.sipp_control().to_string(),
-        "-mp",
-        &ports.peer_media().to_string(),
-    ])
-    .args([
-        "-m",
-        "1",
-        "-timeout",
-        "15",
-        "-timeout_error",
-        "-nostdin",
-        "-trace_err",
-    ])
-    .current_dir(dir);
-    let mut sipp = Proc::spawn("sipp-transferee", cmd, dir);
-    let ok = sipp.wait(Duration::from_secs(20)).success();
-    let errors: String = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
-    assert!(
-        ok,
-        "sipp transferee scenario failed: {errors}\nserver log:\n{}",
-        server.log()
-    );
-    let log = server.log();
-    assert!(log.contains("status=202 from_notify=false"), "{log}");
-    assert!(log.contains("status=200 from_notify=true"), "{log}");
 }
 
 #[test]

@@ -172,6 +172,19 @@ fn run_sipp(server: &Server, o: &SippOpts) -> SippRun {
     }
 }
 
+/// Runs scenario file `name` for `calls` calls against a server with `cfg` and asserts
+/// every call succeeded and the server is still up. Returns both for further checks.
+fn scenario_passes(cfg: &ServerConfig, name: &str, service: &str, calls: u32) -> (Server, SippRun) {
+    let mut server = Server::start(cfg);
+    let mut o = SippOpts::new(Scenario::File(scenario(name)), service);
+    o.calls = calls;
+    o.limit = Duration::from_secs(15);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(u64::from(calls), &server);
+    assert_server_alive(&mut server);
+    (server, run)
+}
+
 fn assert_server_alive(server: &mut Server) {
     assert!(
         server.is_running(),
@@ -392,13 +405,8 @@ fn sipp_reinvite_answers_bump_sdp_version_each_time() {
 
 #[test]
 fn sipp_cancel_of_unknown_transaction_gets_481() {
-    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
-    let mut o = SippOpts::new(Scenario::File(scenario("uac_cancel_unknown.xml")), "echo");
-    o.calls = 3;
-    o.limit = Duration::from_secs(10);
-    let run = run_sipp(&server, &o);
-    run.assert_all_succeeded(3, &server);
-    assert_server_alive(&mut server);
+    let cfg = ServerConfig::new(PortBlock::allocate());
+    scenario_passes(&cfg, "uac_cancel_unknown.xml", "echo", 3);
 }
 
 #[test]
@@ -545,13 +553,8 @@ fn sipp_cancel_response_to_tag_matches_invite_response() {
 
 #[test]
 fn sipp_options_ping() {
-    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
-    let mut o = SippOpts::new(Scenario::File(scenario("uac_options.xml")), "ping");
-    o.calls = 3;
-    o.limit = Duration::from_secs(10);
-    let run = run_sipp(&server, &o);
-    run.assert_all_succeeded(3, &server);
-    assert_server_alive(&mut server);
+    let cfg = ServerConfig::new(PortBlock::allocate());
+    scenario_passes(&cfg, "uac_options.xml", "ping", 3);
 }
 
 #[test]
@@ -767,22 +770,10 @@ fn sipp_caller_authenticates_with_digest_and_refreshes_session_timer() {
 
 #[test]
 fn sipp_invite_retransmitted_after_200_is_absorbed() {
-    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
-    let mut o = SippOpts::new(
-        Scenario::File(scenario("uac_invite_retrans_after_200.xml")),
-        "echo",
-    );
-    o.calls = 3;
-    o.limit = Duration::from_secs(15);
-    let run = run_sipp(&server, &o);
-    run.assert_all_succeeded(3, &server);
-    assert_eq!(
-        server.log().matches("incoming call").count(),
-        3,
-        "{}",
-        server.log()
-    );
-    assert_server_alive(&mut server);
+    let cfg = ServerConfig::new(PortBlock::allocate());
+    let (server, _) = scenario_passes(&cfg, "uac_invite_retrans_after_200.xml", "echo", 3);
+    let log = server.log();
+    assert_eq!(log.matches("incoming call").count(), 3, "{log}");
 }
 
 #[test]
@@ -799,11 +790,8 @@ fn sipp_rfc4733_digits_are_detected_once_each() {
             path.display()
         );
     }
-    let mut server = Server::start(&ServerConfig::new(PortBlock::allocate()));
-    let mut o = SippOpts::new(Scenario::File(scenario("uac_dtmf_2833.xml")), "echo");
-    o.limit = Duration::from_secs(15);
-    let run = run_sipp(&server, &o);
-    run.assert_all_succeeded(1, &server);
+    let cfg = ServerConfig::new(PortBlock::allocate());
+    let (server, _) = scenario_passes(&cfg, "uac_dtmf_2833.xml", "echo", 1);
     let log = server.log();
     let ended = log
         .lines()
@@ -815,5 +803,18 @@ fn sipp_rfc4733_digits_are_detected_once_each() {
         "digits in order, each once:\n{log}"
     );
     assert_eq!(log.matches(" DTMF").count(), 3, "{log}");
-    assert_server_alive(&mut server);
+}
+
+#[test]
+fn sipp_transferee_gets_refer_and_we_hang_up_after_notify_200() {
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.routes = vec![Route::transfer(
+        "transfer",
+        "sip:agent-desk@127.0.0.1:5999",
+        200,
+    )];
+    let (server, _) = scenario_passes(&cfg, "uac_refer_transferee.xml", "transfer", 1);
+    let log = server.log();
+    assert!(log.contains("status=202 from_notify=false"), "{log}");
+    assert!(log.contains("status=200 from_notify=true"), "{log}");
 }
