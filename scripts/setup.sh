@@ -7,6 +7,7 @@ PACKAGES=(
   baresip                  # a real SIP user agent for interop tests
   kamailio                 # a real SIP proxy/registrar for carrier tests
   tshark                   # packet captures in media tests
+  sox libsox-fmt-mp3 lame  # prompt tests: encode FLAC/MP3/Ogg tone files
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

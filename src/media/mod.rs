@@ -3,3 +3,4 @@
 
 pub mod dtmf_detect;
 pub mod playout;
+pub mod prompt;
