@@ -4,3 +4,5 @@
 pub mod dtmf_detect;
 pub mod playout;
 pub mod prompt;
+pub mod recorder;
+pub mod storage;
