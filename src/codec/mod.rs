@@ -3,7 +3,10 @@
 //! 20 ms frames at the leg's rate ([`CodecSpec::pcm_rate`]).
 
 pub mod g711;
+pub mod opus;
+pub mod resample;
 
+use opus::{OpusDecoder, OpusEncoder, OpusParams};
 use thiserror::Error;
 
 /// A negotiated codec: what the SDP answer chose.
@@ -24,8 +27,10 @@ pub struct CodecSpec {
     pub kind: CodecKind,
     /// RTP payload type from the offer.
     pub payload_type: u8,
-    /// PCM rate inside the call for this leg (8000 for G.711, 16000 for Opus).
+    /// PCM rate inside the call for this leg (8000 for G.711, 16000 for Opus by default).
     pub pcm_rate: u32,
+    /// Opus encoder preferences (ignored by G.711).
+    pub opus: OpusParams,
 }
 
 impl CodecSpec {
@@ -41,7 +46,26 @@ impl CodecSpec {
             kind,
             payload_type,
             pcm_rate,
+            opus: OpusParams::default(),
         })
+    }
+
+    /// The same codec at another PCM rate, if the codec runs at it natively: Opus at 8, 16,
+    /// 24 or 48 kHz, G.711 at 8 kHz only.
+    pub fn with_pcm_rate(self, pcm_rate: u32) -> Option<CodecSpec> {
+        let ok = match self.kind {
+            CodecKind::Opus => opus::sample_rate(pcm_rate).is_some(),
+            _ => pcm_rate == 8000,
+        };
+        ok.then_some(CodecSpec { pcm_rate, ..self })
+    }
+
+    /// The same codec with the peer's `a=fmtp` parameters applied (Opus only, RFC 7587).
+    pub fn with_fmtp(mut self, fmtp: &str) -> CodecSpec {
+        if self.kind == CodecKind::Opus {
+            self.opus.apply_fmtp(fmtp);
+        }
+        self
     }
 
     /// RTP clock rate (RFC 7587: always 48 kHz for Opus).
@@ -71,12 +95,20 @@ pub enum CodecError {
     Opus(String),
     #[error("payload of {0} bytes is not a whole 20 ms frame")]
     BadPayloadSize(usize),
+    #[error("unsupported PCM rate {0} Hz")]
+    UnsupportedRate(u32),
+    #[error("{got} samples where one 20 ms frame of {expected} was expected")]
+    FrameSize { expected: usize, got: usize },
+    #[error("resampler: {0}")]
+    Resample(String),
 }
 
 /// Encodes 20 ms PCM frames into RTP payloads.
 pub enum Encoder {
     Pcmu,
     Pcma,
+    /// Opus through libopus.
+    Opus(OpusEncoder),
 }
 
 impl Encoder {
@@ -85,7 +117,7 @@ impl Encoder {
         match spec.kind {
             CodecKind::Pcmu => Ok(Encoder::Pcmu),
             CodecKind::Pcma => Ok(Encoder::Pcma),
-            CodecKind::Opus => Err(CodecError::Opus("not built yet".into())),
+            CodecKind::Opus => Ok(Encoder::Opus(OpusEncoder::new(spec.pcm_rate, &spec.opus)?)),
         }
     }
 
@@ -95,6 +127,7 @@ impl Encoder {
         match self {
             Encoder::Pcmu => out.extend(pcm.iter().map(|&s| g711::linear_to_ulaw(s))),
             Encoder::Pcma => out.extend(pcm.iter().map(|&s| g711::linear_to_alaw(s))),
+            Encoder::Opus(enc) => return enc.encode(pcm, out),
         }
         Ok(())
     }
@@ -109,6 +142,8 @@ pub enum Decoder {
         /// Consecutive concealed frames (each repeat is quieter; silence after 3).
         concealed: u32,
     },
+    /// Opus through libopus.
+    Opus(OpusDecoder),
 }
 
 impl Decoder {
@@ -120,7 +155,7 @@ impl Decoder {
                 last: Vec::with_capacity(spec.frame_samples()),
                 concealed: 0,
             }),
-            CodecKind::Opus => Err(CodecError::Opus("not built yet".into())),
+            CodecKind::Opus => Ok(Decoder::Opus(OpusDecoder::new(spec.pcm_rate)?)),
         }
     }
 
@@ -142,12 +177,32 @@ impl Decoder {
                 last.extend_from_slice(out);
                 *concealed = 0;
             }
+            Decoder::Opus(dec) => return dec.decode(payload, out),
         }
         Ok(())
     }
 
+    /// Fills `out` with the frame lost just before `next_payload`: Opus rebuilds it from the
+    /// in-band FEC data of the next packet; G.711 has none and conceals one frame as long
+    /// as the last one. Decode `next_payload` normally afterwards.
+    pub fn decode_fec(
+        &mut self,
+        next_payload: &[u8],
+        out: &mut Vec<i16>,
+    ) -> Result<(), CodecError> {
+        match self {
+            Decoder::G711 { last, .. } => {
+                let samples = if last.is_empty() { 160 } else { last.len() };
+                self.conceal(samples, out);
+                Ok(())
+            }
+            Decoder::Opus(dec) => dec.decode_fec(next_payload, out),
+        }
+    }
+
     /// Fills `out` with `samples` samples standing in for a lost frame: G.711 repeats the
-    /// last frame at falling gain (1/2, 1/4, 1/8) and then goes silent.
+    /// last frame at falling gain (1/2, 1/4, 1/8) and then goes silent; Opus runs the
+    /// libopus concealment, which also fades out over consecutive losses.
     pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
         out.clear();
         match self {
@@ -164,6 +219,7 @@ impl Decoder {
                     );
                 }
             }
+            Decoder::Opus(dec) => dec.conceal(samples, out),
         }
     }
 }
@@ -198,5 +254,46 @@ mod tests {
         }
         assert!(c.iter().all(|&s| s == 0));
         assert!(CodecSpec::from_sdp("G729", 18).is_none());
+        // G.711 has no FEC: the FEC path conceals one frame as long as the last.
+        let mut dec = Decoder::new(spec).unwrap();
+        dec.decode(&bytes, &mut out).unwrap();
+        dec.decode_fec(&bytes, &mut c).unwrap();
+        assert_eq!((c.len(), c[10]), (160, out[10] >> 1));
+    }
+
+    #[test]
+    fn opus_through_the_codec_enums() {
+        let spec = CodecSpec::from_sdp("opus", 111).unwrap();
+        assert_eq!(
+            (spec.pcm_rate, spec.frame_samples(), spec.frame_rtp_units()),
+            (16000, 320, 960)
+        );
+        assert!(spec.opus.inband_fec);
+        assert_eq!(spec.with_pcm_rate(44100), None);
+        assert_eq!(
+            CodecSpec::from_sdp("PCMU", 0).unwrap().with_pcm_rate(16000),
+            None
+        );
+        let wide = spec
+            .with_pcm_rate(48000)
+            .unwrap()
+            .with_fmtp("useinbandfec=0");
+        assert_eq!((wide.frame_samples(), wide.opus.inband_fec), (960, false));
+        for spec in [spec.with_pcm_rate(8000).unwrap(), spec, wide] {
+            let n = spec.frame_samples();
+            let mut enc = Encoder::new(spec).unwrap();
+            let mut dec = Decoder::new(spec).unwrap();
+            let pcm: Vec<i16> = (0..n).map(|i| ((i * 31) % 2000) as i16 - 1000).collect();
+            let (mut bytes, mut out) = (Vec::new(), Vec::new());
+            enc.encode(&pcm, &mut bytes).unwrap();
+            assert!(!bytes.is_empty());
+            dec.decode(&bytes, &mut out).unwrap();
+            assert_eq!(out.len(), n);
+            dec.decode_fec(&bytes, &mut out).unwrap();
+            assert_eq!(out.len(), n);
+            dec.conceal(n, &mut out);
+            assert_eq!(out.len(), n);
+            assert!(dec.decode(&[0x03, 0x00], &mut out).is_err());
+        }
     }
 }

@@ -4,5 +4,6 @@
 pub mod dtmf_detect;
 pub mod playout;
 pub mod prompt;
+pub mod quality;
 pub mod recorder;
 pub mod storage;
