@@ -8,6 +8,7 @@ PACKAGES=(
   kamailio                 # a real SIP proxy/registrar for carrier tests
   tshark                   # packet captures in media tests
   sox libsox-fmt-mp3 lame  # prompt tests: encode FLAC/MP3/Ogg tone files
+  opus-tools               # recorder tests: opusdec checks Ogg/Opus recordings
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -76,8 +76,10 @@ pub async fn run(packets: u32) -> io::Result<DemoReport> {
     let mut report = result?;
     if let Some(r) = &record {
         say(&format!(
-            "server: {} ended ({:?}), {} packets echoed",
-            r.call, r.reason, r.packets_echoed
+            "server: {} ended ({:?}), {} frames sent back",
+            r.call,
+            r.reason,
+            r.frames_sent()
         ));
     }
     report.server_record = record;
@@ -227,6 +229,19 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
     })
 }
 
+/// Two µ-law bytes naming packet `seq` (base 100, never 0x7f, which µ-law re-encodes
+/// as 0xff).
+fn echo_tag(seq: u32) -> [u8; 2] {
+    [0x10 + (seq / 100 % 100) as u8, 0x10 + (seq % 100) as u8]
+}
+
+/// The packet number in an [`echo_tag`].
+fn echo_seq(tag: [u8; 2]) -> Option<u32> {
+    let hi = tag[0].checked_sub(0x10).filter(|&v| v < 100)?;
+    let lo = tag[1].checked_sub(0x10).filter(|&v| v < 100)?;
+    Some(u32::from(hi) * 100 + u32::from(lo))
+}
+
 /// Sends `count` 20 ms µ-law packets in real time and collects the echoes.
 async fn stream_tone(
     rtp: &UdpSocket,
@@ -250,7 +265,10 @@ async fn stream_tone(
                 pkt.extend_from_slice(&(seq_sent as u16).to_be_bytes());
                 pkt.extend_from_slice(&(seq_sent * 160).to_be_bytes());
                 pkt.extend_from_slice(&ssrc.to_be_bytes());
-                for _ in 0..160 {
+                // The first two bytes tag the packet so its echo can be recognized: the
+                // server decodes and re-encodes, and µ-law survives that byte for byte.
+                pkt.extend_from_slice(&echo_tag(seq_sent));
+                for _ in 2..160 {
                     phase += 2.0 * std::f64::consts::PI * 440.0 / 8000.0;
                     pkt.push(linear_to_ulaw((phase.sin() * 8000.0) as i16));
                 }
@@ -264,7 +282,9 @@ async fn stream_tone(
             r = rtp.recv_from(&mut buf) => {
                 let (n, _) = r?;
                 if let Some(h) = RtpHeader::parse(&buf[..n])
-                    && let Some(Some(at)) = sent_at.get(h.sequence as usize)
+                    && let Some(tag) = buf.get(h.payload_offset..h.payload_offset + 2)
+                    && let Some(seq) = echo_seq([tag[0], tag[1]])
+                    && let Some(at) = sent_at.get_mut(seq as usize).and_then(Option::take)
                 {
                     rtts.push(at.elapsed());
                 }

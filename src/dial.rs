@@ -1,8 +1,10 @@
 //! `leadscaller dial`: one outbound call through a configured trunk, answered media echoed
 //! back (a plain RTP echo until the media core lands), hung up after a set duration.
 
-use crate::call::echo::EchoMedia;
+use crate::call::echo::EchoApp;
 use crate::config::{Config, TrunkConfig};
+use crate::leg::rtp::RtpLeg;
+use crate::leg::worker::{LegSockets, MediaEngine};
 use crate::rtp::ports::PortAllocator;
 use crate::server::{
     advertised_address, endpoint_config, sip_listeners, trunk_credentials, trunk_peer,
@@ -107,20 +109,16 @@ pub async fn dial(
     } else {
         media_ip
     };
-    let (port, media_sock) = EchoMedia::bind_free_pair(rtp_ip, || ports.allocate(), |_| {})
-        .await
+    let (port, media_sock) = LegSockets::bind_free_pair(rtp_ip, || ports.allocate(), |_| {})
         .ok_or_else(|| io::Error::other("no free RTP port pair in rtp.port_min..rtp.port_max"))?;
     let mut caps = LocalMediaCapabilities::new(media_ip, port);
-    caps.codecs = trunk
+    let names: Vec<String> = trunk
         .codecs
         .iter()
         .filter(|c| c.is_audio())
-        .filter_map(|c| match c.name().to_ascii_lowercase().as_str() {
-            "pcmu" => Some(sdp::CodecPref::pcmu()),
-            "pcma" => Some(sdp::CodecPref::pcma()),
-            _ => None,
-        })
+        .map(|c| c.name().to_string())
         .collect();
+    caps.codecs = crate::call::codec_prefs(&names);
     if caps.codecs.is_empty() {
         caps.codecs = vec![sdp::CodecPref::pcmu(), sdp::CodecPref::pcma()];
     }
@@ -183,14 +181,14 @@ async fn run_call(
     id: crate::sip::endpoint::CallId,
     offer: &SessionDescription,
     caps: &mut LocalMediaCapabilities,
-    media_sock: EchoMedia,
+    media_sock: LegSockets,
     duration: Duration,
     started: Instant,
 ) -> Result<DialReport, DialError> {
+    let engine = MediaEngine::start(1);
     let mut media_sock = Some(media_sock);
     let mut answered: Option<(Duration, NegotiatedMedia)> = None;
-    let mut media_task = None;
-    let mut stop_media = None;
+    let mut leg = None;
     let hangup_at = tokio::time::sleep(Duration::from_secs(3600 * 24));
     tokio::pin!(hangup_at);
     loop {
@@ -219,10 +217,14 @@ async fn run_call(
                             after.as_secs_f64() * 1e3, media.codec.payload_type, media.codec.encoding_name,
                             media.codec.clock_rate, media.remote_addr, duration
                         );
-                        if let Some(sock) = media_sock.take() {
-                            let (tx, rx) = oneshot::channel();
-                            stop_media = Some(tx);
-                            media_task = Some(tokio::spawn(sock.run(media.telephone_event_pt.map(|pt| (pt, media.codec.clock_rate)), Duration::from_secs(3600), rx)));
+                        let leg_cfg = crate::call::leg_config(&media, &crate::call::MediaSettings::default(), Duration::from_secs(3600));
+                        let rtp_leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
+                        match (rtp_leg, media_sock.take()) {
+                            (Some(l), Some(sock)) => leg = Some(engine.attach(l, sock, Box::new(EchoApp), None)),
+                            _ => {
+                                let _ = commands.send(Command::Hangup { call: id }).await;
+                                return Err(DialError::Sdp(format!("codec {} is not supported", media.codec.encoding_name)));
+                            }
                         }
                         answered = Some((after, media));
                         hangup_at.as_mut().reset(tokio::time::Instant::now() + duration);
@@ -233,8 +235,10 @@ async fn run_call(
                         let _ = commands.send(Command::Respond { tx, status, headers: Vec::new(), body }).await;
                     }
                     Event::CallEnded { call, reason } if call == id => {
-                        if let Some(s) = stop_media.take() { let _ = s.send(()); }
-                        let echoed = match media_task.take() { Some(t) => t.await.map(|s| s.echoed).unwrap_or(0), None => 0 };
+                        let echoed = match leg.as_mut() {
+                            Some(l) => crate::call::stop_leg(l).await.map_or(0, |s| s.frames_sent_audio),
+                            None => 0,
+                        };
                         println!("dial: call ended: {reason:?}");
                         return match answered {
                             Some((answered_after, media)) => Ok(DialReport { answered_after, media, packets_echoed: echoed, end: reason }),

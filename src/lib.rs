@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod dial;
+pub mod leg;
 pub mod media;
 pub mod rtp;
 pub mod server;

@@ -131,7 +131,7 @@ async fn dial(path: PathBuf, trunk: String, destination: String, duration: u64) 
     )
     .await?;
     println!(
-        "dial: ok — answered after {:.0} ms, {} packets echoed, ended {:?}",
+        "dial: ok — answered after {:.0} ms, {} frames echoed, ended {:?}",
         report.answered_after.as_secs_f64() * 1e3,
         report.packets_echoed,
         report.end

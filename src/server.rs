@@ -164,6 +164,10 @@ pub async fn start(
         };
         let choice = match &route.app {
             App::Echo => AppChoice::Echo,
+            App::Play { file, repeat } => AppChoice::Play {
+                file: file.clone(),
+                repeat: *repeat,
+            },
             App::Reject { code } => AppChoice::Reject(*code),
             App::Transfer { target, after_ms } => match Uri::parse(target) {
                 Ok(uri) => AppChoice::Transfer {
@@ -184,11 +188,23 @@ pub async fn start(
         media_ip,
         rtp_port_min: s.rtp.port_min,
         rtp_port_max: s.rtp.port_max,
-        codecs: vec!["PCMU".into(), "PCMA".into()],
+        codecs: s.rtp.codecs.clone(),
         media_timeout: s
             .rtp
             .media_timeout()
             .unwrap_or(Duration::from_secs(3600 * 24)),
+        media: call::MediaSettings {
+            jitter_min_ms: s.rtp.jitter_min_ms,
+            jitter_max_ms: s.rtp.jitter_max_ms,
+            silence: if s.rtp.comfort_silence {
+                crate::media::playout::SilenceMode::Zeros
+            } else {
+                crate::media::playout::SilenceMode::Nothing
+            },
+            inband_dtmf: s.rtp.inband_dtmf,
+        },
+        engine: crate::leg::worker::MediaEngine::start_default(),
+        prompts: Arc::new(crate::media::prompt::PromptCache::new()),
         router,
     };
     tokio::spawn(call::run(call_cfg, ev_rx, sip.commands.clone(), finished));

@@ -226,11 +226,12 @@ fn sipp_uac_tcp_20_calls() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 3: RTP from a pcap must come back, byte for byte, with our SSRC.
+// 3: RTP from a pcap must come back, byte for byte (A-law survives decode and re-encode),
+// in order, on our own SSRC, sequence numbers and 20 ms timestamp grid.
 
-/// seq -> payload and the SSRC of the RTP in a pcap file.
-fn pcap_rtp(path: &Path) -> (HashMap<u16, Vec<u8>>, u32, usize) {
-    let mut by_seq = HashMap::new();
+/// The payloads in sequence order and the SSRC of the RTP in a pcap file.
+fn pcap_rtp(path: &Path) -> (Vec<Vec<u8>>, u32, usize) {
+    let mut by_seq = std::collections::BTreeMap::new();
     let mut ssrc = 0;
     let pkts = read_pcap_udp(path);
     for p in &pkts {
@@ -239,7 +240,12 @@ fn pcap_rtp(path: &Path) -> (HashMap<u16, Vec<u8>>, u32, usize) {
             by_seq.insert(r.seq, r.payload.to_vec());
         }
     }
-    (by_seq, ssrc, pkts.len())
+    (by_seq.into_values().collect(), ssrc, pkts.len())
+}
+
+/// A-law digital silence (what the echo sends while the caller's frames are not there).
+fn is_alaw_silence(payload: &[u8]) -> bool {
+    payload.iter().all(|&b| b == 0xd5)
 }
 
 #[test]
@@ -290,8 +296,9 @@ fn sipp_pcma_pcap_is_echoed() {
     run.assert_all_succeeded(1, &server);
 
     let captured = read_pcap_udp(&cap_file);
-    let mut echoed = 0usize;
+    let echoed;
     let mut ssrcs = Vec::new();
+    let mut ours = Vec::new();
     for pkt in &captured {
         assert_eq!(
             pkt.dst.port(),
@@ -300,20 +307,45 @@ fn sipp_pcma_pcap_is_echoed() {
         );
         let r = parse_rtp(&pkt.payload).unwrap_or_else(|| panic!("not RTP: {pkt:?}"));
         assert_eq!(r.payload_type, 8, "echoed RTP must stay PCMA (PT 8)");
-        let want = original
-            .get(&r.seq)
-            .unwrap_or_else(|| panic!("echoed seq {} not in {G711A_PCAP}", r.seq));
-        assert_eq!(
-            r.payload,
-            want.as_slice(),
-            "payload of seq {} changed on the way back",
-            r.seq
-        );
         if !ssrcs.contains(&r.ssrc) {
             ssrcs.push(r.ssrc);
         }
-        echoed += 1;
+        ours.push((r.seq, r.timestamp, r.payload.to_vec()));
     }
+    // Our own stream: consecutive sequence numbers, timestamps 160 apart (one per tick).
+    for w in ours.windows(2) {
+        assert_eq!(w[1].0, w[0].0.wrapping_add(1), "sequence gap in our stream");
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(160),
+            "timestamp off the 20 ms grid"
+        );
+    }
+    // The caller's audio comes back intact and in order. The pcap's packets are 30 ms and
+    // ours are 20 ms, so compare the byte streams: find where our first non-silent frame
+    // sits in the original stream and count the bytes that agree from there on.
+    let orig: Vec<u8> = original.concat();
+    let echo: Vec<u8> = ours
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().copied())
+        .collect();
+    let first = ours
+        .iter()
+        .position(|(_, _, p)| !is_alaw_silence(p))
+        .expect("no audio came back");
+    let first_bytes = &ours[first].2;
+    let at = orig
+        .windows(first_bytes.len())
+        .position(|w| w == first_bytes.as_slice())
+        .expect("the first echoed frame is not part of the pcap's audio");
+    let shift = (first * 160)
+        .checked_sub(at)
+        .expect("echoed audio starts before the caller's audio could have arrived");
+    let matched = (0..orig.len())
+        .filter(|&j| echo.get(j + shift) == Some(&orig[j]))
+        .count();
+    echoed = matched / 160;
+    let sent = orig.len() / 160;
     let diag = || {
         format!(
             "dumpcap exit {cap_status:?}, stderr:\n{}\n{}",
@@ -333,7 +365,7 @@ fn sipp_pcma_pcap_is_echoed() {
     );
     assert_server_alive(&mut server);
     eprintln!(
-        "pcap echo: {echoed}/{sent} PCMA packets came back intact, SSRC {:08x}",
+        "pcap echo: {echoed}/{sent} 20 ms PCMA frames came back intact, SSRC {:08x}",
         ssrcs[0]
     );
 }
@@ -792,7 +824,7 @@ fn sipp_rfc4733_digits_are_detected_once_each() {
     }
     let cfg = ServerConfig::new(PortBlock::allocate());
     let (server, _) = scenario_passes(&cfg, "uac_dtmf_2833.xml", "echo", 1);
-    let log = server.log();
+    let log = server.log_when("call ended", 1, Duration::from_secs(5));
     let ended = log
         .lines()
         .find(|l| l.contains("call ended"))

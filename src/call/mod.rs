@@ -1,9 +1,17 @@
-//! A call's life on the server: routes each incoming INVITE to an app (echo, reject),
-//! negotiates media, runs the app's media task, and hangs up on media timeout.
+//! A call's life on the server: routes each incoming INVITE to an app (echo, play,
+//! record, transfer, reject), negotiates media, runs the app on a media worker, and hangs
+//! up when the app is done or the media times out.
 
 pub mod echo;
+pub mod play;
 
+use crate::codec::{CodecSpec, Decoder};
+use crate::leg::rtp::{RtpLeg, RtpLegConfig};
+use crate::leg::worker::{LegSockets, MediaEngine};
+use crate::leg::{LegCommand, LegEvent, LegStats, MediaApp};
+use crate::media::playout::SilenceMode;
 use crate::rtp::ports::PortAllocator;
+use crate::sip::dtmf_info;
 use crate::sip::endpoint::{CallId, EndReason, Event, TxId};
 use crate::sip::sdp::{self, LocalMediaCapabilities, SessionDescription};
 use crate::sip::transport::Command;
@@ -12,14 +20,19 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// What to do with an incoming call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppChoice {
-    /// Answer and send the caller's RTP back.
+    /// Answer and send the caller's audio back.
     Echo,
+    /// Answer and play a prompt file, then hang up (or loop).
+    Play {
+        file: std::path::PathBuf,
+        repeat: bool,
+    },
     /// Refuse with this status.
     Reject(u16),
     /// Answer and echo, then blind-transfer the caller to `target` after `after`.
@@ -50,7 +63,74 @@ pub struct CallServerConfig {
     pub codecs: Vec<String>,
     /// End the call when no RTP arrives for this long.
     pub media_timeout: Duration,
+    /// Jitter buffer bounds, comfort silence and in-band DTMF detection.
+    pub media: MediaSettings,
+    /// The media workers every call's leg runs on.
+    pub engine: Arc<MediaEngine>,
+    /// Decoded prompt files, shared by all calls.
+    pub prompts: Arc<crate::media::prompt::PromptCache>,
     pub router: Router,
+}
+
+/// Per-leg media settings from `[rtp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSettings {
+    pub jitter_min_ms: u32,
+    pub jitter_max_ms: u32,
+    pub silence: SilenceMode,
+    pub inband_dtmf: bool,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            silence: SilenceMode::Zeros,
+            inband_dtmf: true,
+        }
+    }
+}
+
+/// The leg configuration for negotiated media, or `None` when the chosen codec is not one
+/// we can run.
+pub fn leg_config(
+    media: &sdp::NegotiatedMedia,
+    settings: &MediaSettings,
+    media_timeout: Duration,
+) -> Option<RtpLegConfig> {
+    let codec = CodecSpec::from_sdp(&media.codec.encoding_name, media.codec.payload_type)?;
+    let mut cfg = RtpLegConfig::new(codec);
+    cfg.dtmf = media
+        .telephone_event_pt
+        .map(|pt| (pt, codec.rtp_clock_rate()));
+    cfg.remote_rtp = Some(media.remote_addr);
+    cfg.remote_rtcp = Some(media.remote_rtcp);
+    cfg.rtcp_mux = media.rtcp_mux;
+    cfg.media_timeout = media_timeout;
+    cfg.jitter_min_ms = settings.jitter_min_ms;
+    cfg.jitter_max_ms = settings.jitter_max_ms;
+    cfg.silence = settings.silence;
+    cfg.inband_dtmf = settings.inband_dtmf && codec.pcm_rate == 8000;
+    cfg.remote_ptime_ms = media.ptime;
+    Some(cfg)
+}
+
+/// SDP codec preferences for codec names from config, keeping only codecs we can run.
+pub fn codec_prefs(names: &[String]) -> Vec<sdp::CodecPref> {
+    names
+        .iter()
+        .filter_map(|c| {
+            let pref = match c.to_ascii_lowercase().as_str() {
+                "pcmu" => sdp::CodecPref::pcmu(),
+                "pcma" => sdp::CodecPref::pcma(),
+                "opus" => sdp::CodecPref::opus(),
+                _ => return None,
+            };
+            let spec = CodecSpec::from_sdp(&pref.name, 0)?;
+            Decoder::new(spec).ok().map(|_| pref)
+        })
+        .collect()
 }
 
 /// One line of call history printed/logged when a call ends.
@@ -60,9 +140,19 @@ pub struct CallRecord {
     pub from: String,
     pub to: String,
     pub reason: EndReason,
-    pub packets_echoed: u64,
-    /// RFC 4733 digits the caller pressed, in order.
+    /// Why we hung up, when the app or the media ended the call.
+    pub app_result: Option<String>,
+    /// The leg's media counters, if media ran.
+    pub media: Option<LegStats>,
+    /// Digits the caller pressed (RFC 4733, SIP INFO or in-band), in order, each once.
     pub dtmf: String,
+}
+
+impl CallRecord {
+    /// Frames of audio we sent (for echo: the caller's frames sent back).
+    pub fn frames_sent(&self) -> u64 {
+        self.media.as_ref().map_or(0, |m| m.frames_sent_audio)
+    }
 }
 
 /// Consumes endpoint events until the channel closes; returns nothing, logs each call.
@@ -173,21 +263,18 @@ struct CallSession {
     finished: Option<mpsc::UnboundedSender<CallRecord>>,
 }
 
+/// What a call collected while it ran.
+#[derive(Default)]
+struct Outcome {
+    app_result: Option<String>,
+    media: Option<LegStats>,
+    dtmf: String,
+}
+
 impl CallSession {
     fn caps(&self, port: u16) -> LocalMediaCapabilities {
         let mut caps = LocalMediaCapabilities::new(self.cfg.media_ip, port);
-        caps.codecs = self
-            .cfg
-            .codecs
-            .iter()
-            .filter_map(|c| match c.to_ascii_lowercase().as_str() {
-                "pcmu" => Some(sdp::CodecPref::pcmu()),
-                "pcma" => Some(sdp::CodecPref::pcma()),
-                "opus" => Some(sdp::CodecPref::opus()),
-                "g722" => Some(sdp::CodecPref::g722()),
-                _ => None,
-            })
-            .collect();
+        caps.codecs = codec_prefs(&self.cfg.codecs);
         caps
     }
 
@@ -203,41 +290,23 @@ impl CallSession {
             .await;
     }
 
-    async fn run(mut self, tx: TxId, user: String, trunk: Option<String>, offer: Bytes) {
-        let reason;
-        let mut media_stats = echo::EchoStats::default();
-        let (choice, ringing) = (self.cfg.router)(&user, trunk.as_deref());
-        match choice {
-            AppChoice::Reject(code) => {
-                self.respond(tx, code, None).await;
-                reason = self.wait_end().await;
-            }
-            choice @ (AppChoice::Echo | AppChoice::Transfer { .. }) => {
-                let transfer = match choice {
-                    AppChoice::Transfer { target, after } => Some((target, after)),
-                    _ => None,
-                };
-                let Some((port, media)) = self.bind_media().await else {
-                    tracing::warn!(call = %self.call, "no free RTP port pair in the range");
-                    self.respond(tx, 503, None).await;
-                    let reason = self.wait_end().await;
-                    self.finish(reason, &media_stats);
-                    return;
-                };
-                let result = self.echo(tx, port, media, &offer, transfer, ringing).await;
-                if let Ok(mut p) = self.ports.lock() {
-                    p.release(port);
-                }
-                (reason, media_stats) = result;
-            }
-        }
-        self.finish(reason, &media_stats);
+    async fn hangup(&self) {
+        let _ = self
+            .commands
+            .send(Command::Hangup { call: self.call })
+            .await;
     }
 
-    /// Allocates an RTP/RTCP port pair and binds it, skipping ports another process holds.
-    async fn bind_media(&self) -> Option<(u16, echo::EchoMedia)> {
+    async fn run(mut self, tx: TxId, user: String, trunk: Option<String>, offer: Bytes) {
+        let (choice, ringing) = (self.cfg.router)(&user, trunk.as_deref());
+        if let AppChoice::Reject(code) = choice {
+            self.respond(tx, code, None).await;
+            let reason = self.wait_end().await;
+            self.finish(reason, Outcome::default());
+            return;
+        }
         let ports = &self.ports;
-        echo::EchoMedia::bind_free_pair(
+        let bound = LegSockets::bind_free_pair(
             self.cfg.bind_ip,
             || ports.lock().ok()?.allocate(),
             |p| {
@@ -245,21 +314,36 @@ impl CallSession {
                     a.release(p);
                 }
             },
-        )
-        .await
+        );
+        let Some((port, sockets)) = bound else {
+            tracing::warn!(call = %self.call, "no free RTP port pair in the range");
+            self.respond(tx, 503, None).await;
+            let reason = self.wait_end().await;
+            self.finish(reason, Outcome::default());
+            return;
+        };
+        let (reason, outcome) = self
+            .answer_and_run(tx, port, sockets, &offer, choice, ringing)
+            .await;
+        if let Ok(mut p) = self.ports.lock() {
+            p.release(port);
+        }
+        self.finish(reason, outcome);
     }
 
-    fn finish(&self, reason: EndReason, media: &echo::EchoStats) {
-        let packets_echoed = media.echoed;
-        tracing::info!(call = %self.call, ?reason, packets_echoed, dtmf = %media.digits, "call ended");
+    fn finish(&self, reason: EndReason, outcome: Outcome) {
+        let frames = outcome.media.as_ref().map_or(0, |m| m.frames_sent_audio);
+        tracing::info!(call = %self.call, ?reason, frames_sent = frames, dtmf = %outcome.dtmf,
+            app = outcome.app_result.as_deref().unwrap_or(""), "call ended");
         if let Some(f) = &self.finished {
             let _ = f.send(CallRecord {
                 call: self.call,
                 from: self.from.clone(),
                 to: self.to.clone(),
                 reason,
-                packets_echoed,
-                dtmf: media.digits.clone(),
+                app_result: outcome.app_result,
+                media: outcome.media,
+                dtmf: outcome.dtmf,
             });
         }
     }
@@ -273,16 +357,37 @@ impl CallSession {
         EndReason::LocalBye
     }
 
-    /// Answers with an SDP answer and echoes RTP until the call ends.
-    async fn echo(
+    /// The media app for a routed call, at the negotiated PCM rate.
+    fn app_for(&self, choice: &AppChoice, rate: u32) -> Result<Box<dyn MediaApp>, String> {
+        match choice {
+            AppChoice::Play { file, repeat } => {
+                let prompt = self
+                    .cfg
+                    .prompts
+                    .get(file, rate)
+                    .map_err(|e| e.to_string())?;
+                let after = if *repeat {
+                    play::AfterPlay::Loop
+                } else {
+                    play::AfterPlay::Hangup
+                };
+                Ok(Box::new(play::PlayApp::new(prompt, after)))
+            }
+            _ => Ok(Box::new(echo::EchoApp)),
+        }
+    }
+
+    /// Answers with an SDP answer and runs the app until the call ends.
+    async fn answer_and_run(
         &mut self,
         tx: TxId,
         port: u16,
-        media: echo::EchoMedia,
+        sockets: LegSockets,
         offer: &[u8],
-        transfer: Option<(Uri, Duration)>,
+        choice: AppChoice,
         ringing: Ringing,
-    ) -> (EndReason, echo::EchoStats) {
+    ) -> (EndReason, Outcome) {
+        let mut outcome = Outcome::default();
         let mut caps = self.caps(port);
         let answer = match std::str::from_utf8(offer)
             .ok()
@@ -300,29 +405,38 @@ impl CallSession {
             Err(e) => {
                 tracing::info!(call = %self.call, error = %e, "SDP negotiation failed");
                 self.respond(tx, e.sip_status(), None).await;
-                return (self.wait_end().await, echo::EchoStats::default());
+                return (self.wait_end().await, outcome);
+            }
+        };
+        let leg_cfg = leg_config(&answer.media, &self.cfg.media, self.cfg.media_timeout);
+        let leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
+        let app = leg
+            .as_ref()
+            .map(|l| self.app_for(&choice, l.codec().pcm_rate));
+        let (leg, app) = match (leg, app) {
+            (Some(l), Some(Ok(a))) => (l, a),
+            (_, Some(Err(e))) => {
+                tracing::warn!(call = %self.call, error = %e, "cannot start the app");
+                self.respond(tx, 500, None).await;
+                outcome.app_result = Some(e);
+                return (self.wait_end().await, outcome);
+            }
+            _ => {
+                self.respond(tx, 488, None).await;
+                return (self.wait_end().await, outcome);
             }
         };
         let sdp_answer = Bytes::from(answer.sdp.to_string());
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let timeout = self.cfg.media_timeout;
-        let dtmf = answer
-            .media
-            .telephone_event_pt
-            .map(|pt| (pt, answer.media.codec.clock_rate));
-        // The media task starts at 183 (early media) or at 200, whichever comes first.
-        let mut pending_media = Some((media, stop_rx));
-        let mut start_media = move || {
-            pending_media
-                .take()
-                .map(|(m, rx)| tokio::spawn(m.run(dtmf, timeout, rx)))
-        };
-        let mut media_task = None;
+        // Media starts at 183 (early media) or at 200, whichever comes first.
+        let engine = self.cfg.engine.clone();
+        let mut pending = Some((leg, sockets, app));
+        let mut start_media = move || pending.take().map(|(l, s, a)| engine.attach(l, s, a, None));
+        let mut handle = None;
         if !ringing.after.is_zero() {
             if ringing.early_media {
                 self.respond(tx.clone(), 183, Some(sdp_answer.clone()))
                     .await;
-                media_task = start_media();
+                handle = start_media();
             } else {
                 self.respond(tx.clone(), 180, None).await;
             }
@@ -333,32 +447,31 @@ impl CallSession {
                     _ = &mut ring => break,
                     ev = self.events.recv() => match ev {
                         Some(Event::CallEnded { reason, .. }) => {
-                            let _ = stop_tx.send(());
-                            let stats = match media_task {
-                                Some(t) => t.await.unwrap_or_default(),
-                                None => echo::EchoStats::default(),
-                            };
-                            return (reason, stats);
+                            if let Some(h) = handle.as_mut() {
+                                outcome.media = stop_leg(h).await;
+                            }
+                            return (reason, outcome);
                         }
                         Some(_) => {}
-                        None => return (EndReason::LocalBye, echo::EchoStats::default()),
+                        None => return (EndReason::LocalBye, outcome),
                     }
                 }
             }
         }
         self.respond(tx, 200, Some(sdp_answer)).await;
-        if media_task.is_none() {
-            media_task = start_media();
+        if handle.is_none() {
+            handle = start_media();
         }
-        let mut stop_tx = Some(stop_tx);
-        let mut hung_up_for_timeout = false;
-        let (transfer_target, transfer_after) = match transfer {
-            Some((t, after)) => (Some(t), after),
-            None => (None, Duration::from_secs(3600 * 24)),
+        let Some(mut leg) = handle else {
+            return (self.wait_end().await, outcome);
         };
-        let mut transfer_target = transfer_target;
+        let (mut transfer_target, transfer_after) = match choice {
+            AppChoice::Transfer { target, after } => (Some(target), after),
+            _ => (None, Duration::from_secs(3600 * 24)),
+        };
         let transfer_at = tokio::time::sleep(transfer_after);
         tokio::pin!(transfer_at);
+        let mut hung_up = false;
         loop {
             tokio::select! {
                 _ = &mut transfer_at, if transfer_target.is_some() => {
@@ -369,51 +482,89 @@ impl CallSession {
                 }
                 ev = self.events.recv() => match ev {
                     Some(Event::CallEnded { reason, .. }) => {
-                        if let Some(s) = stop_tx.take() { let _ = s.send(()); }
-                        let stats = match media_task.take() {
-                            Some(t) => t.await.unwrap_or_default(),
-                            None => echo::EchoStats::default(),
-                        };
-                        return (reason, stats);
+                        outcome.media = stop_leg(&mut leg).await;
+                        return (reason, outcome);
                     }
                     Some(Event::InDialogRequest { tx, request, .. }) => {
-                        self.answer_in_dialog(tx, &request, &mut caps).await;
+                        self.answer_in_dialog(tx, &request, &mut caps, &leg.commands).await;
                     }
                     Some(Event::TransferProgress { status, from_notify, .. }) => {
                         tracing::info!(call = %self.call, status, from_notify, "transfer progress");
                         // RFC 5589 §6: once the transferee's new call succeeds, we leave.
                         if from_notify && (200..300).contains(&status) {
-                            let _ = self.commands.send(Command::Hangup { call: self.call }).await;
+                            self.hangup().await;
                         }
                     }
                     Some(_) => {}
-                    None => return (EndReason::LocalBye, echo::EchoStats::default()),
+                    None => return (EndReason::LocalBye, outcome),
                 },
-                done = async { match media_task.as_mut() { Some(t) => t.await.ok(), None => std::future::pending().await } } => {
-                    media_task = None;
-                    if let Some(stats) = done && stats.timed_out && !hung_up_for_timeout {
-                        tracing::info!(call = %self.call, "media timeout; hanging up");
-                        hung_up_for_timeout = true;
-                        let _ = self.commands.send(Command::Hangup { call: self.call }).await;
+                ev = leg.events.recv() => match ev {
+                    Some(LegEvent::Dtmf { digit, source, duration_ms }) => {
+                        tracing::info!(call = %self.call, %digit, ?source, duration_ms, "DTMF");
+                        outcome.dtmf.push(digit);
                     }
-                }
+                    Some(LegEvent::MediaTimeout) if !hung_up => {
+                        tracing::info!(call = %self.call, "media timeout; hanging up");
+                        outcome.app_result = Some("media timeout".into());
+                        hung_up = true;
+                        self.hangup().await;
+                    }
+                    Some(LegEvent::AppFinished(why)) if !hung_up => {
+                        tracing::info!(call = %self.call, reason = %why, "app finished; hanging up");
+                        outcome.app_result = Some(why);
+                        hung_up = true;
+                        self.hangup().await;
+                    }
+                    Some(LegEvent::Stopped(stats)) => outcome.media = Some(*stats),
+                    Some(_) => {}
+                    None => {}
+                },
             }
         }
     }
 
-    /// re-INVITE / UPDATE get a fresh answer to their offer; INFO (DTMF relay) gets 200.
+    /// re-INVITE / UPDATE get a fresh answer to their offer (and hold stops our media);
+    /// INFO carrying DTMF becomes a leg event.
     async fn answer_in_dialog(
         &self,
         tx: TxId,
         request: &crate::sip::message::Request,
         caps: &mut LocalMediaCapabilities,
+        leg: &mpsc::UnboundedSender<LegCommand>,
     ) {
-        if request.method == crate::sip::message::Method::Info
-            && let Ok(body) = std::str::from_utf8(&request.body)
+        if request.method == crate::sip::message::Method::Info {
+            let ctype = request.headers.get("content-type").unwrap_or("");
+            match dtmf_info::parse(ctype, &request.body) {
+                Some((digit, duration_ms)) => {
+                    let _ = leg.send(LegCommand::InjectDtmf(digit, duration_ms));
+                }
+                None => tracing::info!(call = %self.call, content_type = ctype, "INFO received"),
+            }
+        } else if !request.body.is_empty()
+            && let Ok(offer) = std::str::from_utf8(&request.body).map(SessionDescription::parse)
+            && let Ok(offer) = offer
         {
-            tracing::info!(call = %self.call, body = body.trim(), "INFO received");
+            // A peer that only sends (hold) or is inactive does not want our media.
+            let _ = leg.send(LegCommand::SetSending(offer.media_direction(0).receives()));
         }
         let (status, body) = in_dialog_answer(request, caps);
         self.respond(tx, status, body).await;
     }
+}
+
+/// Stops a leg and waits (bounded) for its final counters.
+pub async fn stop_leg(leg: &mut crate::leg::worker::LegHandle) -> Option<LegStats> {
+    let _ = leg.commands.send(LegCommand::Stop);
+    let wait = async {
+        while let Some(ev) = leg.events.recv().await {
+            if let LegEvent::Stopped(stats) = ev {
+                return Some(*stats);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(2), wait)
+        .await
+        .ok()
+        .flatten()
 }

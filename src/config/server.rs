@@ -77,7 +77,7 @@ pub struct Listener {
 }
 
 /// `[rtp]` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpConfig {
     /// First RTP port (even; RTCP uses the next odd port).
     pub port_min: u16,
@@ -85,6 +85,16 @@ pub struct RtpConfig {
     pub port_max: u16,
     /// Hang up after this many seconds without inbound RTP; 0 disables.
     pub media_timeout_s: u32,
+    /// Codecs we offer and accept, in preference order (`PCMU`, `PCMA`, `opus`).
+    pub codecs: Vec<String>,
+    /// Jitter buffer delay bounds in ms; the buffer adapts between them.
+    pub jitter_min_ms: u32,
+    pub jitter_max_ms: u32,
+    /// Send zeros when nothing is queued (keeps NAT bindings and RTP timing); `false`
+    /// sends nothing between talkspurts.
+    pub comfort_silence: bool,
+    /// Look for DTMF tones in the caller's audio (G.711 legs).
+    pub inband_dtmf: bool,
 }
 
 /// `[http]` settings.
@@ -143,6 +153,13 @@ pub enum UserPattern {
 pub enum App {
     /// Answer and echo the caller's audio back.
     Echo,
+    /// Answer and play a prompt file (WAV, FLAC, MP3, Ogg/Vorbis), then hang up or repeat.
+    Play {
+        /// The prompt, resolved against the config file's directory.
+        file: PathBuf,
+        /// Start again at the end instead of hanging up.
+        repeat: bool,
+    },
     /// Reject with a final SIP status code.
     Reject {
         /// SIP status code (400-699).
@@ -290,6 +307,11 @@ impl Default for RtpConfig {
             port_min: 10000,
             port_max: 20000,
             media_timeout_s: 30,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            comfort_silence: true,
+            inband_dtmf: true,
         }
     }
 }
@@ -383,6 +405,7 @@ impl fmt::Display for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Echo => f.write_str("echo"),
+            Self::Play { file, .. } => write!(f, "play {}", file.display()),
             Self::Reject { code } => write!(f, "reject {code}"),
             Self::Transfer { target, .. } => write!(f, "transfer to {target}"),
         }
@@ -438,6 +461,11 @@ struct RawRtp {
     port_min: Option<i64>,
     port_max: Option<i64>,
     media_timeout_s: Option<i64>,
+    codecs: Option<Vec<String>>,
+    jitter_min_ms: Option<i64>,
+    jitter_max_ms: Option<i64>,
+    comfort_silence: Option<bool>,
+    inband_dtmf: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -464,6 +492,8 @@ struct RawRoute {
     answer_after_ms: Option<i64>,
     early_media: Option<bool>,
     trunk: Option<String>,
+    file: Option<String>,
+    repeat: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -515,7 +545,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         ));
     }
 
-    let routes = build_routes(raw.routes, ctx)?;
+    let routes = build_routes(raw.routes, ctx, base_dir)?;
     let users = build_users(raw.users, ctx)?;
 
     let trunks_dir = match ctx.opt_str("trunks_dir", raw.trunks_dir.as_deref())? {
@@ -740,10 +770,52 @@ fn build_rtp(raw: RawRtp, ctx: &Ctx<'_>) -> Result<RtpConfig, ConfigError> {
         0,
         86_400,
     )?;
+    let codecs = match raw.codecs {
+        None => d.codecs,
+        Some(list) => {
+            for c in &list {
+                if !["pcmu", "pcma", "opus"].contains(&c.to_ascii_lowercase().as_str()) {
+                    return Err(ctx.err(
+                        "rtp.codecs",
+                        format!("unknown codec {c:?} (expected PCMU, PCMA or opus)"),
+                    ));
+                }
+            }
+            if list.is_empty() {
+                return Err(ctx.err("rtp.codecs", "needs at least one codec"));
+            }
+            list
+        }
+    };
+    let jitter_min_ms: u32 = ctx.int(
+        "rtp.jitter_min_ms",
+        raw.jitter_min_ms,
+        d.jitter_min_ms,
+        20,
+        1000,
+    )?;
+    let jitter_max_ms: u32 = ctx.int(
+        "rtp.jitter_max_ms",
+        raw.jitter_max_ms,
+        d.jitter_max_ms,
+        20,
+        2000,
+    )?;
+    if jitter_max_ms < jitter_min_ms {
+        return Err(ctx.err(
+            "rtp.jitter_max_ms",
+            format!("must be at least rtp.jitter_min_ms ({jitter_min_ms}), got {jitter_max_ms}"),
+        ));
+    }
     Ok(RtpConfig {
         port_min,
         port_max,
         media_timeout_s,
+        codecs,
+        jitter_min_ms,
+        jitter_max_ms,
+        comfort_silence: raw.comfort_silence.unwrap_or(d.comfort_silence),
+        inband_dtmf: raw.inband_dtmf.unwrap_or(d.inband_dtmf),
     })
 }
 
@@ -799,7 +871,11 @@ fn has_url_scheme(url: &str) -> bool {
     }
 }
 
-fn build_routes(raw: Vec<RawRoute>, ctx: &mut Ctx<'_>) -> Result<Vec<Route>, ConfigError> {
+fn build_routes(
+    raw: Vec<RawRoute>,
+    ctx: &mut Ctx<'_>,
+    base_dir: &Path,
+) -> Result<Vec<Route>, ConfigError> {
     let mut routes: Vec<Route> = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let key = |k: &str| format!("routes[{i}].{k}");
@@ -822,8 +898,28 @@ fn build_routes(raw: Vec<RawRoute>, ctx: &mut Ctx<'_>) -> Result<Vec<Route>, Con
                 }
             }
         }
+        if app_name != "play" {
+            for (k, set) in [("file", r.file.is_some()), ("repeat", r.repeat.is_some())] {
+                if set {
+                    return Err(ctx.err(&key(k), "only valid with app = \"play\""));
+                }
+            }
+        }
         let app = match app_name.as_str() {
             "echo" => App::Echo,
+            "play" => {
+                let file = base_dir.join(ctx.req_str(&key("file"), r.file.as_deref())?);
+                if !file.is_file() {
+                    return Err(ctx.err(
+                        &key("file"),
+                        format!("{} does not exist or is not a file", file.display()),
+                    ));
+                }
+                App::Play {
+                    file,
+                    repeat: r.repeat.unwrap_or(false),
+                }
+            }
             "reject" => App::Reject {
                 code: ctx.int(&key("reject_code"), r.reject_code, 603, 400, 699)?,
             },
@@ -852,7 +948,9 @@ fn build_routes(raw: Vec<RawRoute>, ctx: &mut Ctx<'_>) -> Result<Vec<Route>, Con
             other => {
                 return Err(ctx.err(
                     &key("app"),
-                    format!("unknown app {other:?} (expected one of: echo, reject, transfer)"),
+                    format!(
+                        "unknown app {other:?} (expected one of: echo, play, reject, transfer)"
+                    ),
                 ));
             }
         };
@@ -1282,7 +1380,7 @@ mod tests {
             err(
                 "[[routes]]\nmatch_user='a'\napp='echo'\n[[routes]]\nmatch_user='b'\napp='echo'\n[[routes]]\nmatch_user='c'\napp='foo'\n"
             ),
-            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, reject, transfer)"
+            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, play, reject, transfer)"
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\n"),
@@ -1306,7 +1404,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`"
         );
     }
 

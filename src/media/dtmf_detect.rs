@@ -139,6 +139,22 @@ fn classify(x: &[f64]) -> Option<char> {
     Some(KEYS[ri][ci])
 }
 
+/// The two-tone signal of `key` at `rate` Hz for `ms` milliseconds (each tone at about
+/// -9 dBm0), for legs that carry DTMF in the audio. An unknown key gives silence.
+pub fn dtmf_tone(key: char, rate: u32, ms: u32) -> Vec<i16> {
+    let n = (rate as usize * ms as usize) / 1000;
+    let Some((r, c)) = (0..4)
+        .flat_map(|r| (0..4).map(move |c| (r, c)))
+        .find(|&(r, c)| KEYS[r][c] == key.to_ascii_uppercase())
+    else {
+        return vec![0; n];
+    };
+    let w = |f: f64, i: usize| (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin();
+    (0..n)
+        .map(|i| (5800.0 * (w(ROWS[r], i) + w(COLS[c], i))) as i16)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +257,18 @@ mod tests {
             })
             .collect();
         assert_eq!(detect(&too_twisted), "");
+    }
+
+    #[test]
+    fn generated_tones_are_detected() {
+        let mut det = DtmfDetector::new();
+        let mut found = String::new();
+        for key in "159#*0D".chars() {
+            let mut pcm = dtmf_tone(key, 8000, 100);
+            pcm.extend(std::iter::repeat_n(0, 480));
+            found.extend(det.push(&pcm));
+        }
+        assert_eq!(found, "159#*0D");
+        assert!(dtmf_tone('x', 8000, 20).iter().all(|&s| s == 0));
     }
 }

@@ -8,3 +8,4 @@ pub mod packet;
 pub mod ports;
 pub mod rtcp;
 pub mod session;
+pub mod srtp;

@@ -176,18 +176,68 @@ impl RtpSession {
         payload: &[u8],
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(12 + payload.len());
+        self.packetize_into(payload_type, marker, samples, payload, &mut out);
+        out
+    }
+
+    /// Like [`packetize`](Self::packetize), writing into `out` (cleared first) so that a
+    /// leg can reuse one buffer.
+    pub fn packetize_into(
+        &mut self,
+        payload_type: u8,
+        marker: bool,
+        samples: u32,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let ts = self.next_ts;
+        self.write_packet(payload_type, marker, ts, payload, out);
+        self.next_ts = self.next_ts.wrapping_add(samples);
+    }
+
+    /// Writes a packet with an explicit timestamp without moving the media clock: all
+    /// packets of one RFC 4733 event carry the timestamp of its start.
+    pub fn packetize_event_into(
+        &mut self,
+        payload_type: u8,
+        marker: bool,
+        timestamp: u32,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        self.write_packet(payload_type, marker, timestamp, payload, out);
+    }
+
+    /// Moves the media clock on by `samples` without sending (a frame of silence not sent,
+    /// or a frame replaced by a telephone-event packet).
+    pub fn advance(&mut self, samples: u32) {
+        self.next_ts = self.next_ts.wrapping_add(samples);
+    }
+
+    /// The RTP timestamp the next media packet will carry.
+    pub fn next_timestamp(&self) -> u32 {
+        self.next_ts
+    }
+
+    fn write_packet(
+        &mut self,
+        payload_type: u8,
+        marker: bool,
+        timestamp: u32,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
         out.push(0x80);
         out.push((u8::from(marker) << 7) | (payload_type & 0x7f));
         out.extend_from_slice(&self.next_seq.to_be_bytes());
-        out.extend_from_slice(&self.next_ts.to_be_bytes());
+        out.extend_from_slice(&timestamp.to_be_bytes());
         out.extend_from_slice(&self.cfg.ssrc.to_be_bytes());
         out.extend_from_slice(payload);
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_ts = self.next_ts.wrapping_add(samples);
         self.stats.sent_packets = self.stats.sent_packets.wrapping_add(1);
         self.stats.sent_octets = self.stats.sent_octets.wrapping_add(payload.len() as u32);
         self.sent_since_report = true;
-        out
     }
 
     /// Reads a received RTCP compound packet: the peer's SR time (for our LSR/DLSR) and

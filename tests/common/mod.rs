@@ -296,6 +296,19 @@ impl Server {
         read_lossy(&self.log_path)
     }
 
+    /// The log once it holds `count` lines containing `needle` (or after `limit`): a call's
+    /// end is logged after its media leg stopped, a moment after the peer hung up.
+    pub fn log_when(&self, needle: &str, count: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn wait_ready(&mut self, limit: Duration) {
         let sock = UdpSocket::bind((LOOPBACK, 0)).expect("probe socket");
         sock.set_read_timeout(Some(Duration::from_millis(200)))

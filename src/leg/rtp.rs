@@ -1,0 +1,542 @@
+//! The media of a SIP leg, sans-IO: received datagrams go through the RTP session, the
+//! jitter buffer and the decoder into one caller frame per tick; the app's audio leaves
+//! from the playout queue through the encoder into one RTP packet per tick. DTMF arrives
+//! as RFC 4733 events or in-band tones and leaves as RFC 4733 events. The driver
+//! ([`super::worker`]) owns the sockets and calls [`RtpLeg::tick`] every 20 ms.
+
+use super::{AppIo, DtmfSource, LegCommand, LegEvent, LegStats, MediaApp};
+use crate::codec::{CodecKind, CodecSpec, Decoder, Encoder};
+use crate::media::dtmf_detect::{DtmfDetector, dtmf_tone};
+use crate::media::playout::{MarkEvent, PlayoutQueue, SilenceMode};
+use crate::rtp::dtmf::{DtmfReceiver, DtmfSender, TelephoneEvent};
+use crate::rtp::jitter::{JitterBuffer, JitterConfig, Playout};
+use crate::rtp::session::{RtpSession, RtpSessionConfig};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long each digit we send lasts, and the pause after it.
+const DTMF_SEND_MS: u32 = 100;
+const DTMF_GAP_TICKS: u32 = 3;
+
+/// Everything negotiated for a leg's media.
+#[derive(Debug, Clone)]
+pub struct RtpLegConfig {
+    pub codec: CodecSpec,
+    /// telephone-event payload type and its clock rate, if negotiated.
+    pub dtmf: Option<(u8, u32)>,
+    /// Where the SDP says to send RTP (replaced by the latched source once media arrives).
+    pub remote_rtp: Option<SocketAddr>,
+    /// Where the SDP says to send RTCP (ignored with rtcp-mux).
+    pub remote_rtcp: Option<SocketAddr>,
+    pub rtcp_mux: bool,
+    pub ssrc: u32,
+    pub cname: String,
+    pub rtcp_interval: Duration,
+    pub media_timeout: Duration,
+    pub jitter_min_ms: u32,
+    pub jitter_max_ms: u32,
+    /// What to send when nothing is queued: zeros (comfort silence) or nothing.
+    pub silence: SilenceMode,
+    /// Most audio the playout queue holds.
+    pub playout_max: Duration,
+    /// Run the Goertzel detector on the caller's audio (8 kHz legs).
+    pub inband_dtmf: bool,
+    /// Packet duration the far end is expected to send (ms); G.711 legs learn the real one
+    /// from the first packet.
+    pub remote_ptime_ms: u32,
+}
+
+impl RtpLegConfig {
+    /// Defaults for a codec: 5 s RTCP, 30 s media timeout, 20–200 ms jitter buffer,
+    /// comfort silence, 10 minutes of playout, in-band DTMF detection on G.711.
+    pub fn new(codec: CodecSpec) -> RtpLegConfig {
+        RtpLegConfig {
+            codec,
+            dtmf: None,
+            remote_rtp: None,
+            remote_rtcp: None,
+            rtcp_mux: false,
+            ssrc: rand::random(),
+            cname: format!("leadscaller-{:08x}", rand::random::<u32>()),
+            rtcp_interval: Duration::from_secs(5),
+            media_timeout: Duration::from_secs(30),
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            silence: SilenceMode::Zeros,
+            playout_max: Duration::from_secs(600),
+            inband_dtmf: codec.pcm_rate == 8000,
+            remote_ptime_ms: 20,
+        }
+    }
+}
+
+fn new_jitter_buffer(cfg: &RtpLegConfig, ptime_ms: u32) -> JitterBuffer {
+    let rtp_rate = cfg.codec.rtp_clock_rate();
+    JitterBuffer::new(JitterConfig {
+        clock_rate: rtp_rate,
+        frame_samples: rtp_rate * ptime_ms / 1000,
+        min_delay_ms: cfg.jitter_min_ms.max(ptime_ms),
+        max_delay_ms: cfg.jitter_max_ms.max(ptime_ms),
+        max_packets: (cfg.jitter_max_ms / ptime_ms.max(1) + 1) as usize * 4,
+    })
+}
+
+/// Datagrams a tick produced; the bytes stay in the leg ([`RtpLeg::rtp_packet`]).
+#[derive(Debug, Default)]
+pub struct TickOutput {
+    /// Send [`RtpLeg::rtp_packet`] here.
+    pub rtp_to: Option<SocketAddr>,
+    /// An RTCP report and where to send it.
+    pub rtcp: Option<(Vec<u8>, SocketAddr)>,
+}
+
+/// One RFC 4733 press being sent: its packets and the timestamp they share.
+struct DtmfSending {
+    timestamp: u32,
+    packets: VecDeque<(bool, u16, [u8; 4])>,
+    gap_ticks: u32,
+}
+
+/// A SIP leg's media state.
+pub struct RtpLeg {
+    cfg: RtpLegConfig,
+    started: Instant,
+    session: RtpSession,
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    encoder: Encoder,
+    playout: PlayoutQueue,
+    dtmf_rx: DtmfReceiver,
+    inband: Option<DtmfDetector>,
+    dtmf_out: VecDeque<char>,
+    dtmf_sending: Option<DtmfSending>,
+    /// The caller's frame of this tick and our frame of this tick (for the recorder).
+    caller_pcm: Vec<i16>,
+    has_caller: bool,
+    /// Decoded caller audio not yet framed: packets of any duration become 20 ms frames.
+    caller_fifo: VecDeque<i16>,
+    /// Duration of the far end's packets (ms) and whether the first one was seen.
+    remote_ptime_ms: u32,
+    ptime_learned: bool,
+    /// Output waits until the FIFO holds enough to never run dry between packets.
+    primed: bool,
+    decode_buf: Vec<i16>,
+    agent_pcm: Vec<i16>,
+    has_agent: bool,
+    payload_buf: Vec<u8>,
+    packet_buf: Vec<u8>,
+    /// Events not yet shown to the app, and events ready for the call.
+    pending: VecDeque<LegEvent>,
+    outbox: VecDeque<LegEvent>,
+    marks: VecDeque<MarkEvent>,
+    finish: Option<String>,
+    sending: bool,
+    in_talkspurt: bool,
+    timed_out: bool,
+    stopped: bool,
+    tick: u64,
+    stats: LegStats,
+}
+
+impl RtpLeg {
+    /// A leg starting at `now`.
+    pub fn new(cfg: RtpLegConfig, now: Instant) -> Result<RtpLeg, crate::codec::CodecError> {
+        let codec = cfg.codec;
+        let fs = codec.frame_samples();
+        let session = RtpSession::new(
+            RtpSessionConfig {
+                clock_rate: codec.rtp_clock_rate(),
+                audio_pts: vec![codec.payload_type],
+                dtmf_pt: cfg.dtmf.map(|(pt, _)| pt),
+                ssrc: cfg.ssrc,
+                cname: cfg.cname.clone(),
+                rtcp_interval: cfg.rtcp_interval,
+                media_timeout: cfg.media_timeout,
+            },
+            now,
+            rand::random(),
+            rand::random(),
+        );
+        let ptime = cfg.remote_ptime_ms.clamp(10, 120);
+        let jitter = new_jitter_buffer(&cfg, ptime);
+        let max_samples = (cfg.playout_max.as_millis() as usize) * codec.pcm_rate as usize / 1000;
+        Ok(RtpLeg {
+            decoder: Decoder::new(codec)?,
+            encoder: Encoder::new(codec)?,
+            playout: PlayoutQueue::new(fs, max_samples.max(fs)).with_silence_mode(cfg.silence),
+            dtmf_rx: DtmfReceiver::new(cfg.dtmf.map_or(8000, |(_, rate)| rate)),
+            inband: (cfg.inband_dtmf && codec.pcm_rate == 8000).then(DtmfDetector::new),
+            dtmf_out: VecDeque::new(),
+            dtmf_sending: None,
+            caller_pcm: Vec::with_capacity(fs),
+            has_caller: false,
+            caller_fifo: VecDeque::with_capacity(fs * 8),
+            remote_ptime_ms: ptime,
+            ptime_learned: false,
+            primed: false,
+            decode_buf: Vec::with_capacity(fs * 6),
+            agent_pcm: Vec::with_capacity(fs),
+            has_agent: false,
+            payload_buf: Vec::with_capacity(1500),
+            packet_buf: Vec::with_capacity(1500),
+            pending: VecDeque::new(),
+            outbox: VecDeque::new(),
+            marks: VecDeque::new(),
+            finish: None,
+            sending: true,
+            in_talkspurt: false,
+            timed_out: false,
+            stopped: false,
+            tick: 0,
+            stats: LegStats::default(),
+            started: now,
+            session,
+            jitter,
+            cfg,
+        })
+    }
+
+    /// The leg's codec.
+    pub fn codec(&self) -> CodecSpec {
+        self.cfg.codec
+    }
+
+    /// Takes one received RTP datagram.
+    pub fn on_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Ok(p) = self.session.on_rtp(now, from, datagram) else {
+            return;
+        };
+        if p.is_dtmf {
+            let digit = TelephoneEvent::parse(p.payload)
+                .ok()
+                .and_then(|ev| self.dtmf_rx.push(p.timestamp, p.marker, ev));
+            if let Some(d) = digit {
+                self.pending.push_back(LegEvent::Dtmf {
+                    digit: d.digit,
+                    source: DtmfSource::Rfc4733,
+                    duration_ms: d.duration_ms,
+                });
+            }
+            return;
+        }
+        if !self.ptime_learned {
+            self.ptime_learned = true;
+            self.learn_ptime(p.payload.len());
+        }
+        self.jitter
+            .push(now, p.seq, p.timestamp, p.marker, p.payload);
+        // Audio moves the clock on, closing a press whose end packets were lost.
+        if let Some(d) = self.dtmf_rx.on_timeout(p.timestamp) {
+            self.pending.push_back(LegEvent::Dtmf {
+                digit: d.digit,
+                source: DtmfSource::Rfc4733,
+                duration_ms: d.duration_ms,
+            });
+        }
+    }
+
+    /// Takes one received RTCP datagram (`ntp_now`: arrival time in NTP format).
+    pub fn on_rtcp(&mut self, now: Instant, ntp_now: u64, datagram: &[u8]) {
+        if self.session.on_rtcp(now, ntp_now, datagram).is_err() {
+            self.stats.decode_errors += 1;
+        }
+    }
+
+    /// Applies a command from the call.
+    pub fn command(&mut self, cmd: LegCommand) {
+        match cmd {
+            LegCommand::Play { samples, mark } => {
+                if let Err(e) = self.playout.push(&samples, mark) {
+                    tracing::warn!(error = %e, "playout queue full; audio dropped");
+                }
+            }
+            LegCommand::Clear(reply) => {
+                let report = self.playout.clear();
+                self.marks.extend(report.events());
+                let _ = reply.send(report);
+            }
+            LegCommand::SendDtmf(digits) => self.queue_dtmf(&digits),
+            LegCommand::InjectDtmf(digit, duration_ms) => self.pending.push_back(LegEvent::Dtmf {
+                digit,
+                source: DtmfSource::SipInfo,
+                duration_ms,
+            }),
+            LegCommand::SetSending(on) => self.sending = on,
+            LegCommand::Stop => self.stopped = true,
+        }
+    }
+
+    fn queue_dtmf(&mut self, digits: &str) {
+        if self.cfg.dtmf.is_some() {
+            self.dtmf_out.extend(digits.chars());
+            return;
+        }
+        // No telephone-event negotiated: tones in the audio, in queue order.
+        let rate = self.cfg.codec.pcm_rate;
+        for d in digits.chars() {
+            let mut tone = dtmf_tone(d, rate, DTMF_SEND_MS);
+            tone.resize(tone.len() + (rate as usize * 60 / 1000), 0);
+            if let Err(e) = self.playout.push(&tone, None) {
+                tracing::warn!(error = %e, "playout queue full; DTMF tone dropped");
+            }
+        }
+    }
+
+    /// True once a [`LegCommand::Stop`] was applied.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The next event for the call.
+    pub fn poll_event(&mut self) -> Option<LegEvent> {
+        self.outbox.pop_front()
+    }
+
+    /// The RTP packet the last tick produced.
+    pub fn rtp_packet(&self) -> &[u8] {
+        &self.packet_buf
+    }
+
+    /// The caller's frame of the last tick, if there was one.
+    pub fn caller_frame(&self) -> Option<&[i16]> {
+        self.has_caller.then_some(&self.caller_pcm[..])
+    }
+
+    /// The frame we sent in the last tick, if any audio (or comfort silence) went out.
+    pub fn sent_frame(&self) -> Option<&[i16]> {
+        self.has_agent.then_some(&self.agent_pcm[..])
+    }
+
+    /// Ticks run so far.
+    pub fn ticks(&self) -> u64 {
+        self.tick
+    }
+
+    /// One 20 ms step: decode the caller's next frame, run the app, send our next frame,
+    /// and an RTCP report when due. `ntp_now` is the wall clock in NTP format.
+    pub fn tick(&mut self, now: Instant, ntp_now: u64, app: &mut dyn MediaApp) -> TickOutput {
+        let mut out = TickOutput::default();
+        self.receive_frame(now);
+        let rate = self.cfg.codec.pcm_rate;
+        {
+            let mut io = AppIo {
+                caller: self.has_caller.then_some(&self.caller_pcm[..]),
+                rate,
+                tick: self.tick,
+                playout: &mut self.playout,
+                marks: &mut self.marks,
+                dtmf_out: &mut self.dtmf_out,
+                finish: &mut self.finish,
+            };
+            while let Some(ev) = self.pending.pop_front() {
+                app.on_event(&ev, &mut io);
+                self.outbox.push_back(ev);
+            }
+            app.on_tick(&mut io);
+        }
+        out.rtp_to = self.send_frame();
+        while let Some(m) = self.marks.pop_front() {
+            let ev = LegEvent::Mark(m);
+            let mut io = AppIo {
+                caller: None,
+                rate,
+                tick: self.tick,
+                playout: &mut self.playout,
+                marks: &mut VecDeque::new(),
+                dtmf_out: &mut self.dtmf_out,
+                finish: &mut self.finish,
+            };
+            app.on_event(&ev, &mut io);
+            self.outbox.push_back(ev);
+        }
+        if let Some(reason) = self.finish.take() {
+            self.outbox.push_back(LegEvent::AppFinished(reason));
+        }
+        if let Some(report) = self.session.poll_rtcp(now, ntp_now) {
+            let dest = if self.cfg.rtcp_mux {
+                self.destination()
+            } else {
+                self.cfg.remote_rtcp.or_else(|| {
+                    self.destination()
+                        .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+                })
+            };
+            if let Some(d) = dest {
+                out.rtcp = Some((report, d));
+            }
+        }
+        if !self.timed_out && self.session.media_timed_out(now) {
+            self.timed_out = true;
+            self.outbox.push_back(LegEvent::MediaTimeout);
+        }
+        self.tick += 1;
+        out
+    }
+
+    /// G.711 carries one byte per sample, so the first packet tells the far end's
+    /// packetization; the jitter buffer is rebuilt (still empty) when it differs.
+    fn learn_ptime(&mut self, payload_len: usize) {
+        let codec = self.cfg.codec;
+        if !matches!(codec.kind, CodecKind::Pcmu | CodecKind::Pcma) {
+            return;
+        }
+        let ms = (payload_len as u32 * 1000 / codec.pcm_rate).clamp(10, 120);
+        if ms != self.remote_ptime_ms && ms.is_multiple_of(10) {
+            self.remote_ptime_ms = ms;
+            self.jitter = new_jitter_buffer(&self.cfg, ms);
+        }
+    }
+
+    fn receive_frame(&mut self, now: Instant) {
+        let fs = self.cfg.codec.frame_samples();
+        let packet = (self.cfg.codec.pcm_rate * self.remote_ptime_ms / 1000) as usize;
+        // Pull every packet that is due until a frame's worth is buffered.
+        while self.caller_fifo.len() < fs + packet {
+            match self.jitter.pop(now) {
+                Some(Playout::Frame { payload, .. }) => {
+                    if self.decoder.decode(&payload, &mut self.decode_buf).is_ok() {
+                        self.stats.frames_decoded += 1;
+                    } else {
+                        self.stats.decode_errors += 1;
+                        self.decoder.conceal(packet, &mut self.decode_buf);
+                        self.stats.frames_concealed += 1;
+                    }
+                }
+                Some(Playout::Lost { .. }) => {
+                    self.decoder.conceal(packet, &mut self.decode_buf);
+                    self.stats.frames_concealed += 1;
+                }
+                None => break,
+            }
+            self.caller_fifo.extend(self.decode_buf.iter().copied());
+        }
+        // Packets longer or shorter than a frame need one packet of slack so that the
+        // FIFO does not run dry between two arrivals.
+        let prime = if packet == fs { fs } else { fs + packet };
+        if !self.primed && self.caller_fifo.len() >= prime {
+            self.primed = true;
+        }
+        if !self.primed || self.caller_fifo.len() < fs {
+            self.primed = false;
+            self.has_caller = false;
+            return;
+        }
+        // A sender whose clock runs fast fills the FIFO; drop its oldest audio.
+        let cap = 4 * (fs + packet);
+        if self.caller_fifo.len() > cap {
+            self.caller_fifo.drain(..self.caller_fifo.len() - cap);
+        }
+        self.caller_pcm.clear();
+        self.caller_pcm.extend(self.caller_fifo.drain(..fs));
+        self.has_caller = true;
+        if let Some(det) = self.inband.as_mut() {
+            for digit in det.push(&self.caller_pcm) {
+                self.pending.push_back(LegEvent::Dtmf {
+                    digit,
+                    source: DtmfSource::Inband,
+                    duration_ms: 0,
+                });
+            }
+        }
+    }
+
+    fn destination(&self) -> Option<SocketAddr> {
+        self.session.remote().or(self.cfg.remote_rtp)
+    }
+
+    fn send_frame(&mut self) -> Option<SocketAddr> {
+        let units = self.cfg.codec.frame_rtp_units();
+        self.has_agent = false;
+        let dest = self.destination();
+        if !self.sending || dest.is_none() {
+            self.session.advance(units);
+            self.in_talkspurt = false;
+            return None;
+        }
+        if self.dtmf_sending.is_none()
+            && let Some((pt, rate)) = self.cfg.dtmf
+            && let Some(digit) = self.dtmf_out.pop_front()
+        {
+            match DtmfSender::default().packets(digit, DTMF_SEND_MS, rate, 20) {
+                Ok(p) => {
+                    self.dtmf_sending = Some(DtmfSending {
+                        timestamp: self.session.next_timestamp(),
+                        packets: p.into(),
+                        gap_ticks: DTMF_GAP_TICKS,
+                    });
+                }
+                Err(e) => tracing::warn!(%digit, error = %e, "cannot send DTMF digit"),
+            }
+            let _ = pt;
+        }
+        if let (Some(s), Some((pt, _))) = (self.dtmf_sending.as_mut(), self.cfg.dtmf) {
+            if let Some((marker, _, payload)) = s.packets.pop_front() {
+                // The three end packets go out in this tick and the next ones.
+                self.session.packetize_event_into(
+                    pt,
+                    marker,
+                    s.timestamp,
+                    &payload,
+                    &mut self.packet_buf,
+                );
+                self.session.advance(units);
+                return dest;
+            }
+            if s.gap_ticks > 0 {
+                s.gap_ticks -= 1;
+            } else {
+                self.dtmf_sending = None;
+            }
+        }
+        let frame = self.playout.next_frame();
+        self.marks.extend(frame.events());
+        let is_audio = frame.is_audio();
+        let Some(pcm) = frame.samples() else {
+            self.session.advance(units);
+            self.in_talkspurt = false;
+            return None;
+        };
+        self.agent_pcm.clear();
+        self.agent_pcm.extend_from_slice(pcm);
+        if is_audio {
+            self.stats.frames_sent_audio += 1;
+        } else {
+            self.stats.frames_sent_silence += 1;
+        }
+        if self
+            .encoder
+            .encode(&self.agent_pcm, &mut self.payload_buf)
+            .is_err()
+        {
+            self.session.advance(units);
+            return None;
+        }
+        let marker = !self.in_talkspurt;
+        self.in_talkspurt = true;
+        self.has_agent = true;
+        self.session.packetize_into(
+            self.cfg.codec.payload_type,
+            marker,
+            units,
+            &self.payload_buf,
+            &mut self.packet_buf,
+        );
+        dest
+    }
+
+    /// The counters so far.
+    pub fn stats(&self, now: Instant) -> LegStats {
+        LegStats {
+            rtp: self.session.stats(),
+            jitter: self.jitter.stats(),
+            duration: now.saturating_duration_since(self.started),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Counts a datagram the socket would not take.
+    pub fn count_send_error(&mut self) {
+        self.stats.send_errors += 1;
+    }
+}

@@ -1,0 +1,290 @@
+//! The media driver: a few workers (one per core), each running all of its legs on one
+//! shared 20 ms clock. On every tick a worker drains each leg's non-blocking sockets, runs
+//! [`RtpLeg::tick`], sends the packet it produced and hands events to the call. There is
+//! no task, timer or wake-up per call: the cost of a call is the work on its packets.
+
+use super::rtp::RtpLeg;
+use super::{LegCommand, LegEvent, LegTap, MediaApp};
+use std::io::ErrorKind;
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+/// The frame period every worker ticks at.
+pub const TICK: Duration = Duration::from_millis(20);
+/// Most datagrams read from one socket in one tick (a flood cannot starve other legs).
+const MAX_READS_PER_TICK: usize = 32;
+
+/// The bound, non-blocking sockets of a leg: RTP, and RTCP unless rtcp-mux.
+pub struct LegSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: Option<UdpSocket>,
+}
+
+impl LegSockets {
+    /// Binds RTP on `port` and RTCP on `port + 1`, both non-blocking.
+    pub fn bind(ip: std::net::IpAddr, port: u16) -> std::io::Result<LegSockets> {
+        let rtp = UdpSocket::bind((ip, port))?;
+        let rtcp = UdpSocket::bind((ip, port.wrapping_add(1)))?;
+        rtp.set_nonblocking(true)?;
+        rtcp.set_nonblocking(true)?;
+        Ok(LegSockets {
+            rtp,
+            rtcp: Some(rtcp),
+        })
+    }
+
+    /// Binds the first free pair handed out by `allocate` (up to 16 tries), giving back
+    /// ports another process holds through `release`.
+    pub fn bind_free_pair(
+        ip: std::net::IpAddr,
+        mut allocate: impl FnMut() -> Option<u16>,
+        mut release: impl FnMut(u16),
+    ) -> Option<(u16, LegSockets)> {
+        for _ in 0..16 {
+            let port = allocate()?;
+            match LegSockets::bind(ip, port) {
+                Ok(s) => return Some((port, s)),
+                Err(e) => {
+                    tracing::debug!(port, error = %e, "RTP port busy; trying the next");
+                    release(port);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The call's side of a running leg.
+pub struct LegHandle {
+    pub commands: mpsc::UnboundedSender<LegCommand>,
+    pub events: mpsc::UnboundedReceiver<LegEvent>,
+}
+
+struct Attach {
+    leg: RtpLeg,
+    sockets: LegSockets,
+    app: Box<dyn MediaApp>,
+    tap: Option<Box<dyn LegTap>>,
+    commands: mpsc::UnboundedReceiver<LegCommand>,
+    events: mpsc::UnboundedSender<LegEvent>,
+}
+
+/// The set of media workers of a process.
+pub struct MediaEngine {
+    workers: Vec<mpsc::UnboundedSender<Attach>>,
+    next: AtomicUsize,
+    shutdown: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl MediaEngine {
+    /// Starts `workers` workers (at least one) on the current tokio runtime.
+    pub fn start(workers: usize) -> Arc<MediaEngine> {
+        let (shutdown, rx) = watch::channel(false);
+        let mut senders = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..workers.max(1) {
+            let (tx, attach_rx) = mpsc::unbounded_channel();
+            senders.push(tx);
+            tasks.push(tokio::spawn(run_worker(attach_rx, rx.clone())));
+        }
+        Arc::new(MediaEngine {
+            workers: senders,
+            next: AtomicUsize::new(0),
+            shutdown,
+            tasks: std::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// One worker per available core.
+    pub fn start_default() -> Arc<MediaEngine> {
+        MediaEngine::start(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Runs `leg` with `app` (and an optional recording tap) on the next worker.
+    pub fn attach(
+        &self,
+        leg: RtpLeg,
+        sockets: LegSockets,
+        app: Box<dyn MediaApp>,
+        tap: Option<Box<dyn LegTap>>,
+    ) -> LegHandle {
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let (etx, erx) = mpsc::unbounded_channel();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let attach = Attach {
+            leg,
+            sockets,
+            app,
+            tap,
+            commands: crx,
+            events: etx,
+        };
+        if let Err(mpsc::error::SendError(a)) = self.workers[i].send(attach) {
+            // The engine is shutting down: report the leg stopped at once.
+            let _ = a.events.send(LegEvent::Stopped(Box::default()));
+        }
+        LegHandle {
+            commands: ctx,
+            events: erx,
+        }
+    }
+
+    /// Stops every leg (each finalizes its recording and reports `Stopped`) and waits for
+    /// the workers to end.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// NTP time (RFC 3550 §4) of the wall clock.
+fn ntp_now() -> u64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+fn is_rtcp(datagram: &[u8]) -> bool {
+    // RFC 5761 §4: RTCP packet types 200–204 land on 72–76 with the marker bit.
+    datagram.len() >= 2 && (200..=204).contains(&datagram[1])
+}
+
+struct Entry {
+    a: Attach,
+    done: bool,
+}
+
+impl Entry {
+    fn step(&mut self, now: Instant, ntp: u64, buf: &mut [u8]) {
+        let a = &mut self.a;
+        loop {
+            match a.commands.try_recv() {
+                Ok(cmd) => a.leg.command(cmd),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                // The call is gone: nobody will stop us.
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    a.leg.command(LegCommand::Stop);
+                    break;
+                }
+            }
+        }
+        for _ in 0..MAX_READS_PER_TICK {
+            match a.sockets.rtp.recv_from(buf) {
+                Ok((n, _)) if is_rtcp(&buf[..n]) => a.leg.on_rtcp(now, ntp, &buf[..n]),
+                Ok((n, from)) => a.leg.on_rtp(now, from, &buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            }
+        }
+        if let Some(rtcp) = &a.sockets.rtcp {
+            for _ in 0..MAX_READS_PER_TICK {
+                match rtcp.recv_from(buf) {
+                    Ok((n, _)) => a.leg.on_rtcp(now, ntp, &buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => continue,
+                }
+            }
+        }
+        let out = a.leg.tick(now, ntp, a.app.as_mut());
+        if let Some(dest) = out.rtp_to
+            && a.sockets.rtp.send_to(a.leg.rtp_packet(), dest).is_err()
+        {
+            a.leg.count_send_error();
+        }
+        if let Some((report, dest)) = out.rtcp {
+            let sock = a.sockets.rtcp.as_ref().unwrap_or(&a.sockets.rtp);
+            let _ = sock.send_to(&report, dest);
+        }
+        if let Some(tap) = a.tap.as_mut() {
+            tap.push(
+                a.leg.ticks().saturating_sub(1),
+                a.leg.caller_frame(),
+                a.leg.sent_frame(),
+            );
+        }
+        while let Some(ev) = a.leg.poll_event() {
+            let _ = a.events.send(ev);
+        }
+        self.done = a.leg.is_stopped();
+    }
+
+    fn finish(mut self, now: Instant) {
+        let mut stats = self.a.leg.stats(now);
+        stats.recording = self
+            .a
+            .tap
+            .as_mut()
+            .and_then(|t| t.finish())
+            .or_else(|| self.a.app.on_stop());
+        while let Some(ev) = self.a.leg.poll_event() {
+            let _ = self.a.events.send(ev);
+        }
+        let events = self.a.events.clone();
+        // Close the sockets before the call hears `Stopped` and releases the ports.
+        drop(self);
+        let _ = events.send(LegEvent::Stopped(Box::new(stats)));
+    }
+}
+
+async fn run_worker(
+    mut attach_rx: mpsc::UnboundedReceiver<Attach>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut legs: Vec<Entry> = Vec::new();
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        if legs.is_empty() {
+            tokio::select! {
+                a = attach_rx.recv() => match a {
+                    Some(a) => legs.push(Entry { a, done: false }),
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+            interval.reset_immediately();
+        }
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => {
+                let now = Instant::now();
+                for e in legs.drain(..) {
+                    e.finish(now);
+                }
+                return;
+            }
+        }
+        while let Ok(a) = attach_rx.try_recv() {
+            legs.push(Entry { a, done: false });
+        }
+        let now = Instant::now();
+        let ntp = ntp_now();
+        for e in legs.iter_mut() {
+            e.step(now, ntp, &mut buf);
+        }
+        if legs.iter().any(|e| e.done) {
+            let (done, running): (Vec<_>, Vec<_>) = legs.drain(..).partition(|e| e.done);
+            legs = running;
+            for e in done {
+                e.finish(now);
+            }
+        }
+    }
+}
