@@ -296,7 +296,6 @@ fn sipp_pcma_pcap_is_echoed() {
     run.assert_all_succeeded(1, &server);
 
     let captured = read_pcap_udp(&cap_file);
-    let echoed;
     let mut ssrcs = Vec::new();
     let mut ours = Vec::new();
     for pkt in &captured {
@@ -344,7 +343,7 @@ fn sipp_pcma_pcap_is_echoed() {
     let matched = (0..orig.len())
         .filter(|&j| echo.get(j + shift) == Some(&orig[j]))
         .count();
-    echoed = matched / 160;
+    let echoed = matched / 160;
     let sent = orig.len() / 160;
     let diag = || {
         format!(
