@@ -168,6 +168,13 @@ pub async fn start(
                 file: file.clone(),
                 repeat: *repeat,
             },
+            App::Record {
+                max_duration_s,
+                silence_ms,
+            } => AppChoice::Record {
+                max: Duration::from_secs((*max_duration_s).into()),
+                silence: Duration::from_millis((*silence_ms).into()),
+            },
             App::Reject { code } => AppChoice::Reject(*code),
             App::Transfer { target, after_ms } => match Uri::parse(target) {
                 Ok(uri) => AppChoice::Transfer {
@@ -205,6 +212,14 @@ pub async fn start(
         },
         engine: crate::leg::worker::MediaEngine::start_default(),
         prompts: Arc::new(crate::media::prompt::PromptCache::new()),
+        recordings: Arc::new(crate::media::storage::FsStorage::new(&s.recording.dir)),
+        record_calls: s.recording.enabled,
+        recording_format: match s.recording.format {
+            crate::config::RecordingFileFormat::Wav => crate::media::recorder::RecordingFormat::Wav,
+            crate::config::RecordingFileFormat::OggOpus => {
+                crate::media::recorder::RecordingFormat::OggOpus
+            }
+        },
         router,
     };
     tokio::spawn(call::run(call_cfg, ev_rx, sip.commands.clone(), finished));

@@ -4,6 +4,8 @@
 
 pub mod echo;
 pub mod play;
+pub mod record;
+pub mod recording;
 
 use crate::codec::{CodecSpec, Decoder};
 use crate::leg::rtp::{RtpLeg, RtpLegConfig};
@@ -33,6 +35,8 @@ pub enum AppChoice {
         file: std::path::PathBuf,
         repeat: bool,
     },
+    /// Answer and record the caller until `#`, silence after speech, or `max`.
+    Record { max: Duration, silence: Duration },
     /// Refuse with this status.
     Reject(u16),
     /// Answer and echo, then blind-transfer the caller to `target` after `after`.
@@ -69,6 +73,10 @@ pub struct CallServerConfig {
     pub engine: Arc<MediaEngine>,
     /// Decoded prompt files, shared by all calls.
     pub prompts: Arc<crate::media::prompt::PromptCache>,
+    /// Where recordings go, and whether every call is recorded.
+    pub recordings: Arc<dyn crate::media::storage::RecordingStorage>,
+    pub record_calls: bool,
+    pub recording_format: crate::media::recorder::RecordingFormat,
     pub router: Router,
 }
 
@@ -333,8 +341,15 @@ impl CallSession {
 
     fn finish(&self, reason: EndReason, outcome: Outcome) {
         let frames = outcome.media.as_ref().map_or(0, |m| m.frames_sent_audio);
+        let recording = outcome
+            .media
+            .as_ref()
+            .and_then(|m| m.recording.as_deref())
+            .unwrap_or("");
+        let mos = outcome.media.as_ref().and_then(|m| m.mos).unwrap_or(0.0);
         tracing::info!(call = %self.call, ?reason, frames_sent = frames, dtmf = %outcome.dtmf,
-            app = outcome.app_result.as_deref().unwrap_or(""), "call ended");
+            app = outcome.app_result.as_deref().unwrap_or(""), recording, mos = format!("{mos:.2}"),
+            "call ended");
         if let Some(f) = &self.finished {
             let _ = f.send(CallRecord {
                 call: self.call,
@@ -358,13 +373,14 @@ impl CallSession {
     }
 
     /// The media app for a routed call, at the negotiated PCM rate.
-    fn app_for(&self, choice: &AppChoice, rate: u32) -> Result<Box<dyn MediaApp>, String> {
+    async fn app_for(&self, choice: &AppChoice, rate: u32) -> Result<Box<dyn MediaApp>, String> {
         match choice {
             AppChoice::Play { file, repeat } => {
-                let prompt = self
-                    .cfg
-                    .prompts
-                    .get(file, rate)
+                let (prompts, file2) = (self.cfg.prompts.clone(), file.clone());
+                // Decoding a file is blocking work (once per file and rate: it is cached).
+                let prompt = tokio::task::spawn_blocking(move || prompts.get(&file2, rate))
+                    .await
+                    .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
                 let after = if *repeat {
                     play::AfterPlay::Loop
@@ -373,7 +389,39 @@ impl CallSession {
                 };
                 Ok(Box::new(play::PlayApp::new(prompt, after)))
             }
+            AppChoice::Record { max, silence } => {
+                let format = self.cfg.recording_format;
+                let key = recording::recording_key("record", &self.call.to_string(), format);
+                let tap = recording::RecordingTap::start(
+                    self.cfg.recordings.as_ref(),
+                    &key,
+                    rate,
+                    format,
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(Box::new(record::RecordApp::new(
+                    tap,
+                    max.as_millis() as u64,
+                    silence.as_millis() as u64,
+                )))
+            }
             _ => Ok(Box::new(echo::EchoApp)),
+        }
+    }
+
+    /// The whole-call recording tap, when `[recording] enabled`.
+    fn call_tap(&self, rate: u32) -> Option<Box<dyn crate::leg::LegTap>> {
+        if !self.cfg.record_calls {
+            return None;
+        }
+        let format = self.cfg.recording_format;
+        let key = recording::recording_key("call", &self.call.to_string(), format);
+        match recording::RecordingTap::start(self.cfg.recordings.as_ref(), &key, rate, format) {
+            Ok(t) => Some(Box::new(t)),
+            Err(e) => {
+                tracing::warn!(call = %self.call, error = %e, "cannot start the call recording");
+                None
+            }
         }
     }
 
@@ -410,9 +458,10 @@ impl CallSession {
         };
         let leg_cfg = leg_config(&answer.media, &self.cfg.media, self.cfg.media_timeout);
         let leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
-        let app = leg
-            .as_ref()
-            .map(|l| self.app_for(&choice, l.codec().pcm_rate));
+        let app = match leg.as_ref() {
+            Some(l) => Some(self.app_for(&choice, l.codec().pcm_rate).await),
+            None => None,
+        };
         let (leg, app) = match (leg, app) {
             (Some(l), Some(Ok(a))) => (l, a),
             (_, Some(Err(e))) => {
@@ -429,8 +478,9 @@ impl CallSession {
         let sdp_answer = Bytes::from(answer.sdp.to_string());
         // Media starts at 183 (early media) or at 200, whichever comes first.
         let engine = self.cfg.engine.clone();
-        let mut pending = Some((leg, sockets, app));
-        let mut start_media = move || pending.take().map(|(l, s, a)| engine.attach(l, s, a, None));
+        let tap = self.call_tap(leg.codec().pcm_rate);
+        let mut pending = Some((leg, sockets, app, tap));
+        let mut start_media = move || pending.take().map(|(l, s, a, t)| engine.attach(l, s, a, t));
         let mut handle = None;
         if !ringing.after.is_zero() {
             if ringing.early_media {

@@ -19,8 +19,8 @@ pub use env::{EnvLookup, Secret};
 pub use error::ConfigError;
 pub use net::{IpNet, ParseIpNetError, Transport};
 pub use server::{
-    App, DEFAULT_USER_AGENT, HttpConfig, Listener, LogConfig, LogFormat, Route, RtpConfig,
-    ServerConfig, SipConfig, User, UserPattern,
+    App, DEFAULT_USER_AGENT, HttpConfig, Listener, LogConfig, LogFormat, RecordingConfig,
+    RecordingFileFormat, Route, RtpConfig, ServerConfig, SipConfig, User, UserPattern,
 };
 pub use trunk::{Codec, NumberFormat, RegisterConfig, SrtpMode, TrunkAuth, TrunkConfig};
 

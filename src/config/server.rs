@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub log: LogConfig,
     /// Directory for recordings and other state (relative to the working directory).
     pub data_dir: PathBuf,
+    /// `[recording]`: whether every call is recorded, where, and in which format.
+    pub recording: RecordingConfig,
     /// Database connection URL.
     pub database_url: String,
     /// Inbound call routes, evaluated in order.
@@ -97,6 +99,34 @@ pub struct RtpConfig {
     pub inband_dtmf: bool,
 }
 
+/// `[recording]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingConfig {
+    /// Record every answered call (caller left, our side right).
+    pub enabled: bool,
+    /// Where recordings are written (resolved against the config file's directory).
+    pub dir: PathBuf,
+    /// `wav` (PCM16) or `ogg` (Ogg/Opus).
+    pub format: RecordingFileFormat,
+}
+
+/// The file format of recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingFileFormat {
+    Wav,
+    OggOpus,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            enabled: false,
+            dir: PathBuf::from("recordings"),
+            format: RecordingFileFormat::Wav,
+        }
+    }
+}
+
 /// `[http]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -159,6 +189,13 @@ pub enum App {
         file: PathBuf,
         /// Start again at the end instead of hanging up.
         repeat: bool,
+    },
+    /// Answer and record the caller until `#`, silence after speech, or the time limit.
+    Record {
+        /// Longest recording.
+        max_duration_s: u32,
+        /// Silence (after the caller spoke) that ends the recording.
+        silence_ms: u32,
     },
     /// Reject with a final SIP status code.
     Reject {
@@ -246,6 +283,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             log: LogConfig::default(),
             data_dir: PathBuf::from("./data"),
+            recording: RecordingConfig::default(),
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
             routes: Vec::new(),
             users: Vec::new(),
@@ -406,6 +444,7 @@ impl fmt::Display for App {
         match self {
             Self::Echo => f.write_str("echo"),
             Self::Play { file, .. } => write!(f, "play {}", file.display()),
+            Self::Record { .. } => f.write_str("record"),
             Self::Reject { code } => write!(f, "reject {code}"),
             Self::Transfer { target, .. } => write!(f, "transfer to {target}"),
         }
@@ -425,6 +464,7 @@ struct RawServer {
     log: Option<RawLog>,
     data_dir: Option<String>,
     database_url: Option<String>,
+    recording: Option<RawRecording>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
@@ -481,6 +521,14 @@ struct RawLog {
     level: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    enabled: Option<bool>,
+    dir: Option<String>,
+    format: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
@@ -494,6 +542,8 @@ struct RawRoute {
     trunk: Option<String>,
     file: Option<String>,
     repeat: Option<bool>,
+    max_duration_s: Option<i64>,
+    silence_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -547,6 +597,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
 
     let routes = build_routes(raw.routes, ctx, base_dir)?;
     let users = build_users(raw.users, ctx)?;
+    let recording = build_recording(raw.recording.unwrap_or_default(), ctx, base_dir)?;
 
     let trunks_dir = match ctx.opt_str("trunks_dir", raw.trunks_dir.as_deref())? {
         None => base_dir.join("trunks"),
@@ -568,6 +619,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         http,
         log,
         data_dir,
+        recording,
         database_url,
         routes,
         users,
@@ -871,6 +923,35 @@ fn has_url_scheme(url: &str) -> bool {
     }
 }
 
+fn build_recording(
+    raw: RawRecording,
+    ctx: &Ctx<'_>,
+    base_dir: &Path,
+) -> Result<RecordingConfig, ConfigError> {
+    let d = RecordingConfig::default();
+    let dir = ctx
+        .opt_str("recording.dir", raw.dir.as_deref())?
+        .map_or_else(|| base_dir.join(&d.dir), |p| base_dir.join(p));
+    let format = match ctx
+        .opt_str("recording.format", raw.format.as_deref())?
+        .as_deref()
+    {
+        None | Some("wav") => RecordingFileFormat::Wav,
+        Some("ogg") => RecordingFileFormat::OggOpus,
+        Some(other) => {
+            return Err(ctx.err(
+                "recording.format",
+                format!("unknown format {other:?} (expected \"wav\" or \"ogg\")"),
+            ));
+        }
+    };
+    Ok(RecordingConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        dir,
+        format,
+    })
+}
+
 fn build_routes(
     raw: Vec<RawRoute>,
     ctx: &mut Ctx<'_>,
@@ -905,8 +986,22 @@ fn build_routes(
                 }
             }
         }
+        if app_name != "record" {
+            for (k, set) in [
+                ("max_duration_s", r.max_duration_s.is_some()),
+                ("silence_ms", r.silence_ms.is_some()),
+            ] {
+                if set {
+                    return Err(ctx.err(&key(k), "only valid with app = \"record\""));
+                }
+            }
+        }
         let app = match app_name.as_str() {
             "echo" => App::Echo,
+            "record" => App::Record {
+                max_duration_s: ctx.int(&key("max_duration_s"), r.max_duration_s, 60, 1, 86_400)?,
+                silence_ms: ctx.int(&key("silence_ms"), r.silence_ms, 3000, 100, 600_000)?,
+            },
             "play" => {
                 let file = base_dir.join(ctx.req_str(&key("file"), r.file.as_deref())?);
                 if !file.is_file() {
@@ -949,7 +1044,7 @@ fn build_routes(
                 return Err(ctx.err(
                     &key("app"),
                     format!(
-                        "unknown app {other:?} (expected one of: echo, play, reject, transfer)"
+                        "unknown app {other:?} (expected one of: echo, play, record, reject, transfer)"
                     ),
                 ));
             }
@@ -1380,7 +1475,7 @@ mod tests {
             err(
                 "[[routes]]\nmatch_user='a'\napp='echo'\n[[routes]]\nmatch_user='b'\napp='echo'\n[[routes]]\nmatch_user='c'\napp='foo'\n"
             ),
-            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, play, reject, transfer)"
+            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, play, record, reject, transfer)"
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\n"),
@@ -1404,7 +1499,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`"
         );
     }
 

@@ -8,6 +8,7 @@ use super::{AppIo, DtmfSource, LegCommand, LegEvent, LegStats, MediaApp};
 use crate::codec::{CodecKind, CodecSpec, Decoder, Encoder};
 use crate::media::dtmf_detect::{DtmfDetector, dtmf_tone};
 use crate::media::playout::{MarkEvent, PlayoutQueue, SilenceMode};
+use crate::media::quality::{self, QualityInputs};
 use crate::rtp::dtmf::{DtmfReceiver, DtmfSender, TelephoneEvent};
 use crate::rtp::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::rtp::session::{RtpSession, RtpSessionConfig};
@@ -527,10 +528,24 @@ impl RtpLeg {
 
     /// The counters so far.
     pub fn stats(&self, now: Instant) -> LegStats {
+        let rtp = self.session.stats();
+        let expected = i64::from(rtp.received) + i64::from(rtp.lost.max(0));
+        // No media received: nothing to score.
+        let mos = (rtp.received > 0).then(|| {
+            quality::mos(&QualityInputs {
+                loss: rtp.lost.max(0) as f64 / expected.max(1) as f64,
+                jitter_ms: rtp.jitter_ms,
+                rtt_ms: rtp.rtt_ms,
+                jitter_buffer_ms: Some(self.jitter.target_delay_ms()),
+                codec: self.cfg.codec.kind.into(),
+            })
+            .mos
+        });
         LegStats {
-            rtp: self.session.stats(),
+            rtp,
             jitter: self.jitter.stats(),
             duration: now.saturating_duration_since(self.started),
+            mos,
             ..self.stats.clone()
         }
     }
@@ -538,5 +553,269 @@ impl RtpLeg {
     /// Counts a datagram the socket would not take.
     pub fn count_send_error(&mut self) {
         self.stats.send_errors += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::echo::EchoApp;
+    use crate::codec::g711::linear_to_ulaw;
+    use crate::media::playout::Mark;
+    use crate::rtp::packet::RtpHeader;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    fn leg(now: Instant) -> RtpLeg {
+        let mut cfg = RtpLegConfig::new(CodecSpec::from_sdp("PCMU", 0).unwrap());
+        cfg.dtmf = Some((101, 8000));
+        cfg.remote_rtp = Some(peer());
+        cfg.media_timeout = Duration::from_secs(2);
+        RtpLeg::new(cfg, now).unwrap()
+    }
+
+    fn packet(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, (u8::from(marker) << 7) | pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// µ-law bytes of a frame whose first two samples tag packet `n` (never 0x7f/0xff).
+    fn tagged(n: usize, len: usize) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..len)
+            .map(|i| linear_to_ulaw(((i as f64 * 0.3).sin() * 6000.0) as i16))
+            .collect();
+        v[0] = 0x10 + (n % 100) as u8;
+        v[1] = 0x10 + (n / 100 % 100) as u8;
+        v
+    }
+
+    struct Noop;
+    impl MediaApp for Noop {
+        fn on_tick(&mut self, _io: &mut AppIo<'_>) {}
+    }
+
+    #[test]
+    fn echo_returns_every_frame_on_our_own_grid() {
+        let t0 = Instant::now();
+        let mut leg = leg(t0);
+        let mut app = EchoApp;
+        let mut sent = Vec::new();
+        for i in 0..100usize {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            if i < 80 {
+                let p = packet(0, i == 0, i as u16, 160 * i as u32, &tagged(i, 160));
+                leg.on_rtp(now, peer(), &p);
+            }
+            let out = leg.tick(now, 0, &mut app);
+            if let Some(dest) = out.rtp_to {
+                assert_eq!(dest, peer());
+                sent.push(leg.rtp_packet().to_vec());
+            }
+        }
+        assert_eq!(sent.len(), 100, "comfort silence keeps one packet per tick");
+        let headers: Vec<_> = sent.iter().map(|p| RtpHeader::parse(p).unwrap()).collect();
+        for w in headers.windows(2) {
+            assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+            assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
+        }
+        assert!(headers[0].marker && !headers[1].marker);
+        let echoed: Vec<usize> = sent
+            .iter()
+            .zip(&headers)
+            .filter_map(|(p, h)| {
+                let b = &p[h.payload_offset..];
+                (b[0] != 0xff).then(|| usize::from(b[0] - 0x10) + 100 * usize::from(b[1] - 0x10))
+            })
+            .collect();
+        assert_eq!(
+            echoed,
+            (0..80).collect::<Vec<_>>(),
+            "every frame once, in order"
+        );
+        let stats = leg.stats(t0 + Duration::from_secs(2));
+        assert_eq!((stats.frames_decoded, stats.frames_concealed), (80, 0));
+        assert!(stats.mos.unwrap() > 4.0, "{stats:?}");
+    }
+
+    #[test]
+    fn thirty_ms_packets_become_gapless_twenty_ms_frames() {
+        let t0 = Instant::now();
+        let mut leg = leg(t0);
+        let mut app = Noop;
+        let input: Vec<u8> = (0..40).flat_map(|i| tagged(i, 240)).collect();
+        let mut heard = Vec::new();
+        for tick in 0..80u64 {
+            let now = t0 + Duration::from_millis(20 * tick);
+            // A 30 ms packet arrives at 0, 30, 60 ... ms.
+            for i in 0..40u64 {
+                if i * 30 <= tick * 20 && i * 30 > (tick * 20).saturating_sub(20)
+                    || (tick == 0 && i == 0)
+                {
+                    let payload = &input[i as usize * 240..(i as usize + 1) * 240];
+                    leg.on_rtp(
+                        now,
+                        peer(),
+                        &packet(0, i == 0, i as u16, 240 * i as u32, payload),
+                    );
+                }
+            }
+            leg.tick(now, 0, &mut app);
+            if let Some(f) = leg.caller_frame() {
+                heard.extend(f.iter().map(|&s| linear_to_ulaw(s)));
+            }
+        }
+        // Once started, the caller's audio comes out whole and contiguous.
+        let start = input
+            .windows(160)
+            .position(|w| w == &heard[..160])
+            .expect("first frame is input audio");
+        assert_eq!(start, 0);
+        assert!(
+            heard.len() >= 240 * 38,
+            "only {} samples heard",
+            heard.len()
+        );
+        assert_eq!(&heard[..], &input[..heard.len()]);
+    }
+
+    #[test]
+    fn dtmf_is_sent_as_rfc4733_events_and_received_once() {
+        let t0 = Instant::now();
+        let mut leg = leg(t0);
+        let mut app = Noop;
+        leg.command(LegCommand::SendDtmf("7".into()));
+        let mut events = Vec::new();
+        for i in 0..12u64 {
+            leg.tick(t0 + Duration::from_millis(20 * i), 0, &mut app);
+            let h = RtpHeader::parse(leg.rtp_packet()).unwrap();
+            if h.payload_type == 101 {
+                events.push((
+                    h.marker,
+                    h.timestamp,
+                    leg.rtp_packet()[h.payload_offset..].to_vec(),
+                ));
+            }
+        }
+        assert_eq!(
+            events.len(),
+            4 + 3,
+            "4 progress packets (100 ms) and 3 end packets"
+        );
+        assert!(events[0].0 && events[1..].iter().all(|e| !e.0));
+        assert!(
+            events.iter().all(|e| e.1 == events[0].1),
+            "one timestamp per event"
+        );
+        assert!(events.iter().all(|e| e.2[0] == 7));
+        assert_eq!(events.iter().filter(|e| e.2[1] & 0x80 != 0).count(), 3);
+
+        // Receive: a press with repeated end packets, then the same digit by SIP INFO.
+        let mut leg = leg_with_events(t0);
+        let ev = |end: bool, dur: u16| {
+            let mut p = [5u8, 10, 0, 0];
+            if end {
+                p[1] |= 0x80;
+            }
+            p[2..].copy_from_slice(&dur.to_be_bytes());
+            p
+        };
+        for (i, (end, dur)) in [
+            (false, 160),
+            (false, 320),
+            (true, 480),
+            (true, 480),
+            (true, 480),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            leg.on_rtp(
+                now,
+                peer(),
+                &packet(101, i == 0, i as u16, 8000, &ev(end, dur)),
+            );
+            leg.tick(now, 0, &mut app);
+        }
+        leg.command(LegCommand::InjectDtmf('#', 100));
+        leg.tick(t0 + Duration::from_millis(200), 0, &mut app);
+        let digits: Vec<_> = std::iter::from_fn(|| leg.poll_event())
+            .filter_map(|e| match e {
+                LegEvent::Dtmf { digit, source, .. } => Some((digit, source)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            digits,
+            vec![('5', DtmfSource::Rfc4733), ('#', DtmfSource::SipInfo)]
+        );
+    }
+
+    fn leg_with_events(now: Instant) -> RtpLeg {
+        leg(now)
+    }
+
+    #[test]
+    fn marks_follow_the_wire_and_clear_reports_them() {
+        let t0 = Instant::now();
+        let mut leg = leg(t0);
+        let mut app = Noop;
+        leg.command(LegCommand::Play {
+            samples: vec![1000; 400],
+            mark: Some(Mark(1)),
+        });
+        leg.command(LegCommand::Play {
+            samples: vec![1000; 800],
+            mark: Some(Mark(2)),
+        });
+        let mut played_at = Vec::new();
+        for i in 0..3u64 {
+            leg.tick(t0 + Duration::from_millis(20 * i), 0, &mut app);
+            while let Some(e) = leg.poll_event() {
+                if let LegEvent::Mark(m) = e {
+                    played_at.push((i, m));
+                }
+            }
+        }
+        // 400 samples end in the third frame (ticks 0, 1, 2).
+        assert_eq!(played_at, vec![(2, MarkEvent::Played(Mark(1)))]);
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        leg.command(LegCommand::Clear(tx));
+        let report = rx.try_recv().unwrap();
+        assert_eq!(report.cleared, vec![Mark(2)]);
+        leg.tick(t0 + Duration::from_millis(60), 0, &mut app);
+        let evs: Vec<_> = std::iter::from_fn(|| leg.poll_event()).collect();
+        assert!(
+            evs.contains(&LegEvent::Mark(MarkEvent::Cleared(Mark(2)))),
+            "{evs:?}"
+        );
+        // The frame after a clear is silence.
+        let h = RtpHeader::parse(leg.rtp_packet()).unwrap();
+        assert!(
+            leg.rtp_packet()[h.payload_offset..]
+                .iter()
+                .all(|&b| b == 0xff)
+        );
+    }
+
+    #[test]
+    fn silence_from_the_far_end_times_out_once() {
+        let t0 = Instant::now();
+        let mut leg = leg(t0);
+        let mut app = Noop;
+        let mut timeouts = 0;
+        for i in 0..150u64 {
+            leg.tick(t0 + Duration::from_millis(20 * i), 0, &mut app);
+            while let Some(e) = leg.poll_event() {
+                timeouts += usize::from(e == LegEvent::MediaTimeout);
+            }
+        }
+        assert_eq!(timeouts, 1);
     }
 }
