@@ -2,10 +2,12 @@
 //! back (a plain RTP echo until the media core lands), hung up after a set duration.
 
 use crate::call::echo::EchoApp;
+use crate::config::SrtpMode;
 use crate::config::{Config, TrunkConfig};
 use crate::leg::rtp::RtpLeg;
 use crate::leg::worker::{LegSockets, MediaEngine};
 use crate::rtp::ports::PortAllocator;
+use crate::rtp::srtp::{SrtpKeys, SrtpSuite};
 use crate::server::{
     advertised_address, endpoint_config, sip_listeners, trunk_credentials, trunk_peer,
 };
@@ -14,6 +16,7 @@ use crate::sip::headers::NameAddr;
 use crate::sip::sdp::{
     self, Direction, LocalMediaCapabilities, NegotiatedMedia, SessionDescription,
 };
+use crate::sip::sdp_crypto::CryptoAttribute;
 use crate::sip::transport::{self, Command};
 use crate::sip::uri::Uri;
 use bytes::Bytes;
@@ -122,7 +125,17 @@ pub async fn dial(
     if caps.codecs.is_empty() {
         caps.codecs = vec![sdp::CodecPref::pcmu(), sdp::CodecPref::pcma()];
     }
-    let offer = sdp::create_offer(&caps, Direction::SendRecv);
+    let mut offer = sdp::create_offer(&caps, Direction::SendRecv);
+    // SDES-SRTP per the trunk: mandatory offers RTP/SAVP; optional offers RTP/AVP with an
+    // a=crypto line the answerer may take up (RFC 8643 opportunistic SRTP).
+    let our_crypto = (trunk.srtp != SrtpMode::Off)
+        .then(|| CryptoAttribute::new(1, SrtpKeys::generate(SrtpSuite::AesCm128HmacSha1_80)));
+    if let (Some(c), Some(m)) = (&our_crypto, offer.media.first_mut()) {
+        m.crypto = vec![c.to_string()];
+        if trunk.srtp == SrtpMode::Mandatory {
+            m.protocol = "RTP/SAVP".into();
+        }
+    }
     let domain = &trunk.domain;
     let from_user = trunk
         .from_number
@@ -168,6 +181,7 @@ pub async fn dial(
         media_sock,
         duration,
         started,
+        (our_crypto, trunk.srtp),
     )
     .await;
     let _ = shutdown_tx.send(true);
@@ -184,6 +198,7 @@ async fn run_call(
     media_sock: LegSockets,
     duration: Duration,
     started: Instant,
+    (our_crypto, srtp_mode): (Option<CryptoAttribute>, SrtpMode),
 ) -> Result<DialReport, DialError> {
     let engine = MediaEngine::start(1);
     let mut media_sock = Some(media_sock);
@@ -218,7 +233,19 @@ async fn run_call(
                             media.codec.clock_rate, media.remote_addr, duration
                         );
                         let leg_cfg = crate::call::leg_config(&media, &crate::call::MediaSettings::default(), Duration::from_secs(3600));
-                        let rtp_leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
+                        let mut rtp_leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
+                        let srtp = our_crypto.as_ref().and_then(|ours| {
+                            let theirs = media.remote_crypto.iter().filter_map(|c| CryptoAttribute::parse(c).ok()).find(|c| c.tag == ours.tag && c.suite() == ours.suite())?;
+                            ours.session_with(&theirs).ok()
+                        });
+                        match (srtp, rtp_leg.as_mut()) {
+                            (Some(session), Some(l)) => l.set_srtp(session),
+                            (None, _) if srtp_mode == SrtpMode::Mandatory => {
+                                let _ = commands.send(Command::Hangup { call: id }).await;
+                                return Err(DialError::Sdp("SRTP is mandatory and the answer has no matching a=crypto".into()));
+                            }
+                            _ => {}
+                        }
                         match (rtp_leg, media_sock.take()) {
                             (Some(l), Some(sock)) => leg = Some(engine.attach(l, sock, Box::new(EchoApp), None)),
                             _ => {

@@ -212,6 +212,12 @@ pub async fn start(
         },
         engine: crate::leg::worker::MediaEngine::start_default(),
         prompts: Arc::new(crate::media::prompt::PromptCache::new()),
+        srtp_by_trunk: cfg
+            .trunks
+            .iter()
+            .map(|(name, t)| (name.clone(), t.srtp))
+            .collect(),
+        srtp_default: s.rtp.srtp,
         recordings: Arc::new(crate::media::storage::FsStorage::new(&s.recording.dir)),
         record_calls: s.recording.enabled,
         recording_format: match s.recording.format {

@@ -610,6 +610,29 @@ const RATE: u32 = 8000;
 
 #[test]
 fn baresip_hears_its_own_tone() {
+    baresip_tone_round_trip("", &[]);
+}
+
+/// baresip offers RTP/SAVP with SDES keys (`mediaenc=srtp-mand`); the server must answer
+/// with its own a=crypto line and the tone must survive both directions of SRTP.
+#[test]
+fn baresip_hears_its_own_tone_over_srtp() {
+    let (server_log, out) = baresip_tone_round_trip(";mediaenc=srtp-mand", &["srtp.so"]);
+    assert!(
+        server_log.contains("SRTP negotiated"),
+        "the server did not answer with SRTP:\n{server_log}\n{}",
+        tail(&out, 3000)
+    );
+    let ended = server_log
+        .lines()
+        .find(|l| l.contains("call ended"))
+        .unwrap_or_default();
+    assert!(!ended.is_empty(), "no call ended line:\n{server_log}");
+}
+
+/// Runs baresip against `echo` with its account params and extra modules; returns the
+/// server log and baresip's output after asserting that the tone came back.
+fn baresip_tone_round_trip(account_params: &str, extra_modules: &[&str]) -> (String, String) {
     require_tool("baresip", "baresip");
     let modules = Path::new("/usr/lib/baresip/modules");
     for m in [
@@ -619,7 +642,10 @@ fn baresip_hears_its_own_tone() {
         "sndfile.so",
         "account.so",
         "menu.so",
-    ] {
+    ]
+    .iter()
+    .chain(extra_modules)
+    {
         assert!(
             modules.join(m).is_file(),
             "baresip module {m} missing in {}",
@@ -648,8 +674,17 @@ fn baresip_hears_its_own_tone() {
             .any(|l| !l.starts_with('#') && l.contains('{')),
         "unfilled placeholder in baresip config:\n{config}"
     );
+    let mut config = config;
+    for m in extra_modules {
+        config.push_str(&format!("module\t\t\t{m}\n"));
+    }
     fs::write(d.join("config"), config).expect("write config");
-    fs::copy(peers.join("accounts"), d.join("accounts")).expect("accounts");
+    let account = read_lossy(&peers.join("accounts"));
+    fs::write(
+        d.join("accounts"),
+        format!("{}{account_params}\n", account.trim_end()),
+    )
+    .expect("accounts");
     fs::write(d.join("contacts"), "").expect("contacts");
 
     let mut cmd = Command::new("baresip");
@@ -711,6 +746,7 @@ fn baresip_hears_its_own_tone() {
         toned as f64 / 10.0,
         heard.len() as f64 / f64::from(RATE)
     );
+    (server.log(), out)
 }
 
 /// Writes the ringing-CANCEL scenario for one ringing flavour into `dir`.

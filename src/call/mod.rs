@@ -8,14 +8,17 @@ pub mod record;
 pub mod recording;
 
 use crate::codec::{CodecSpec, Decoder};
+use crate::config::SrtpMode;
 use crate::leg::rtp::{RtpLeg, RtpLegConfig};
 use crate::leg::worker::{LegSockets, MediaEngine};
 use crate::leg::{LegCommand, LegEvent, LegStats, MediaApp};
 use crate::media::playout::SilenceMode;
 use crate::rtp::ports::PortAllocator;
+use crate::rtp::srtp::{SrtpSession, SrtpSuite};
 use crate::sip::dtmf_info;
 use crate::sip::endpoint::{CallId, EndReason, Event, TxId};
 use crate::sip::sdp::{self, LocalMediaCapabilities, SessionDescription};
+use crate::sip::sdp_crypto::{self, CryptoAttribute};
 use crate::sip::transport::Command;
 use crate::sip::uri::Uri;
 use bytes::Bytes;
@@ -73,6 +76,9 @@ pub struct CallServerConfig {
     pub engine: Arc<MediaEngine>,
     /// Decoded prompt files, shared by all calls.
     pub prompts: Arc<crate::media::prompt::PromptCache>,
+    /// SRTP policy for calls from each trunk, and for calls from anywhere else.
+    pub srtp_by_trunk: HashMap<String, SrtpMode>,
+    pub srtp_default: SrtpMode,
     /// Where recordings go, and whether every call is recorded.
     pub recordings: Arc<dyn crate::media::storage::RecordingStorage>,
     pub record_calls: bool,
@@ -330,8 +336,12 @@ impl CallSession {
             self.finish(reason, Outcome::default());
             return;
         };
+        let srtp_mode = trunk
+            .as_deref()
+            .and_then(|t| self.cfg.srtp_by_trunk.get(t).copied())
+            .unwrap_or(self.cfg.srtp_default);
         let (reason, outcome) = self
-            .answer_and_run(tx, port, sockets, &offer, choice, ringing)
+            .answer_and_run(tx, port, sockets, &offer, (choice, ringing, srtp_mode))
             .await;
         if let Ok(mut p) = self.ports.lock() {
             p.release(port);
@@ -432,11 +442,11 @@ impl CallSession {
         port: u16,
         sockets: LegSockets,
         offer: &[u8],
-        choice: AppChoice,
-        ringing: Ringing,
+        (choice, ringing, srtp_mode): (AppChoice, Ringing, SrtpMode),
     ) -> (EndReason, Outcome) {
         let mut outcome = Outcome::default();
         let mut caps = self.caps(port);
+        caps.srtp = srtp_mode != SrtpMode::Off;
         let answer = match std::str::from_utf8(offer)
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -448,7 +458,7 @@ impl CallSession {
             // the answer from the ACK; not supported yet.
             None => Err(sdp::SdpError::NoAudioStream),
         };
-        let answer = match answer {
+        let mut answer = match answer {
             Ok(a) => a,
             Err(e) => {
                 tracing::info!(call = %self.call, error = %e, "SDP negotiation failed");
@@ -456,8 +466,20 @@ impl CallSession {
                 return (self.wait_end().await, outcome);
             }
         };
+        let srtp = match answer_srtp(&mut answer, srtp_mode) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::info!(call = %self.call, reason = why, "SRTP negotiation failed");
+                self.respond(tx, 488, None).await;
+                return (self.wait_end().await, outcome);
+            }
+        };
         let leg_cfg = leg_config(&answer.media, &self.cfg.media, self.cfg.media_timeout);
-        let leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
+        let mut leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
+        if let (Some(l), Some(session)) = (leg.as_mut(), srtp) {
+            tracing::info!(call = %self.call, suite = session.suite().sdp_name(), "SRTP negotiated");
+            l.set_srtp(session);
+        }
         let app = match leg.as_ref() {
             Some(l) => Some(self.app_for(&choice, l.codec().pcm_rate).await),
             None => None,
@@ -602,6 +624,47 @@ impl CallSession {
     }
 }
 
+/// Adds our `a=crypto` line to an answer when the offer asked for SDES-SRTP and the policy
+/// allows it; the session to run the leg with, or why the call cannot go ahead (488).
+pub fn answer_srtp(
+    answer: &mut sdp::Answer,
+    mode: SrtpMode,
+) -> Result<Option<SrtpSession>, &'static str> {
+    let savp = answer.media.protocol.contains("SAVP");
+    let offered: Vec<CryptoAttribute> = answer
+        .media
+        .remote_crypto
+        .iter()
+        .filter_map(|c| CryptoAttribute::parse(c).ok())
+        .collect();
+    let chosen = match mode {
+        SrtpMode::Off => None,
+        _ => sdp_crypto::choose(&offered, &SrtpSuite::ALL),
+    };
+    let Some(theirs) = chosen else {
+        if savp {
+            return Err("RTP/SAVP offered without a crypto suite we accept");
+        }
+        if mode == SrtpMode::Mandatory {
+            return Err("SRTP is mandatory and the offer has no usable a=crypto");
+        }
+        return Ok(None);
+    };
+    let ours = theirs.answer();
+    let session = ours
+        .session_with(theirs)
+        .map_err(|_| "the offered SRTP keys are unusable")?;
+    if let Some(m) = answer
+        .sdp
+        .media
+        .iter_mut()
+        .find(|m| m.kind == sdp::MediaKind::Audio && m.port != 0)
+    {
+        m.crypto = vec![ours.to_string()];
+    }
+    Ok(Some(session))
+}
+
 /// Stops a leg and waits (bounded) for its final counters.
 pub async fn stop_leg(leg: &mut crate::leg::worker::LegHandle) -> Option<LegStats> {
     let _ = leg.commands.send(LegCommand::Stop);
@@ -617,4 +680,62 @@ pub async fn stop_leg(leg: &mut crate::leg::worker::LegHandle) -> Option<LegStat
         .await
         .ok()
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer_to(protocol: &str, crypto: Option<&str>) -> sdp::Answer {
+        let mut offer = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 {protocol} 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        );
+        if let Some(c) = crypto {
+            offer.push_str(&format!("a=crypto:{c}\r\n"));
+        }
+        let offer = SessionDescription::parse(&offer).unwrap();
+        let mut caps = LocalMediaCapabilities::new("192.0.2.9".parse().unwrap(), 5000);
+        caps.srtp = true;
+        sdp::negotiate_answer(&offer, &caps).unwrap()
+    }
+
+    const CRYPTO: &str =
+        "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+    #[test]
+    fn srtp_policy_decides_the_answer() {
+        // Plain offer: fine unless SRTP is mandatory.
+        assert!(matches!(
+            answer_srtp(&mut answer_to("RTP/AVP", None), SrtpMode::Optional),
+            Ok(None)
+        ));
+        assert!(answer_srtp(&mut answer_to("RTP/AVP", None), SrtpMode::Mandatory).is_err());
+        // SAVP with keys: accepted, and our own line goes into the answer.
+        let mut a = answer_to("RTP/SAVP", Some(CRYPTO));
+        assert!(answer_srtp(&mut a, SrtpMode::Optional).unwrap().is_some());
+        let text = a.sdp.to_string();
+        assert!(text.contains("m=audio 5000 RTP/SAVP 0"), "{text}");
+        let line = a.sdp.media[0].crypto[0].clone();
+        assert!(
+            line.starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR"),
+            "fresh keys"
+        );
+        // SAVP we will not do: policy off, or no usable suite.
+        assert!(answer_srtp(&mut answer_to("RTP/SAVP", Some(CRYPTO)), SrtpMode::Off).is_err());
+        assert!(
+            answer_srtp(
+                &mut answer_to("RTP/SAVP", Some("1 F8_128_HMAC_SHA1_80 inline:AAAA")),
+                SrtpMode::Optional
+            )
+            .is_err()
+        );
+        // Opportunistic SRTP (RTP/AVP with a=crypto) is taken up when allowed.
+        let mut a = answer_to("RTP/AVP", Some(CRYPTO));
+        assert!(answer_srtp(&mut a, SrtpMode::Optional).unwrap().is_some());
+        assert!(a.sdp.to_string().contains("RTP/AVP"));
+    }
 }

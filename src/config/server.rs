@@ -97,6 +97,8 @@ pub struct RtpConfig {
     pub comfort_silence: bool,
     /// Look for DTMF tones in the caller's audio (G.711 legs).
     pub inband_dtmf: bool,
+    /// SDES-SRTP for calls that do not come from a trunk (trunks have their own `srtp`).
+    pub srtp: super::trunk::SrtpMode,
 }
 
 /// `[recording]` settings.
@@ -350,6 +352,7 @@ impl Default for RtpConfig {
             jitter_max_ms: 200,
             comfort_silence: true,
             inband_dtmf: true,
+            srtp: super::trunk::SrtpMode::Optional,
         }
     }
 }
@@ -506,6 +509,7 @@ struct RawRtp {
     jitter_max_ms: Option<i64>,
     comfort_silence: Option<bool>,
     inband_dtmf: Option<bool>,
+    srtp: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -868,6 +872,15 @@ fn build_rtp(raw: RawRtp, ctx: &Ctx<'_>) -> Result<RtpConfig, ConfigError> {
         jitter_max_ms,
         comfort_silence: raw.comfort_silence.unwrap_or(d.comfort_silence),
         inband_dtmf: raw.inband_dtmf.unwrap_or(d.inband_dtmf),
+        srtp: match raw.srtp.as_deref() {
+            None => d.srtp,
+            Some(m) => super::trunk::SrtpMode::parse(m).ok_or_else(|| {
+                ctx.err(
+                    "rtp.srtp",
+                    format!("unknown srtp mode {m:?} (expected one of: off, optional, mandatory)"),
+                )
+            })?,
+        },
     })
 }
 

@@ -108,6 +108,18 @@ pub enum SrtpMode {
     Mandatory,
 }
 
+impl SrtpMode {
+    /// `off`, `optional` or `mandatory`.
+    pub fn parse(s: &str) -> Option<SrtpMode> {
+        match s {
+            "off" => Some(SrtpMode::Off),
+            "optional" => Some(SrtpMode::Optional),
+            "mandatory" => Some(SrtpMode::Mandatory),
+            _ => None,
+        }
+    }
+}
+
 impl TrunkConfig {
     /// Loads `path`, expanding `${VAR}` from the process environment.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {

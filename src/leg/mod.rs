@@ -56,8 +56,10 @@ pub struct LegStats {
     /// Caller frames decoded, and those concealed for loss.
     pub frames_decoded: u64,
     pub frames_concealed: u64,
-    /// Datagrams that failed SRTP authentication or decoding.
+    /// Payloads the codec could not decode, and RTCP that did not parse.
     pub decode_errors: u64,
+    /// SRTP/SRTCP packets that failed authentication or the replay check.
+    pub srtp_rejected: u64,
     /// Datagrams the socket refused to send (buffer full).
     pub send_errors: u64,
     /// Mean opinion score estimate (E-model) at the end of the call, if computed.

@@ -12,6 +12,7 @@ use crate::media::quality::{self, QualityInputs};
 use crate::rtp::dtmf::{DtmfReceiver, DtmfSender, TelephoneEvent};
 use crate::rtp::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::rtp::session::{RtpSession, RtpSessionConfig};
+use crate::rtp::srtp::SrtpSession;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -127,6 +128,10 @@ pub struct RtpLeg {
     has_agent: bool,
     payload_buf: Vec<u8>,
     packet_buf: Vec<u8>,
+    /// SRTP contexts (SDES) when the call negotiated `RTP/SAVP`, with their buffers.
+    srtp: Option<SrtpSession>,
+    srtp_in: Vec<u8>,
+    srtp_out: Vec<u8>,
     /// Events not yet shown to the app, and events ready for the call.
     pending: VecDeque<LegEvent>,
     outbox: VecDeque<LegEvent>,
@@ -181,6 +186,9 @@ impl RtpLeg {
             has_agent: false,
             payload_buf: Vec::with_capacity(1500),
             packet_buf: Vec::with_capacity(1500),
+            srtp: None,
+            srtp_in: Vec::new(),
+            srtp_out: Vec::new(),
             pending: VecDeque::new(),
             outbox: VecDeque::new(),
             marks: VecDeque::new(),
@@ -203,8 +211,31 @@ impl RtpLeg {
         self.cfg.codec
     }
 
-    /// Takes one received RTP datagram.
+    /// Protects the leg's media with SRTP from now on (SDES keys from the SDP).
+    pub fn set_srtp(&mut self, session: SrtpSession) {
+        self.srtp_in = Vec::with_capacity(1500);
+        self.srtp_out = Vec::with_capacity(1500);
+        self.srtp = Some(session);
+    }
+
+    /// Takes one received RTP (or, with SRTP, SRTP) datagram. With SRTP a packet that fails
+    /// authentication or replay checks is dropped before anything looks at it, so it can
+    /// neither latch the leg nor reach the jitter buffer.
     pub fn on_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if let Some(srtp) = self.srtp.as_mut() {
+            let mut plain = std::mem::take(&mut self.srtp_in);
+            if srtp.unprotect_rtp(datagram, &mut plain).is_ok() {
+                self.on_plain_rtp(now, from, &plain);
+            } else {
+                self.stats.srtp_rejected += 1;
+            }
+            self.srtp_in = plain;
+            return;
+        }
+        self.on_plain_rtp(now, from, datagram);
+    }
+
+    fn on_plain_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let Ok(p) = self.session.on_rtp(now, from, datagram) else {
             return;
         };
@@ -239,7 +270,20 @@ impl RtpLeg {
 
     /// Takes one received RTCP datagram (`ntp_now`: arrival time in NTP format).
     pub fn on_rtcp(&mut self, now: Instant, ntp_now: u64, datagram: &[u8]) {
-        if self.session.on_rtcp(now, ntp_now, datagram).is_err() {
+        let result = match self.srtp.as_mut() {
+            Some(srtp) => {
+                let mut plain = Vec::new();
+                match srtp.unprotect_rtcp(datagram, &mut plain) {
+                    Ok(()) => self.session.on_rtcp(now, ntp_now, &plain).is_ok(),
+                    Err(_) => {
+                        self.stats.srtp_rejected += 1;
+                        return;
+                    }
+                }
+            }
+            None => self.session.on_rtcp(now, ntp_now, datagram).is_ok(),
+        };
+        if !result {
             self.stats.decode_errors += 1;
         }
     }
@@ -294,9 +338,13 @@ impl RtpLeg {
         self.outbox.pop_front()
     }
 
-    /// The RTP packet the last tick produced.
+    /// The RTP (or SRTP) packet the last tick produced.
     pub fn rtp_packet(&self) -> &[u8] {
-        &self.packet_buf
+        if self.srtp.is_some() {
+            &self.srtp_out
+        } else {
+            &self.packet_buf
+        }
     }
 
     /// The caller's frame of the last tick, if there was one.
@@ -337,6 +385,14 @@ impl RtpLeg {
             app.on_tick(&mut io);
         }
         out.rtp_to = self.send_frame();
+        if out.rtp_to.is_some()
+            && let Some(srtp) = self.srtp.as_mut()
+            && srtp
+                .protect_rtp(&self.packet_buf, &mut self.srtp_out)
+                .is_err()
+        {
+            out.rtp_to = None;
+        }
         while let Some(m) = self.marks.pop_front() {
             let ev = LegEvent::Mark(m);
             let mut io = AppIo {
@@ -354,7 +410,15 @@ impl RtpLeg {
         if let Some(reason) = self.finish.take() {
             self.outbox.push_back(LegEvent::AppFinished(reason));
         }
-        if let Some(report) = self.session.poll_rtcp(now, ntp_now) {
+        if let Some(mut report) = self.session.poll_rtcp(now, ntp_now) {
+            if let Some(srtp) = self.srtp.as_mut() {
+                let mut protected = Vec::with_capacity(report.len() + 16);
+                if srtp.protect_rtcp(&report, &mut protected).is_ok() {
+                    report = protected;
+                } else {
+                    report.clear();
+                }
+            }
             let dest = if self.cfg.rtcp_mux {
                 self.destination()
             } else {
@@ -363,7 +427,9 @@ impl RtpLeg {
                         .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
                 })
             };
-            if let Some(d) = dest {
+            if let Some(d) = dest
+                && !report.is_empty()
+            {
                 out.rtcp = Some((report, d));
             }
         }

@@ -647,7 +647,7 @@ impl SessionDescription {
 
     /// Whether the first active audio stream is on hold.
     pub fn is_hold(&self) -> bool {
-        first_active_audio(self).is_some_and(|i| self.is_media_hold(i))
+        first_active_audio(self, true).is_some_and(|i| self.is_media_hold(i))
     }
 
     fn apply_session_line(
@@ -796,6 +796,8 @@ pub struct LocalMediaCapabilities {
     pub username: String,
     /// Whether our RTP stack demultiplexes RTCP on the RTP port (RFC 5761).
     pub rtcp_mux: bool,
+    /// Whether `RTP/SAVP(F)` offers may be answered (the caller adds the `a=crypto` line).
+    pub srtp: bool,
 }
 
 impl LocalMediaCapabilities {
@@ -815,6 +817,7 @@ impl LocalMediaCapabilities {
             session_version: now,
             username: "leadscaller".to_string(),
             rtcp_mux: false,
+            srtp: false,
         }
     }
 
@@ -850,6 +853,10 @@ pub struct NegotiatedMedia {
     pub direction: Direction,
     /// Whether RTCP is multiplexed on the RTP port.
     pub rtcp_mux: bool,
+    /// The remote's media protocol (`RTP/AVP`, `RTP/SAVP`...).
+    pub protocol: String,
+    /// The remote's raw `a=crypto` lines (RFC 4568) for the audio stream.
+    pub remote_crypto: Vec<String>,
 }
 
 /// An SDP answer to send plus the media parameters it commits us to.
@@ -928,7 +935,7 @@ pub fn negotiate_answer(
     offer: &SessionDescription,
     caps: &LocalMediaCapabilities,
 ) -> Result<Answer, SdpError> {
-    let idx = first_active_audio(offer).ok_or(SdpError::NoAudioStream)?;
+    let idx = first_active_audio(offer, caps.srtp).ok_or(SdpError::NoAudioStream)?;
     let offered = offer.media.get(idx).ok_or(SdpError::NoAudioStream)?;
     let offered_codecs = offered.codecs();
     // Our preference order wins; the payload type number is always the offer's.
@@ -1007,6 +1014,8 @@ pub fn negotiate_answer(
             .unwrap_or(caps.ptime_or_default()),
         direction: our_dir,
         rtcp_mux,
+        protocol: offered.protocol.clone(),
+        remote_crypto: offered.crypto.clone(),
     };
     Ok(Answer {
         sdp,
@@ -1021,7 +1030,7 @@ impl NegotiatedMedia {
         answer: &SessionDescription,
         caps: &LocalMediaCapabilities,
     ) -> Result<Self, SdpError> {
-        let idx = first_active_audio(offer).ok_or(SdpError::NoAudioStream)?;
+        let idx = first_active_audio(offer, true).ok_or(SdpError::NoAudioStream)?;
         let ours = offer.media.get(idx).ok_or(SdpError::NoAudioStream)?;
         if answer.media.len() != offer.media.len() {
             return Err(SdpError::InvalidAnswer(format!(
@@ -1094,6 +1103,8 @@ impl NegotiatedMedia {
             // Never exceed what we offered, even if the answer is too generous.
             direction: their_dir.reverse().intersect(our_offered),
             rtcp_mux,
+            protocol: theirs.protocol.clone(),
+            remote_crypto: theirs.crypto.clone(),
         })
     }
 }
@@ -1105,15 +1116,19 @@ fn is_rtp_protocol(proto: &str) -> bool {
     proto.split('/').any(|p| p == "RTP")
 }
 
-// We speak plain RTP only; SRTP/DTLS profiles are answered with port 0 for now.
-fn is_plain_rtp(proto: &str) -> bool {
-    proto == "RTP/AVP" || proto == "RTP/AVPF"
+// RTP, and SDES-keyed SRTP when allowed; DTLS-SRTP (UDP/TLS/...) is not spoken here.
+fn is_usable_rtp(proto: &str, srtp: bool) -> bool {
+    match proto {
+        "RTP/AVP" | "RTP/AVPF" => true,
+        "RTP/SAVP" | "RTP/SAVPF" => srtp,
+        _ => false,
+    }
 }
 
-fn first_active_audio(sdp: &SessionDescription) -> Option<usize> {
+fn first_active_audio(sdp: &SessionDescription, srtp: bool) -> Option<usize> {
     sdp.media
         .iter()
-        .position(|m| m.kind == MediaKind::Audio && m.port != 0 && is_plain_rtp(&m.protocol))
+        .position(|m| m.kind == MediaKind::Audio && m.port != 0 && is_usable_rtp(&m.protocol, srtp))
 }
 
 // RFC 2543-style hold (c=0.0.0.0) means the peer will not receive, whatever the attribute says.
@@ -1457,6 +1472,7 @@ a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubG
             session_version: 1,
             username: "leadscaller".to_string(),
             rtcp_mux: true,
+            srtp: false,
         }
     }
 
