@@ -101,7 +101,7 @@ async fn serve(path: PathBuf, sip_port: Option<u16>) -> Result<()> {
     let srv = leadscaller::server::start(&cfg, None).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
-    srv.stop();
+    srv.shutdown().await;
     Ok(())
 }
 

@@ -23,6 +23,8 @@ pub struct RunningServer {
     /// The bound HTTP address (health check now, the control API later).
     pub http: SocketAddr,
     pub shutdown: watch::Sender<bool>,
+    /// The media workers: stopping them finalizes every call's recording.
+    pub media: Arc<crate::leg::worker::MediaEngine>,
 }
 
 impl RunningServer {
@@ -38,6 +40,13 @@ impl RunningServer {
     /// Stops every task of the server.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Stops signalling, then every media leg (recordings are finalized, not truncated),
+    /// and waits for the media workers to end.
+    pub async fn shutdown(&self) {
+        self.stop();
+        self.media.shutdown().await;
     }
 }
 
@@ -186,6 +195,7 @@ pub async fn start(
         };
         (choice, ringing)
     });
+    let media = crate::leg::worker::MediaEngine::start_default();
     let call_cfg = CallServerConfig {
         bind_ip: if first_bind.is_unspecified() {
             first_bind
@@ -210,7 +220,7 @@ pub async fn start(
             },
             inband_dtmf: s.rtp.inband_dtmf,
         },
-        engine: crate::leg::worker::MediaEngine::start_default(),
+        engine: media.clone(),
         prompts: Arc::new(crate::media::prompt::PromptCache::new()),
         srtp_by_trunk: cfg
             .trunks
@@ -236,6 +246,7 @@ pub async fn start(
         sip,
         http,
         shutdown: shutdown_tx,
+        media,
     })
 }
 

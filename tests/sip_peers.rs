@@ -886,3 +886,120 @@ fn sipp_transferee_gets_refer_and_we_hang_up_after_notify_200() {
     assert!(log.contains("status=202 from_notify=false"), "{log}");
     assert!(log.contains("status=200 from_notify=true"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Recording: both directions, time-aligned, and finalized on SIGTERM.
+
+/// The finished recordings under the server's `recordings/` dir (and any `.part` left).
+fn recordings(server: &Server) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let dir = server.dir.path().join("recordings");
+    let all: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    all.into_iter()
+        .partition(|p| !p.to_string_lossy().ends_with(".part"))
+}
+
+/// Left and right channels of a stereo WAV.
+fn stereo(path: &Path) -> (u32, Vec<i16>, Vec<i16>) {
+    let (rate, channels, samples) = read_wav(path);
+    assert_eq!(channels, 2, "{} must be stereo", path.display());
+    let left = samples.iter().step_by(2).copied().collect();
+    let right = samples.iter().skip(1).step_by(2).copied().collect();
+    (rate, left, right)
+}
+
+fn recording_config() -> ServerConfig {
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.extra_toml = "\n[recording]\nenabled = true\n".into();
+    cfg
+}
+
+#[test]
+fn sipp_call_is_recorded_in_stereo_and_time_aligned() {
+    let server = Server::start(&recording_config());
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_pcma_echo.xml")), "echo");
+    o.limit = Duration::from_secs(25);
+    o.extra = vec!["-key".into(), "pcap".into(), G711A_PCAP.into()];
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(1, &server);
+    let log = server.log_when("call ended", 1, Duration::from_secs(5));
+    let (done, partial) = recordings(&server);
+    assert!(partial.is_empty(), "unfinished recordings: {partial:?}");
+    assert_eq!(done.len(), 1, "one recording per call: {done:?}\n{log}");
+    let key = done[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(log.contains(&format!("recording=\"{key}\"")), "{log}");
+    let (rate, caller, ours) = stereo(&done[0]);
+    assert_eq!(rate, 8000);
+    let secs = caller.len() as f64 / 8000.0;
+    assert!((6.0..12.0).contains(&secs), "recording lasts {secs:.2} s");
+    // The echo app sends each caller frame back in the tick it was played out, so in a
+    // time-aligned recording the right channel is the left one, sample for sample (A-law
+    // decodes the same both times), with no offset.
+    let loud = caller.iter().filter(|s| s.abs() > 500).count();
+    assert!(
+        loud > 8000,
+        "the caller's channel is nearly silent ({loud} loud samples)"
+    );
+    let best = (0..4000usize)
+        .map(|d| {
+            let same = caller
+                .iter()
+                .zip(ours.iter().skip(d))
+                .filter(|(a, b)| a == b && a.abs() > 500)
+                .count();
+            (same, d)
+        })
+        .max()
+        .unwrap();
+    let delay_ms = best.1 as f64 / 8.0;
+    assert!(
+        best.0 * 100 >= loud * 95,
+        "only {} of {loud} loud caller samples reappear on the right channel (best delay {delay_ms} ms)",
+        best.0
+    );
+    assert_eq!(delay_ms, 0.0, "the channels are not time-aligned");
+    eprintln!(
+        "recording: {secs:.2} s stereo, echo on the right {delay_ms} ms behind, {} of {loud} loud samples identical",
+        best.0
+    );
+}
+
+#[test]
+fn recording_is_finalized_when_the_server_is_terminated_mid_call() {
+    let mut server = Server::start(&recording_config());
+    let pid = server.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    });
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_pcma_echo.xml")), "echo");
+    o.limit = Duration::from_secs(15);
+    o.extra = vec!["-key".into(), "pcap".into(), G711A_PCAP.into()];
+    // The call cannot complete: the server goes away in the middle of it.
+    let _ = run_sipp(&server, &o);
+    killer.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.is_running() {
+        assert!(Instant::now() < deadline, "server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (done, partial) = recordings(&server);
+    assert!(
+        partial.is_empty(),
+        "SIGTERM left unfinished recordings: {partial:?}"
+    );
+    assert_eq!(done.len(), 1, "{done:?}\n{}", server.log());
+    // The final header, not the provisional "unknown length" one: RIFF and data sizes
+    // match the file (our recorder writes a 44-byte header).
+    let bytes = fs::read(&done[0]).unwrap();
+    let le32 = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    assert_eq!(&bytes[36..40], b"data", "44-byte canonical header");
+    assert_eq!(le32(4) as usize, bytes.len() - 8, "RIFF size");
+    assert_eq!(le32(40) as usize, bytes.len() - 44, "data size");
+    let (_, caller, _) = stereo(&done[0]);
+    let secs = caller.len() as f64 / 8000.0;
+    assert!((1.5..5.0).contains(&secs), "recording lasts {secs:.2} s");
+}

@@ -161,6 +161,24 @@ impl Route {
             extra: Vec::new(),
         }
     }
+    /// `app = "play"` with `file` (relative to the config file's directory, or absolute).
+    pub fn play(user: &str, file: &str) -> Route {
+        Route {
+            match_user: user.into(),
+            app: "play".into(),
+            reject_code: None,
+            extra: vec![format!("file = \"{file}\"")],
+        }
+    }
+    /// `app = "record"` with further route lines such as `max_duration_s = 4`.
+    pub fn record(user: &str, extra: &[&str]) -> Route {
+        Route {
+            match_user: user.into(),
+            app: "record".into(),
+            reject_code: None,
+            extra: extra.iter().map(|l| l.to_string()).collect(),
+        }
+    }
     pub fn transfer(user: &str, target: &str, after_ms: u32) -> Route {
         Route {
             match_user: user.into(),
@@ -183,6 +201,11 @@ pub struct ServerConfig {
     pub routes: Vec<Route>,
     /// Appended verbatim at the end of the file (e.g. `[[users]]` tables).
     pub extra_toml: String,
+    /// Further `key = value` lines inside the `[rtp]` table (e.g. `codecs = ["opus"]`).
+    pub rtp_extra: Vec<String>,
+    /// Files written next to the config before the server starts: (name relative to the
+    /// config's directory, contents), e.g. a prompt for a `play` route.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 impl ServerConfig {
@@ -194,6 +217,8 @@ impl ServerConfig {
             log_level: "info".into(),
             routes: vec![Route::echo("*")],
             extra_toml: String::new(),
+            rtp_extra: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -211,6 +236,9 @@ impl ServerConfig {
         );
         let _ = writeln!(s, "\n[rtp]\nport_min = {rtp_min}\nport_max = {rtp_max}");
         let _ = writeln!(s, "media_timeout_s = {}", self.media_timeout_s);
+        for line in &self.rtp_extra {
+            let _ = writeln!(s, "{line}");
+        }
         let _ = writeln!(s, "\n[http]\nlisten = \"{LOOPBACK}:{}\"", p.http());
         let _ = writeln!(
             s,
@@ -251,6 +279,13 @@ impl Server {
             .prefix("leadscaller-test-")
             .tempdir()
             .expect("temp dir");
+        for (name, contents) in &cfg.files {
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("dir for a server file");
+            }
+            fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
         let config_path = dir.path().join("leadscaller.toml");
         fs::write(&config_path, cfg.to_toml()).expect("write config");
         let log_path = dir.path().join("server.log");
@@ -284,6 +319,11 @@ impl Server {
     /// `127.0.0.1:PORT`, as peers take it on the command line.
     pub fn sip_target(&self) -> String {
         format!("{LOOPBACK}:{}", self.ports.sip())
+    }
+
+    /// The server's process id (e.g. to send it SIGTERM from another thread).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the server process has not exited.
