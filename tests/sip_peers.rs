@@ -746,7 +746,10 @@ fn baresip_tone_round_trip(account_params: &str, extra_modules: &[&str]) -> (Str
         toned as f64 / 10.0,
         heard.len() as f64 / f64::from(RATE)
     );
-    (server.log(), out)
+    (
+        server.log_when("call ended", 1, Duration::from_secs(5)),
+        out,
+    )
 }
 
 /// Writes the ringing-CANCEL scenario for one ringing flavour into `dir`.
@@ -786,11 +789,8 @@ fn sipp_cancel_while_ringing_gets_200_then_487() {
             "{}",
             run.logs()
         );
-        assert!(
-            server.log().matches("reason=Cancelled").count() >= 3,
-            "{}",
-            server.log()
-        );
+        let log = server.log_when("reason=Cancelled", 3, Duration::from_secs(5));
+        assert!(log.matches("reason=Cancelled").count() >= 3, "{log}");
         assert_server_alive(&mut server);
     }
 }

@@ -4,6 +4,7 @@
 //! the agent pipeline through channels).
 
 pub mod rtp;
+pub mod udp;
 pub mod worker;
 
 use crate::media::playout::{ClearReport, Mark, MarkEvent, PlayoutError, PlayoutQueue};

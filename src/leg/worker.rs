@@ -1,23 +1,27 @@
-//! The media driver: a few workers (one per core), each running all of its legs on one
-//! shared 20 ms clock. On every tick a worker drains each leg's non-blocking sockets, runs
-//! [`RtpLeg::tick`], sends the packet it produced and hands events to the call. There is
-//! no task, timer or wake-up per call: the cost of a call is the work on its packets.
+//! The media driver: a few workers (one OS thread per core), each running all of its legs
+//! on one shared 20 ms clock. On every tick a worker drains each leg's non-blocking
+//! sockets, runs [`RtpLeg::tick`], sends the packet it produced and hands events to the
+//! call. There is no task, timer or wake-up per call: the cost of a call is the work on its
+//! packets. Workers are plain threads sleeping to an absolute deadline, not tokio tasks, so
+//! a busy async runtime cannot delay the media clock.
 
 use super::rtp::RtpLeg;
 use super::{LegCommand, LegEvent, LegTap, MediaApp};
 use std::io::ErrorKind;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::sync::mpsc;
 
 /// The frame period every worker ticks at.
 pub const TICK: Duration = Duration::from_millis(20);
 /// Most datagrams read from one socket in one tick (a flood cannot starve other legs).
 const MAX_READS_PER_TICK: usize = 32;
+/// A worker more than this many ticks late skips ahead instead of sending a burst.
+const MAX_CATCH_UP_TICKS: u32 = 3;
 
 /// The bound, non-blocking sockets of a leg: RTP, and RTCP unless rtcp-mux.
 pub struct LegSockets {
@@ -32,6 +36,10 @@ impl LegSockets {
         let rtcp = UdpSocket::bind((ip, port.wrapping_add(1)))?;
         rtp.set_nonblocking(true)?;
         rtcp.set_nonblocking(true)?;
+        // Without kernel stamps arrivals are taken at the tick: worse jitter estimates.
+        if let Err(e) = super::udp::enable_timestamps(&rtp) {
+            tracing::debug!(error = %e, "no SO_TIMESTAMPNS on the RTP socket");
+        }
         Ok(LegSockets {
             rtp,
             rtcp: Some(rtcp),
@@ -76,28 +84,35 @@ struct Attach {
 
 /// The set of media workers of a process.
 pub struct MediaEngine {
-    workers: Vec<mpsc::UnboundedSender<Attach>>,
+    workers: Vec<Sender<Attach>>,
     next: AtomicUsize,
-    shutdown: watch::Sender<bool>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl MediaEngine {
-    /// Starts `workers` workers (at least one) on the current tokio runtime.
+    /// Starts `workers` worker threads (at least one).
     pub fn start(workers: usize) -> Arc<MediaEngine> {
-        let (shutdown, rx) = watch::channel(false);
+        let stop = Arc::new(AtomicBool::new(false));
         let mut senders = Vec::new();
-        let mut tasks = Vec::new();
-        for _ in 0..workers.max(1) {
-            let (tx, attach_rx) = mpsc::unbounded_channel();
+        let mut threads = Vec::new();
+        for i in 0..workers.max(1) {
+            let (tx, attach_rx) = std::sync::mpsc::channel();
             senders.push(tx);
-            tasks.push(tokio::spawn(run_worker(attach_rx, rx.clone())));
+            let stop = stop.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || run_worker(attach_rx, stop));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!(error = %e, "cannot start a media worker thread"),
+            }
         }
         Arc::new(MediaEngine {
             workers: senders,
             next: AtomicUsize::new(0),
-            shutdown,
-            tasks: std::sync::Mutex::new(tasks),
+            stop,
+            threads: std::sync::Mutex::new(threads),
         })
     }
 
@@ -125,7 +140,7 @@ impl MediaEngine {
             commands: crx,
             events: etx,
         };
-        if let Err(mpsc::error::SendError(a)) = self.workers[i].send(attach) {
+        if let Err(std::sync::mpsc::SendError(a)) = self.workers[i].send(attach) {
             // The engine is shutting down: report the leg stopped at once.
             let _ = a.events.send(LegEvent::Stopped(Box::default()));
         }
@@ -138,15 +153,18 @@ impl MediaEngine {
     /// Stops every leg (each finalizes its recording and reports `Stopped`) and waits for
     /// the workers to end.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-        let tasks: Vec<_> = self
-            .tasks
+        self.stop.store(true, Ordering::SeqCst);
+        let threads: Vec<_> = self
+            .threads
             .lock()
             .map(|mut t| std::mem::take(&mut *t))
             .unwrap_or_default();
-        for t in tasks {
-            let _ = t.await;
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -171,7 +189,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn step(&mut self, now: Instant, ntp: u64, buf: &mut [u8]) {
+    fn step(&mut self, now: Instant, wall: SystemTime, ntp: u64, buf: &mut [u8]) {
         let a = &mut self.a;
         loop {
             match a.commands.try_recv() {
@@ -185,9 +203,17 @@ impl Entry {
             }
         }
         for _ in 0..MAX_READS_PER_TICK {
-            match a.sockets.rtp.recv_from(buf) {
-                Ok((n, _)) if is_rtcp(&buf[..n]) => a.leg.on_rtcp(now, ntp, &buf[..n]),
-                Ok((n, from)) => a.leg.on_rtp(now, from, &buf[..n]),
+            match super::udp::recv_with_time(&a.sockets.rtp, buf) {
+                Ok((n, _, _)) if is_rtcp(&buf[..n]) => a.leg.on_rtcp(now, ntp, &buf[..n]),
+                Ok((n, from, stamp)) => {
+                    // The kernel's arrival time, on the monotonic clock.
+                    let age = stamp.and_then(|t| wall.duration_since(t).ok());
+                    let arrival = age
+                        .filter(|a| *a < TICK * 10)
+                        .and_then(|a| now.checked_sub(a))
+                        .unwrap_or(now);
+                    a.leg.on_rtp(arrival, from, &buf[..n]);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             }
@@ -242,42 +268,47 @@ impl Entry {
     }
 }
 
-async fn run_worker(
-    mut attach_rx: mpsc::UnboundedReceiver<Attach>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+fn run_worker(attach_rx: Receiver<Attach>, stop: Arc<AtomicBool>) {
     let mut legs: Vec<Entry> = Vec::new();
-    let mut interval = tokio::time::interval(TICK);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut buf = vec![0u8; 2048];
+    let mut deadline = Instant::now();
     loop {
+        if stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            for e in legs.drain(..) {
+                e.finish(now);
+            }
+            return;
+        }
         if legs.is_empty() {
-            tokio::select! {
-                a = attach_rx.recv() => match a {
-                    Some(a) => legs.push(Entry { a, done: false }),
-                    None => return,
-                },
-                _ = shutdown.changed() => return,
+            match attach_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(a) => legs.push(Entry { a, done: false }),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-            interval.reset_immediately();
+            deadline = Instant::now();
         }
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => {
-                let now = Instant::now();
-                for e in legs.drain(..) {
-                    e.finish(now);
-                }
-                return;
-            }
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::sleep(deadline - now);
         }
+        let now = Instant::now();
+        if now.saturating_duration_since(deadline) > TICK * MAX_CATCH_UP_TICKS {
+            tracing::warn!(
+                late_ms = now.saturating_duration_since(deadline).as_millis() as u64,
+                legs = legs.len(),
+                "media worker fell behind; skipping ahead"
+            );
+            deadline = now;
+        }
+        deadline += TICK;
         while let Ok(a) = attach_rx.try_recv() {
             legs.push(Entry { a, done: false });
         }
-        let now = Instant::now();
+        let wall = SystemTime::now();
         let ntp = ntp_now();
         for e in legs.iter_mut() {
-            e.step(now, ntp, &mut buf);
+            e.step(now, wall, ntp, &mut buf);
         }
         if legs.iter().any(|e| e.done) {
             let (done, running): (Vec<_>, Vec<_>) = legs.drain(..).partition(|e| e.done);

@@ -24,17 +24,31 @@ const MIN_TONE_SHARE: f64 = 0.6;
 /// Absolute floor on each tone's power (mean-square units of a full-scale-16 signal).
 const MIN_TONE_POWER: f64 = 1.0e5;
 
-/// Goertzel power of `freq` in `x` sampled at 8 kHz, normalised by the block length.
-fn goertzel(x: &[f64], freq: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 8000.0).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+/// The eight DTMF Goertzel powers of `x` in one pass: rows, then columns.
+fn goertzel_bank(x: &[f64]) -> ([f64; 4], [f64; 4]) {
+    let coeff = |f: f64| 2.0 * (2.0 * std::f64::consts::PI * f / 8000.0).cos();
+    let k: [f64; 8] = [
+        coeff(ROWS[0]),
+        coeff(ROWS[1]),
+        coeff(ROWS[2]),
+        coeff(ROWS[3]),
+        coeff(COLS[0]),
+        coeff(COLS[1]),
+        coeff(COLS[2]),
+        coeff(COLS[3]),
+    ];
+    let mut s1 = [0.0f64; 8];
+    let mut s2 = [0.0f64; 8];
     for &v in x {
-        let s = v + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
+        for i in 0..8 {
+            let s = v + k[i] * s1[i] - s2[i];
+            s2[i] = s1[i];
+            s1[i] = s;
+        }
     }
     let n = x.len() as f64;
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (n * n / 2.0)
+    let p = |i: usize| (s1[i] * s1[i] + s2[i] * s2[i] - k[i] * s1[i] * s2[i]) / (n * n / 2.0);
+    ([p(0), p(1), p(2), p(3)], [p(4), p(5), p(6), p(7)])
 }
 
 fn db(ratio: f64) -> f64 {
@@ -106,8 +120,12 @@ fn classify(x: &[f64]) -> Option<char> {
     if energy <= 0.0 {
         return None;
     }
-    let rows: Vec<f64> = ROWS.iter().map(|&f| goertzel(x, f)).collect();
-    let cols: Vec<f64> = COLS.iter().map(|&f| goertzel(x, f)).collect();
+    // Two tones of at least MIN_TONE_POWER each cannot hide in a quieter block: most
+    // blocks (silence, quiet speech) stop here without running the filters.
+    if energy < MIN_TONE_POWER {
+        return None;
+    }
+    let (rows, cols) = goertzel_bank(x);
     let best = |p: &[f64]| {
         p.iter().enumerate().fold(
             (0usize, 0.0f64),
