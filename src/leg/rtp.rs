@@ -471,7 +471,15 @@ impl RtpLeg {
                     }
                 }
                 Some(Playout::Lost { .. }) => {
-                    self.decoder.conceal(packet, &mut self.decode_buf);
+                    // Opus carries a copy of this frame in the next packet (in-band FEC);
+                    // G.711 falls back to concealment inside decode_fec.
+                    let recovered = match self.jitter.peek_next() {
+                        Some(next) => self.decoder.decode_fec(next, &mut self.decode_buf).is_ok(),
+                        None => false,
+                    };
+                    if !recovered {
+                        self.decoder.conceal(packet, &mut self.decode_buf);
+                    }
                     self.stats.frames_concealed += 1;
                 }
                 None => break,

@@ -46,6 +46,8 @@ use std::time::Instant;
 pub const JITTER_MULTIPLIER: f64 = 3.0;
 /// Minimum number of played frames between two mid-talkspurt adjustments.
 pub const ADAPT_INTERVAL_FRAMES: u32 = 25;
+/// The delay shrinks (dropping one frame) only when it exceeds the target by this many frames.
+pub const SHRINK_EXCESS_FRAMES: f64 = 2.0;
 /// Timestamp discontinuity (in seconds) treated as a stream restart.
 pub const RESTART_TS_SECONDS: u32 = 3;
 /// Forward sequence jump treated as a possible restart (RFC 3550 MAX_DROPOUT).
@@ -399,6 +401,13 @@ impl JitterBuffer {
         PushResult::Queued
     }
 
+    /// The payload of the next packet in sequence, if it is already here: after a
+    /// [`Playout::Lost`], Opus can rebuild the lost frame from its in-band FEC.
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        let s = self.stream.as_ref()?;
+        self.buffer.get(&s.next_seq).map(|p| &p.payload[..])
+    }
+
     /// Called once per frame period; see [`Playout`] and the module docs.
     pub fn pop(&mut self, now: Instant) -> Option<Playout> {
         let now_ms = self.clock(now);
@@ -467,7 +476,11 @@ impl JitterBuffer {
                 self.stats.concealed += 1;
                 return None;
             }
-            if s.offset_ms - desired > frame_ms && self.buffer.contains_key(&(next + 1)) {
+            // Shrinking drops a frame the caller said, so it waits for a clear excess (two
+            // frames): a target that wobbles by a frame must not grow and shrink in turn.
+            if s.offset_ms - desired > SHRINK_EXCESS_FRAMES * frame_ms
+                && self.buffer.contains_key(&(next + 1))
+            {
                 drop_next = true;
             }
         }
