@@ -28,6 +28,7 @@
 #                    must hold N pairs
 #   SIPP_MP=42000    first local media port of sipp (2 per call, upward)
 #   RTP_EXTRA=       more lines for the server's [rtp] section, e.g. 'inband_dtmf = false'
+#   RECORD=1         record every call (stereo WAV under the step's conf/recordings); 0 = off
 #   LOG_LEVEL=warn   server log level (log in $OUT_DIR/step-*/server.log)
 #   OUT_DIR=...      where results go (default: a new directory under /tmp)
 #   KEEP_PCAP=0      1 = keep the captures (about 80 bytes per packet)
@@ -46,6 +47,7 @@ RATE=${RATE:-}
 IDLE_S=${IDLE_S:-5}
 MEDIA=${MEDIA:-rtpstream}
 RTP_EXTRA=${RTP_EXTRA:-}
+RECORD=${RECORD:-1}
 RTP_MIN=${RTP_MIN:-61000}
 RTP_MAX=${RTP_MAX:-65534}
 SIPP_MP=${SIPP_MP:-42000}
@@ -92,7 +94,7 @@ cleanup() {
     stop_pid "$SERVER_PID"
     [ "$KEEP_PCAP" = 1 ] || rm -f "$OUT_DIR"/step-*/rtp.pcap
     rm -f "$OUT_DIR"/step-*/media.ulaw "$OUT_DIR"/step-*/media.pcap
-    rm -rf "$OUT_DIR"/step-*/data
+    rm -rf "$OUT_DIR"/step-*/data "$OUT_DIR"/step-*/conf/recordings
     exit "$rc"
 }
 trap cleanup EXIT
@@ -190,6 +192,9 @@ port_min = $RTP_MIN
 port_max = $RTP_MAX
 media_timeout_s = 0
 $RTP_EXTRA
+
+[recording]
+enabled = $([ "$RECORD" = 1 ] && echo true || echo false)
 
 [http]
 listen = "$TARGET:$HTTP_PORT"
@@ -327,6 +332,12 @@ EOF
         note="$note no capture analysis ($(head -c 200 "$step/analyze.err" 2>/dev/null));"
     fi
     [ "$KEEP_PCAP" = 1 ] || rm -f "$step/rtp.pcap"
+    if [ -d "$step/conf/recordings" ]; then
+        recs=$(find "$step/conf/recordings" -name '*.wav' | wc -l)
+        parts=$(find "$step/conf/recordings" -name '*.part' | wc -l)
+        echo "    recordings: $recs finished, $parts unfinished, $(du -sh "$step/conf/recordings" | cut -f1)"
+        rm -rf "$step/conf/recordings"
+    fi
     rm -f "$step"/media.* && rm -rf "$step/data"
     cpu_call=$(awk -v a="$cpu" -v b="$idle_cpu" -v n="$n" 'BEGIN { printf "%.4f", (a - b) / n }')
     rss_mib=$(awk -v r="$rss" 'BEGIN { printf "%.1f", r / 1024 }')
