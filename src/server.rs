@@ -25,6 +25,8 @@ pub struct RunningServer {
     pub shutdown: watch::Sender<bool>,
     /// The media workers: stopping them finalizes every call's recording.
     pub media: Arc<crate::leg::worker::MediaEngine>,
+    /// Writes recordings; stopped after the media workers.
+    pub recordings: Arc<crate::call::recording::RecordingWriter>,
 }
 
 impl RunningServer {
@@ -47,6 +49,7 @@ impl RunningServer {
     pub async fn shutdown(&self) {
         self.stop();
         self.media.shutdown().await;
+        self.recordings.shutdown().await;
     }
 }
 
@@ -196,6 +199,7 @@ pub async fn start(
         (choice, ringing)
     });
     let media = crate::leg::worker::MediaEngine::start_default();
+    let recording_writer = crate::call::recording::RecordingWriter::start();
     let call_cfg = CallServerConfig {
         bind_ip: if first_bind.is_unspecified() {
             first_bind
@@ -230,6 +234,7 @@ pub async fn start(
         srtp_default: s.rtp.srtp,
         recordings: Arc::new(crate::media::storage::FsStorage::new(&s.recording.dir)),
         record_calls: s.recording.enabled,
+        recording_writer: recording_writer.clone(),
         recording_format: match s.recording.format {
             crate::config::RecordingFileFormat::Wav => crate::media::recorder::RecordingFormat::Wav,
             crate::config::RecordingFileFormat::OggOpus => {
@@ -247,6 +252,7 @@ pub async fn start(
         http,
         shutdown: shutdown_tx,
         media,
+        recordings: recording_writer,
     })
 }
 

@@ -82,6 +82,8 @@ pub struct CallServerConfig {
     /// Where recordings go, and whether every call is recorded.
     pub recordings: Arc<dyn crate::media::storage::RecordingStorage>,
     pub record_calls: bool,
+    /// The thread that encodes and writes recordings off the media threads.
+    pub recording_writer: Arc<recording::RecordingWriter>,
     pub recording_format: crate::media::recorder::RecordingFormat,
     pub router: Router,
 }
@@ -402,13 +404,11 @@ impl CallSession {
             AppChoice::Record { max, silence } => {
                 let format = self.cfg.recording_format;
                 let key = recording::recording_key("record", &self.call.to_string(), format);
-                let tap = recording::RecordingTap::start(
-                    self.cfg.recordings.as_ref(),
-                    &key,
-                    rate,
-                    format,
-                )
-                .map_err(|e| e.to_string())?;
+                let tap = self
+                    .cfg
+                    .recording_writer
+                    .tap(self.cfg.recordings.as_ref(), &key, rate, format)
+                    .map_err(|e| e.to_string())?;
                 Ok(Box::new(record::RecordApp::new(
                     tap,
                     max.as_millis() as u64,
@@ -426,7 +426,11 @@ impl CallSession {
         }
         let format = self.cfg.recording_format;
         let key = recording::recording_key("call", &self.call.to_string(), format);
-        match recording::RecordingTap::start(self.cfg.recordings.as_ref(), &key, rate, format) {
+        match self
+            .cfg
+            .recording_writer
+            .tap(self.cfg.recordings.as_ref(), &key, rate, format)
+        {
             Ok(t) => Some(Box::new(t)),
             Err(e) => {
                 tracing::warn!(call = %self.call, error = %e, "cannot start the call recording");
