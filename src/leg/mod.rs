@@ -4,6 +4,7 @@
 //! the agent pipeline through channels).
 
 pub mod rtp;
+pub mod stream;
 pub mod udp;
 pub mod worker;
 
