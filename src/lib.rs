@@ -3,6 +3,7 @@
 //! The SIP core (`sip`) is sans-IO: parsers and state machines fed bytes and time.
 //! `sip::transport` and `call` are the thin tokio drivers around it.
 
+pub mod agent;
 pub mod call;
 pub mod codec;
 pub mod config;

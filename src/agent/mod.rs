@@ -1,0 +1,17 @@
+//! The voice agent: pluggable pipeline stages, the LLM→TTS sentence splitter, the tool
+//! vocabulary, and the scripted dialogue flow. All of it is sans-IO; see `docs/agent.md`.
+
+mod doubles;
+mod energy_vad;
+pub mod flow;
+mod registry;
+pub mod sentences;
+pub mod stages;
+pub mod tools;
+
+pub use doubles::{EchoLlm, ScriptedLlm, ScriptedReply, ScriptedStt, SilenceTts};
+pub use energy_vad::{EnergyVad, level_dbfs};
+pub use flow::{Action, Flow, FlowError, FlowSession};
+pub use registry::{BuildError, Factory, StageConfig, StageKind, StageParams, StageRegistry};
+pub use sentences::SentenceSplitter;
+pub use tools::{ToolCall, ToolError};
