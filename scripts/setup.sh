@@ -9,6 +9,7 @@ PACKAGES=(
   tshark                   # packet captures in media tests
   sox libsox-fmt-mp3 lame  # prompt tests: encode FLAC/MP3/Ogg tone files
   opus-tools               # recorder tests: opusdec checks Ogg/Opus recordings
+  python3-websockets       # stream tests: a real WebSocket client playing Twilio
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

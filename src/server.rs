@@ -163,8 +163,21 @@ pub async fn start(
             .map(|(t, a)| format!("{} {a}", t.as_str()))
             .collect(),
     };
-    let http = crate::control::serve(s.http.listen, health, shutdown_rx).await?;
-    tracing::info!(addr = %http, "HTTP listening (GET /health)");
+    let media = crate::leg::worker::MediaEngine::start_default();
+    if s.stream_secret.is_none() {
+        tracing::warn!("[streams] secret is not set: media streams are accepted without a token");
+    }
+    let streams =
+        crate::leg::stream_server::routes(Arc::new(crate::leg::stream_server::StreamContext {
+            engine: media.clone(),
+            auth: s
+                .stream_secret
+                .as_ref()
+                .map(|k| crate::leg::stream_auth::StreamAuth::new(k.expose())),
+            app: Arc::new(|_rate| Box::new(call::echo::EchoApp)),
+        }));
+    let http = crate::control::serve(s.http.listen, health, streams, shutdown_rx).await?;
+    tracing::info!(addr = %http, "HTTP listening (GET /health, WebSocket /media-stream)");
     let routes = s.routes.clone();
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
         let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
@@ -198,7 +211,6 @@ pub async fn start(
         };
         (choice, ringing)
     });
-    let media = crate::leg::worker::MediaEngine::start_default();
     let recording_writer = crate::call::recording::RecordingWriter::start();
     let call_cfg = CallServerConfig {
         bind_ip: if first_bind.is_unspecified() {

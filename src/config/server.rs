@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// `[recording]`: whether every call is recorded, where, and in which format.
     pub recording: RecordingConfig,
+    /// `[streams]`: the secret that signs WebSocket media-stream tokens (none: streams
+    /// are accepted without a token, for development).
+    pub stream_secret: Option<Secret>,
     /// Database connection URL.
     pub database_url: String,
     /// Inbound call routes, evaluated in order.
@@ -286,6 +289,7 @@ impl Default for ServerConfig {
             log: LogConfig::default(),
             data_dir: PathBuf::from("./data"),
             recording: RecordingConfig::default(),
+            stream_secret: None,
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
             routes: Vec::new(),
             users: Vec::new(),
@@ -468,6 +472,7 @@ struct RawServer {
     data_dir: Option<String>,
     database_url: Option<String>,
     recording: Option<RawRecording>,
+    streams: Option<RawStreams>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
@@ -523,6 +528,12 @@ struct RawHttp {
 struct RawLog {
     format: Option<String>,
     level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStreams {
+    secret: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -602,6 +613,15 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
     let routes = build_routes(raw.routes, ctx, base_dir)?;
     let users = build_users(raw.users, ctx)?;
     let recording = build_recording(raw.recording.unwrap_or_default(), ctx, base_dir)?;
+    let stream_secret = match ctx.opt_str(
+        "streams.secret",
+        raw.streams.unwrap_or_default().secret.as_deref(),
+    )? {
+        Some(s) if s.len() < 16 => {
+            return Err(ctx.err("streams.secret", "must be at least 16 characters"));
+        }
+        other => other.map(Secret::new),
+    };
 
     let trunks_dir = match ctx.opt_str("trunks_dir", raw.trunks_dir.as_deref())? {
         None => base_dir.join("trunks"),
@@ -624,6 +644,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         log,
         data_dir,
         recording,
+        stream_secret,
         database_url,
         routes,
         users,

@@ -28,6 +28,7 @@ async fn health(State(h): State<Health>) -> Json<Health> {
 pub async fn serve(
     addr: SocketAddr,
     health_info: Health,
+    extra: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -39,7 +40,8 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/health", get(health))
-        .with_state(health_info);
+        .with_state(health_info)
+        .merge(extra);
     tokio::spawn(async move {
         let stop = async move {
             while shutdown.changed().await.is_ok() {

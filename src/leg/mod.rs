@@ -5,6 +5,9 @@
 
 pub mod rtp;
 pub mod stream;
+pub mod stream_auth;
+pub mod stream_leg;
+pub mod stream_server;
 pub mod udp;
 pub mod worker;
 
@@ -24,6 +27,8 @@ pub enum DtmfSource {
     Inband,
     /// SIP INFO (`application/dtmf-relay` or `application/dtmf`).
     SipInfo,
+    /// A media stream's `dtmf` event (Twilio, Telnyx, Vonage, Plivo).
+    Stream,
 }
 
 /// Something that happened on a leg, reported to the call.
@@ -105,6 +110,8 @@ pub struct AppIo<'a> {
     marks: &'a mut VecDeque<MarkEvent>,
     dtmf_out: &'a mut VecDeque<char>,
     finish: &'a mut Option<String>,
+    /// Set by [`AppIo::clear`], so a stream leg can tell the far end to drop its buffer.
+    cleared: &'a mut bool,
 }
 
 impl<'a> AppIo<'a> {
@@ -117,6 +124,7 @@ impl<'a> AppIo<'a> {
     pub fn clear(&mut self) -> ClearReport {
         let report = self.playout.clear();
         self.marks.extend(report.events());
+        *self.cleared = true;
         report
     }
 

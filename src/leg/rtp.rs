@@ -377,6 +377,7 @@ impl RtpLeg {
                 marks: &mut self.marks,
                 dtmf_out: &mut self.dtmf_out,
                 finish: &mut self.finish,
+                cleared: &mut false,
             };
             while let Some(ev) = self.pending.pop_front() {
                 app.on_event(&ev, &mut io);
@@ -403,6 +404,7 @@ impl RtpLeg {
                 marks: &mut VecDeque::new(),
                 dtmf_out: &mut self.dtmf_out,
                 finish: &mut self.finish,
+                cleared: &mut false,
             };
             app.on_event(&ev, &mut io);
             self.outbox.push_back(ev);

@@ -67,6 +67,17 @@ impl LegSockets {
     }
 }
 
+/// A leg a worker can run on its clock: an RTP leg with its sockets, or a stream leg fed by
+/// a WebSocket task. `step` must not block.
+pub trait PacedLeg: Send {
+    /// One tick: take what arrived, run the app, send what is due.
+    fn step(&mut self, now: Instant, wall: SystemTime, ntp: u64, buf: &mut [u8]);
+    /// True once the leg was told to stop (it is then finished and dropped).
+    fn is_done(&self) -> bool;
+    /// Final counters and recording; sends [`LegEvent::Stopped`] last.
+    fn finish(self: Box<Self>, now: Instant);
+}
+
 /// The call's side of a running leg.
 pub struct LegHandle {
     pub commands: mpsc::UnboundedSender<LegCommand>,
@@ -84,7 +95,7 @@ struct Attach {
 
 /// The set of media workers of a process.
 pub struct MediaEngine {
-    workers: Vec<Sender<Attach>>,
+    workers: Vec<Sender<Box<dyn PacedLeg>>>,
     next: AtomicUsize,
     stop: Arc<AtomicBool>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -97,7 +108,7 @@ impl MediaEngine {
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
-            let (tx, attach_rx) = std::sync::mpsc::channel();
+            let (tx, attach_rx) = std::sync::mpsc::channel::<Box<dyn PacedLeg>>();
             senders.push(tx);
             let stop = stop.clone();
             let spawned = std::thread::Builder::new()
@@ -131,7 +142,6 @@ impl MediaEngine {
     ) -> LegHandle {
         let (ctx, crx) = mpsc::unbounded_channel();
         let (etx, erx) = mpsc::unbounded_channel();
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         let attach = Attach {
             leg,
             sockets,
@@ -140,13 +150,22 @@ impl MediaEngine {
             commands: crx,
             events: etx,
         };
-        if let Err(std::sync::mpsc::SendError(a)) = self.workers[i].send(attach) {
-            // The engine is shutting down: report the leg stopped at once.
-            let _ = a.events.send(LegEvent::Stopped(Box::default()));
-        }
+        self.attach_paced(Box::new(Entry {
+            a: attach,
+            done: false,
+        }));
         LegHandle {
             commands: ctx,
             events: erx,
+        }
+    }
+
+    /// Runs any paced leg on the next worker. If the engine is shutting down the leg is
+    /// finished at once (it reports `Stopped`).
+    pub fn attach_paced(&self, leg: Box<dyn PacedLeg>) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        if let Err(std::sync::mpsc::SendError(leg)) = self.workers[i].send(leg) {
+            leg.finish(Instant::now());
         }
     }
 
@@ -188,7 +207,11 @@ struct Entry {
     done: bool,
 }
 
-impl Entry {
+impl PacedLeg for Entry {
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
     fn step(&mut self, now: Instant, wall: SystemTime, ntp: u64, buf: &mut [u8]) {
         let a = &mut self.a;
         loop {
@@ -250,7 +273,7 @@ impl Entry {
         self.done = a.leg.is_stopped();
     }
 
-    fn finish(mut self, now: Instant) {
+    fn finish(mut self: Box<Self>, now: Instant) {
         let mut stats = self.a.leg.stats(now);
         stats.recording = self
             .a
@@ -268,8 +291,8 @@ impl Entry {
     }
 }
 
-fn run_worker(attach_rx: Receiver<Attach>, stop: Arc<AtomicBool>) {
-    let mut legs: Vec<Entry> = Vec::new();
+fn run_worker(attach_rx: Receiver<Box<dyn PacedLeg>>, stop: Arc<AtomicBool>) {
+    let mut legs: Vec<Box<dyn PacedLeg>> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let mut deadline = Instant::now();
     loop {
@@ -282,7 +305,7 @@ fn run_worker(attach_rx: Receiver<Attach>, stop: Arc<AtomicBool>) {
         }
         if legs.is_empty() {
             match attach_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(a) => legs.push(Entry { a, done: false }),
+                Ok(leg) => legs.push(leg),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -302,16 +325,16 @@ fn run_worker(attach_rx: Receiver<Attach>, stop: Arc<AtomicBool>) {
             deadline = now;
         }
         deadline += TICK;
-        while let Ok(a) = attach_rx.try_recv() {
-            legs.push(Entry { a, done: false });
+        while let Ok(leg) = attach_rx.try_recv() {
+            legs.push(leg);
         }
         let wall = SystemTime::now();
         let ntp = ntp_now();
         for e in legs.iter_mut() {
             e.step(now, wall, ntp, &mut buf);
         }
-        if legs.iter().any(|e| e.done) {
-            let (done, running): (Vec<_>, Vec<_>) = legs.drain(..).partition(|e| e.done);
+        if legs.iter().any(|e| e.is_done()) {
+            let (done, running): (Vec<_>, Vec<_>) = legs.drain(..).partition(|e| e.is_done());
             legs = running;
             for e in done {
                 e.finish(now);

@@ -1,0 +1,335 @@
+//! A WebSocket media stream as a leg on the media clock. The stream's driver task decodes
+//! frames with the dialect codec and hands the events here through a bounded channel; every
+//! 20 ms tick this leg turns the carrier's audio into one caller frame, runs the app, and
+//! takes one frame from the playout queue: real audio goes out as a `media` command (never
+//! faster than real time, so the carrier's buffer stays short and our marks are exact),
+//! silence is not sent. Marks go out right after their last audio; `clear` empties our queue
+//! and tells the carrier to drop what it buffered.
+
+use super::worker::PacedLeg;
+use super::{AppIo, DtmfSource, LegCommand, LegEvent, LegStats, LegTap, MediaApp};
+use crate::codec::g711;
+use crate::leg::stream::{Command, Encoding, Event, MediaFormat};
+use crate::media::playout::{Mark, MarkEvent, PlayoutQueue, SilenceMode};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// Caller audio held before the first frame is played (absorbs TCP and carrier bursts).
+const PRIME_FRAMES: usize = 2;
+/// Most caller audio kept; older audio is dropped when a carrier sends too fast.
+const MAX_FRAMES: usize = 25;
+
+/// The audio coding of a stream, from its `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamAudio {
+    /// G.711 µ-law at 8 kHz (Twilio, Telnyx, Plivo default).
+    Pcmu,
+    /// G.711 A-law at 8 kHz.
+    Pcma,
+    /// 16-bit little-endian linear PCM at this rate (Vonage).
+    L16(u32),
+}
+
+impl StreamAudio {
+    /// The coding a stream announced, if we can carry it.
+    pub fn from_format(f: &MediaFormat) -> Option<StreamAudio> {
+        match (&f.encoding, f.sample_rate, f.channels) {
+            (Encoding::Pcmu, 8000, 1) => Some(StreamAudio::Pcmu),
+            (Encoding::Pcma, 8000, 1) => Some(StreamAudio::Pcma),
+            (Encoding::L16, rate @ (8000 | 16000), 1) => Some(StreamAudio::L16(rate)),
+            _ => None,
+        }
+    }
+
+    /// PCM rate inside the call.
+    pub fn rate(self) -> u32 {
+        match self {
+            StreamAudio::L16(r) => r,
+            _ => 8000,
+        }
+    }
+
+    fn decode(self, payload: &[u8], out: &mut VecDeque<i16>) {
+        match self {
+            StreamAudio::Pcmu => out.extend(payload.iter().map(|&b| g711::ulaw_to_linear(b))),
+            StreamAudio::Pcma => out.extend(payload.iter().map(|&b| g711::alaw_to_linear(b))),
+            StreamAudio::L16(_) => out.extend(
+                payload
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]])),
+            ),
+        }
+    }
+
+    fn encode(self, pcm: &[i16]) -> Vec<u8> {
+        match self {
+            StreamAudio::Pcmu => pcm.iter().map(|&s| g711::linear_to_ulaw(s)).collect(),
+            StreamAudio::Pcma => pcm.iter().map(|&s| g711::linear_to_alaw(s)).collect(),
+            StreamAudio::L16(_) => pcm.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// The channels between a stream leg, its driver task and its call.
+pub struct StreamLegChannels {
+    /// Decoded events from the carrier (media, dtmf, marks, stop).
+    pub inbound: mpsc::Receiver<Event>,
+    /// Commands for the carrier, encoded and sent by the driver.
+    pub outbound: mpsc::Sender<Command>,
+    pub commands: mpsc::UnboundedReceiver<LegCommand>,
+    pub events: mpsc::UnboundedSender<LegEvent>,
+}
+
+/// A media stream leg.
+pub struct StreamLeg {
+    audio: StreamAudio,
+    ch: StreamLegChannels,
+    app: Box<dyn MediaApp>,
+    tap: Option<Box<dyn LegTap>>,
+    playout: PlayoutQueue,
+    fifo: VecDeque<i16>,
+    primed: bool,
+    caller: Vec<i16>,
+    has_caller: bool,
+    sent: Vec<i16>,
+    has_sent: bool,
+    pending: VecDeque<LegEvent>,
+    marks: VecDeque<MarkEvent>,
+    dtmf_out: VecDeque<char>,
+    finish: Option<String>,
+    cleared: bool,
+    stopped: bool,
+    tick: u64,
+    started: Instant,
+    stats: LegStats,
+    /// Commands the driver could not take (its queue was full).
+    pub outbound_dropped: u64,
+}
+
+impl StreamLeg {
+    /// A leg for a stream in `audio`, running `app`.
+    pub fn new(
+        audio: StreamAudio,
+        ch: StreamLegChannels,
+        app: Box<dyn MediaApp>,
+        tap: Option<Box<dyn LegTap>>,
+        now: Instant,
+    ) -> StreamLeg {
+        let fs = audio.rate() as usize / 50;
+        StreamLeg {
+            audio,
+            ch,
+            app,
+            tap,
+            // Ten minutes of queued audio, as Twilio allows.
+            playout: PlayoutQueue::new(fs, fs * 50 * 600).with_silence_mode(SilenceMode::Nothing),
+            fifo: VecDeque::with_capacity(fs * MAX_FRAMES),
+            primed: false,
+            caller: Vec::with_capacity(fs),
+            has_caller: false,
+            sent: Vec::with_capacity(fs),
+            has_sent: false,
+            pending: VecDeque::new(),
+            marks: VecDeque::new(),
+            dtmf_out: VecDeque::new(),
+            finish: None,
+            cleared: false,
+            stopped: false,
+            tick: 0,
+            started: now,
+            stats: LegStats::default(),
+            outbound_dropped: 0,
+        }
+    }
+
+    fn frame_samples(&self) -> usize {
+        self.audio.rate() as usize / 50
+    }
+
+    fn send(&mut self, cmd: Command) {
+        if self.ch.outbound.try_send(cmd).is_err() {
+            self.outbound_dropped += 1;
+            self.stats.send_errors += 1;
+        }
+    }
+
+    fn take_inbound(&mut self) {
+        let fs = self.frame_samples();
+        while let Ok(ev) = self.ch.inbound.try_recv() {
+            match ev {
+                Event::Media(chunk) => {
+                    self.audio.decode(&chunk.payload, &mut self.fifo);
+                    self.stats.frames_decoded += 1;
+                    let cap = fs * MAX_FRAMES;
+                    if self.fifo.len() > cap {
+                        let excess = self.fifo.len() - cap;
+                        self.fifo.drain(..excess);
+                    }
+                }
+                Event::Dtmf {
+                    digit, duration_ms, ..
+                } => self.pending.push_back(LegEvent::Dtmf {
+                    digit,
+                    source: DtmfSource::Stream,
+                    duration_ms: duration_ms.unwrap_or(0),
+                }),
+                Event::Mark { name } => {
+                    tracing::debug!(mark = %name, "carrier played up to our mark");
+                }
+                Event::Stop if self.finish.is_none() => {
+                    self.finish = Some("stream stopped".into());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn caller_frame(&mut self) {
+        let fs = self.frame_samples();
+        if !self.primed && self.fifo.len() >= fs * PRIME_FRAMES {
+            self.primed = true;
+        }
+        self.has_caller = self.primed && self.fifo.len() >= fs;
+        if !self.has_caller {
+            // Ran dry: wait for a little audio again before playing on.
+            self.primed = false;
+            return;
+        }
+        self.caller.clear();
+        self.caller.extend(self.fifo.drain(..fs));
+    }
+
+    fn io(&mut self, with_caller: bool) -> AppIo<'_> {
+        AppIo {
+            caller: (with_caller && self.has_caller).then_some(&self.caller[..]),
+            rate: self.audio.rate(),
+            tick: self.tick,
+            playout: &mut self.playout,
+            marks: &mut self.marks,
+            dtmf_out: &mut self.dtmf_out,
+            finish: &mut self.finish,
+            cleared: &mut self.cleared,
+        }
+    }
+
+    fn run_app(&mut self) {
+        let mut app = std::mem::replace(&mut self.app, Box::new(NoApp));
+        while let Some(ev) = self.pending.pop_front() {
+            app.on_event(&ev, &mut self.io(true));
+            let _ = self.ch.events.send(ev);
+        }
+        app.on_tick(&mut self.io(true));
+        self.app = app;
+    }
+
+    fn send_frame(&mut self) {
+        let frame = self.playout.next_frame();
+        let played: Vec<Mark> = frame.played().to_vec();
+        self.has_sent = false;
+        if let (true, Some(pcm)) = (frame.is_audio(), frame.samples()) {
+            self.sent.clear();
+            self.sent.extend_from_slice(pcm);
+            self.has_sent = true;
+            self.stats.frames_sent_audio += 1;
+            let payload = self.audio.encode(&self.sent);
+            self.send(Command::Media { payload });
+        }
+        for m in played {
+            self.send(Command::Mark { name: mark_name(m) });
+            self.marks.push_back(MarkEvent::Played(m));
+        }
+    }
+
+    fn command(&mut self, cmd: LegCommand) {
+        match cmd {
+            LegCommand::Play { samples, mark } => {
+                if let Err(e) = self.playout.push(&samples, mark) {
+                    tracing::warn!(error = %e, "stream playout queue full; audio dropped");
+                }
+            }
+            LegCommand::Clear(reply) => {
+                let report = self.playout.clear();
+                self.marks.extend(report.events());
+                self.cleared = true;
+                let _ = reply.send(report);
+            }
+            LegCommand::InjectDtmf(digit, duration_ms) => self.pending.push_back(LegEvent::Dtmf {
+                digit,
+                source: DtmfSource::Stream,
+                duration_ms,
+            }),
+            // Streams carry no DTMF towards the caller, and have no hold.
+            LegCommand::SendDtmf(_) | LegCommand::SetSending(_) => {}
+            LegCommand::Stop => self.stopped = true,
+        }
+    }
+}
+
+/// The name a mark travels under on the wire.
+pub fn mark_name(m: Mark) -> String {
+    format!("m{}", m.0)
+}
+
+struct NoApp;
+impl MediaApp for NoApp {
+    fn on_tick(&mut self, _io: &mut AppIo<'_>) {}
+}
+
+impl PacedLeg for StreamLeg {
+    fn step(&mut self, _now: Instant, _wall: SystemTime, _ntp: u64, _buf: &mut [u8]) {
+        loop {
+            match self.ch.commands.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.stopped = true;
+                    break;
+                }
+            }
+        }
+        self.take_inbound();
+        self.caller_frame();
+        self.run_app();
+        self.send_frame();
+        if std::mem::take(&mut self.cleared) {
+            self.send(Command::Clear);
+        }
+        let mut app = std::mem::replace(&mut self.app, Box::new(NoApp));
+        while let Some(m) = self.marks.pop_front() {
+            let ev = LegEvent::Mark(m);
+            app.on_event(&ev, &mut self.io(false));
+            let _ = self.ch.events.send(ev);
+        }
+        self.app = app;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.push(
+                self.tick,
+                self.has_caller.then_some(&self.caller[..]),
+                self.has_sent.then_some(&self.sent[..]),
+            );
+        }
+        if let Some(why) = self.finish.take() {
+            let _ = self.ch.events.send(LegEvent::AppFinished(why));
+        }
+        self.tick += 1;
+    }
+
+    fn is_done(&self) -> bool {
+        self.stopped
+    }
+
+    fn finish(mut self: Box<Self>, now: Instant) {
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.duration = now.saturating_duration_since(self.started);
+        stats.recording = self
+            .tap
+            .as_mut()
+            .and_then(|t| t.finish())
+            .or_else(|| self.app.on_stop());
+        let _ = self.ch.events.send(LegEvent::Stopped(Box::new(stats)));
+    }
+}
+
+/// How long a stream may stay silent from the carrier before we consider it dead.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);

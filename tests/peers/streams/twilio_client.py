@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Plays Twilio's side of a Media Stream against a server, with the `websockets` library.
+
+Sends `connected`, `start` (with an optional signed token in customParameters), FRAMES
+`media` messages of 20 ms µ-law in real time (each tagged with its index in its first two
+bytes), a `dtmf`, optionally some broken frames, then `stop`. Prints one JSON object: the
+media and marks that came back (arrival time, payload) and the close code.
+
+usage: twilio_client.py URL FRAMES [--secret S] [--bad]
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import websockets
+
+SID = "MZ0123456789abcdef0123456789abcdef"
+
+
+def token(secret: str, ttl: int = 300) -> str:
+    head = f"v1.{int(time.time()) + ttl}"
+    sig = hmac.new(secret.encode(), head.encode(), hashlib.sha256).hexdigest()
+    return f"{head}.{sig}"
+
+
+def frame(i: int) -> bytes:
+    # 0x7f is the one µ-law code that does not survive decode + encode (it becomes 0xff).
+    tag = bytes([0x10 + i // 100 % 100, 0x10 + i % 100])
+    body = bytes(0x80 + (i * 13 + j * 7) % 0x7F for j in range(158))
+    return tag + body
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("frames", type=int)
+    ap.add_argument("--secret")
+    ap.add_argument("--bad", action="store_true")
+    a = ap.parse_args()
+    out = {"media": [], "marks": [], "clears": 0, "close_code": None, "sent": []}
+    async with websockets.connect(a.url) as ws:
+        seq = 1
+
+        async def send(obj):
+            nonlocal seq
+            obj["sequenceNumber"] = str(seq)
+            seq += 1
+            await ws.send(json.dumps(obj))
+
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        params = {"token": token(a.secret)} if a.secret else {}
+        await send({
+            "event": "start",
+            "streamSid": SID,
+            "start": {
+                "accountSid": "AC0123456789abcdef0123456789abcdef",
+                "streamSid": SID,
+                "callSid": "CA0123456789abcdef0123456789abcdef",
+                "tracks": ["inbound"],
+                "customParameters": params,
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            },
+        })
+
+        async def reader():
+            try:
+                async for msg in ws:
+                    t = time.monotonic()
+                    m = json.loads(msg)
+                    ev = m.get("event")
+                    if ev == "media":
+                        out["media"].append([t, m["media"]["payload"]])
+                    elif ev == "mark":
+                        out["marks"].append([t, m["mark"]["name"]])
+                    elif ev == "clear":
+                        out["clears"] += 1
+            except websockets.ConnectionClosed:
+                pass
+
+        r = asyncio.create_task(reader())
+        try:
+            t0 = time.monotonic()
+            for i in range(a.frames):
+                await send({
+                    "event": "media",
+                    "streamSid": SID,
+                    "media": {
+                        "track": "inbound",
+                        "chunk": str(i + 1),
+                        "timestamp": str(i * 20),
+                        "payload": base64.b64encode(frame(i)).decode(),
+                    },
+                })
+                out["sent"].append(time.monotonic())
+                if i == 10:
+                    await send({"event": "dtmf", "streamSid": SID,
+                                "dtmf": {"track": "inbound_track", "digit": "5"}})
+                if a.bad and i == 20:
+                    await ws.send("this is not json")
+                    await send({"event": "media", "streamSid": SID,
+                                "media": {"track": "inbound", "chunk": "0", "timestamp": "0",
+                                          "payload": "!!not base64!!"}})
+                    await send({"event": "no-such-event", "streamSid": SID})
+                delay = t0 + (i + 1) * 0.020 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.sleep(0.5)
+            await send({"event": "stop", "streamSid": SID,
+                        "stop": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                                 "callSid": "CA0123456789abcdef0123456789abcdef"}})
+            try:
+                await asyncio.wait_for(r, timeout=5)
+            except asyncio.TimeoutError:
+                pass
+
+        except websockets.ConnectionClosed:
+            await asyncio.wait_for(r, timeout=5)
+        out["close_code"] = ws.close_code
+    print(json.dumps(out))
+
+
+asyncio.run(main())

@@ -1,0 +1,152 @@
+//! Twilio Media Streams against the running server, with a real WebSocket client library
+//! (Python `websockets`, Debian `python3-websockets`) playing Twilio: real-time 20 ms µ-law
+//! frames, DTMF, broken frames, stop; the server runs the echo app on the stream leg.
+
+mod common;
+
+use base64::Engine;
+use common::{PortBlock, Server, ServerConfig};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const SECRET: &str = "stream-secret-for-tests-0123456789";
+
+/// What the client script saw.
+struct Run {
+    /// (arrival seconds, payload bytes) of each `media` that came back.
+    media: Vec<(f64, Vec<u8>)>,
+    close_code: Option<u64>,
+    stdout: String,
+}
+
+fn run_client(server: &Server, frames: u32, extra: &[&str]) -> Run {
+    // Debian's interpreter, where python3-websockets installs (not a pyenv one on PATH).
+    let python = "/usr/bin/python3";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/twilio_client.py");
+    let url = format!("ws://127.0.0.1:{}/media-stream", server.ports.http());
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(&url)
+        .arg(frames.to_string())
+        .args(extra)
+        .output()
+        .expect("run the Twilio client script");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "client failed ({}): {}\n{}\n--- server ---\n{}",
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("client JSON");
+    let media = v["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let t = m[0].as_f64().unwrap();
+            let p = base64::engine::general_purpose::STANDARD
+                .decode(m[1].as_str().unwrap())
+                .unwrap();
+            (t, p)
+        })
+        .collect();
+    Run {
+        media,
+        close_code: v["close_code"].as_u64(),
+        stdout,
+    }
+}
+
+/// The frame index a payload was tagged with by the client.
+fn tag(p: &[u8]) -> Option<usize> {
+    let hi = p.first()?.checked_sub(0x10).filter(|v| *v < 100)?;
+    let lo = p.get(1)?.checked_sub(0x10).filter(|v| *v < 100)?;
+    Some(usize::from(hi) * 100 + usize::from(lo))
+}
+
+/// The client's frame `i`, as the script builds it.
+fn frame(i: usize) -> Vec<u8> {
+    let mut f = vec![0x10 + (i / 100 % 100) as u8, 0x10 + (i % 100) as u8];
+    f.extend((0..158).map(|j| 0x80 + ((i * 13 + j * 7) % 0x7f) as u8));
+    f
+}
+
+fn server(secret: bool) -> Server {
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    if secret {
+        cfg.extra_toml = format!("\n[streams]\nsecret = \"{SECRET}\"\n");
+    }
+    Server::start(&cfg)
+}
+
+#[test]
+fn twilio_stream_is_echoed_in_real_time_and_closed_on_stop() {
+    let server = server(true);
+    let run = run_client(&server, 150, &["--secret", SECRET, "--bad"]);
+    // Every frame comes back, in order, byte for byte (µ-law survives decode + encode).
+    let tags: Vec<usize> = run.media.iter().filter_map(|(_, p)| tag(p)).collect();
+    assert!(
+        tags.windows(2).all(|w| w[1] > w[0]),
+        "frames came back out of order: {tags:?}"
+    );
+    assert!(
+        tags.len() >= 147,
+        "only {} of 150 frames came back\n{}",
+        tags.len(),
+        server.log()
+    );
+    for (_, p) in &run.media {
+        if let Some(i) = tag(p) {
+            assert_eq!(p, &frame(i), "frame {i} changed on the way back");
+        }
+    }
+    // Paced at real time by the media clock: 20 ms apart on average, never in a burst.
+    let times: Vec<f64> = run.media.iter().map(|(t, _)| *t).collect();
+    let span = times.last().unwrap() - times.first().unwrap();
+    let mean_ms = span * 1000.0 / (times.len() - 1) as f64;
+    assert!(
+        (19.0..21.5).contains(&mean_ms),
+        "mean spacing {mean_ms:.2} ms"
+    );
+    let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) * 1000.0).collect();
+    gaps.sort_by(f64::total_cmp);
+    let p05 = gaps[gaps.len() / 20];
+    assert!(
+        p05 > 10.0,
+        "bursty delivery: 5th percentile gap {p05:.2} ms"
+    );
+    // The broken frames were dropped without ending the stream, the digit was seen, and
+    // `stop` ended it with a normal close.
+    assert_eq!(run.close_code, Some(1000), "{}", run.stdout);
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("stream frame dropped"), "{log}");
+    assert!(
+        log.contains("digit=5") || log.contains("digit='5'"),
+        "{log}"
+    );
+    assert!(log.contains("stream app finished"), "{log}");
+    eprintln!(
+        "stream echo: {} of 150 frames back in order, mean spacing {mean_ms:.2} ms, 5th percentile gap {p05:.2} ms",
+        tags.len()
+    );
+}
+
+#[test]
+fn unauthenticated_streams_are_closed_with_1008() {
+    let server = server(true);
+    for extra in [&[][..], &["--secret", "not-the-servers-secret-at-all"][..]] {
+        let run = run_client(&server, 20, extra);
+        assert_eq!(run.close_code, Some(1008), "{}", run.stdout);
+        assert!(
+            run.media.is_empty(),
+            "media sent to an unauthenticated stream"
+        );
+    }
+    let log = server.log();
+    assert!(log.contains("stream refused"), "{log}");
+    assert!(!log.contains(SECRET), "the secret must never be logged");
+}
