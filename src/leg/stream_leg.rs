@@ -333,3 +333,136 @@ impl PacedLeg for StreamLeg {
 
 /// How long a stream may stay silent from the carrier before we consider it dead.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::echo::EchoApp;
+    use crate::leg::stream::MediaChunk;
+    use crate::leg::stream::Track;
+
+    struct Harness {
+        leg: Box<StreamLeg>,
+        inbound: mpsc::Sender<Event>,
+        outbound: mpsc::Receiver<Command>,
+        commands: mpsc::UnboundedSender<LegCommand>,
+        events: mpsc::UnboundedReceiver<LegEvent>,
+        now: Instant,
+    }
+
+    fn harness(app: Box<dyn MediaApp>) -> Harness {
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let leg = StreamLeg::new(
+            StreamAudio::Pcmu,
+            StreamLegChannels {
+                inbound: in_rx,
+                outbound: out_tx,
+                commands: cmd_rx,
+                events: ev_tx,
+            },
+            app,
+            None,
+            now,
+        );
+        Harness {
+            leg: Box::new(leg),
+            inbound: in_tx,
+            outbound: out_rx,
+            commands: cmd_tx,
+            events: ev_rx,
+            now,
+        }
+    }
+
+    impl Harness {
+        fn tick(&mut self) -> Vec<Command> {
+            self.leg
+                .step(self.now, SystemTime::now(), 0, &mut [0u8; 16]);
+            self.now += Duration::from_millis(20);
+            std::iter::from_fn(|| self.outbound.try_recv().ok()).collect()
+        }
+    }
+
+    fn media(i: u64) -> Event {
+        Event::Media(MediaChunk {
+            track: Track::Inbound,
+            chunk: i,
+            timestamp_ms: 20 * i,
+            sequence: i,
+            payload: vec![0x10 + i as u8; 160],
+        })
+    }
+
+    #[test]
+    fn echo_is_paced_one_frame_per_tick_after_priming() {
+        let mut h = harness(Box::new(EchoApp));
+        // A burst of 10 frames at once (TCP delivers in bursts).
+        for i in 0..10 {
+            h.inbound.try_send(media(i)).unwrap();
+        }
+        let mut out = Vec::new();
+        for _ in 0..15 {
+            out.push(h.tick());
+        }
+        // One media command per tick while audio lasts, never more, in order.
+        assert!(out.iter().all(|c| c.len() <= 1));
+        let payloads: Vec<u8> = out
+            .iter()
+            .flatten()
+            .map(|c| match c {
+                Command::Media { payload } => payload[0],
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(payloads, (0..10).map(|i| 0x10 + i).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn marks_follow_their_audio_and_clear_reaches_the_carrier() {
+        let mut h = harness(Box::new(NoApp));
+        h.commands
+            .send(LegCommand::Play {
+                samples: vec![500; 400],
+                mark: Some(Mark(7)),
+            })
+            .unwrap();
+        let sent: Vec<Vec<Command>> = (0..4).map(|_| h.tick()).collect();
+        // 400 samples: three frames of media, the mark right after the third.
+        assert_eq!(sent[0].len(), 1);
+        assert_eq!(sent[1].len(), 1);
+        assert!(matches!(sent[2][0], Command::Media { .. }));
+        assert_eq!(sent[2][1], Command::Mark { name: "m7".into() });
+        assert!(sent[3].is_empty(), "nothing is sent for silence");
+        let evs: Vec<LegEvent> = std::iter::from_fn(|| h.events.try_recv().ok()).collect();
+        assert!(evs.contains(&LegEvent::Mark(MarkEvent::Played(Mark(7)))));
+        // A clear empties our queue, reports the cleared mark, and tells the carrier.
+        h.commands
+            .send(LegCommand::Play {
+                samples: vec![500; 1600],
+                mark: Some(Mark(8)),
+            })
+            .unwrap();
+        h.tick();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        h.commands.send(LegCommand::Clear(tx)).unwrap();
+        let after = h.tick();
+        assert_eq!(
+            after,
+            vec![Command::Clear],
+            "clear within one frame, no more audio"
+        );
+        assert_eq!(rx.try_recv().unwrap().cleared, vec![Mark(8)]);
+        // `stop` from the carrier ends the app.
+        h.inbound.try_send(Event::Stop).unwrap();
+        h.tick();
+        let evs: Vec<LegEvent> = std::iter::from_fn(|| h.events.try_recv().ok()).collect();
+        assert!(
+            evs.contains(&LegEvent::AppFinished("stream stopped".into())),
+            "{evs:?}"
+        );
+    }
+}
