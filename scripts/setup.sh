@@ -9,6 +9,7 @@ PACKAGES=(
   tshark                   # packet captures in media tests
   sox libsox-fmt-mp3 lame  # prompt tests: encode FLAC/MP3/Ogg tone files
   opus-tools               # recorder tests: opusdec checks Ogg/Opus recordings
+  libpocketsphinx-dev pocketsphinx-en-us  # embedded offline STT (BSD) and its US English model
   python3-websockets       # stream tests: a real WebSocket client playing Twilio
 )
 SUDO=""

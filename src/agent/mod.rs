@@ -7,7 +7,9 @@ pub mod flow;
 mod registry;
 pub mod sentences;
 pub mod stages;
+pub mod stt_sphinx;
 pub mod tools;
+pub mod vad_earshot;
 
 pub use doubles::{EchoLlm, ScriptedLlm, ScriptedReply, ScriptedStt, SilenceTts};
 pub use energy_vad::{EnergyVad, level_dbfs};
