@@ -150,3 +150,59 @@ fn unauthenticated_streams_are_closed_with_1008() {
     assert!(log.contains("stream refused"), "{log}");
     assert!(!log.contains(SECRET), "the secret must never be logged");
 }
+
+/// Vonage: binary 16 kHz L16 frames both ways, the token in the connect headers.
+#[test]
+fn vonage_l16_stream_is_echoed_sample_for_sample() {
+    let server = server(true);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/vonage_client.py");
+    let url = format!("ws://127.0.0.1:{}/media-stream/vonage", server.ports.http());
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([url.as_str(), "100", "--secret", SECRET])
+        .output()
+        .expect("run the Vonage client script");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let frames: Vec<Vec<i16>> = v["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let hex = m[1].as_str().unwrap();
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            bytes
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect()
+        })
+        .collect();
+    assert!(frames.iter().all(|f| f.len() == 320), "20 ms at 16 kHz");
+    let tags: Vec<i16> = frames.iter().map(|f| f[0] - 1000).collect();
+    assert!(tags.windows(2).all(|w| w[1] > w[0]), "{tags:?}");
+    assert!(
+        tags.len() >= 97,
+        "only {} of 100 frames came back",
+        tags.len()
+    );
+    for f in &frames {
+        let i = i32::from(f[0] - 1000);
+        let want: Vec<i16> = std::iter::once(f[0])
+            .chain((0..319).map(|j| (((i * 37 + j * 101) % 4000) - 2000) as i16))
+            .collect();
+        assert_eq!(f, &want, "frame {i} changed");
+    }
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(
+        log.contains("digit=7") || log.contains("digit='7'"),
+        "{log}"
+    );
+}
