@@ -2,28 +2,12 @@
 //! telephone-band utterance in `../shared/audio` (8 kHz µ-law WAV), as a caller's audio
 //! would arrive, and over the same audio with DTMF mixed in, which it must find.
 
-use leadscaller::codec::g711::ulaw_to_linear;
+mod common;
+
+use common::ulaw_samples;
+
 use leadscaller::media::dtmf_detect::DtmfDetector;
 use std::path::Path;
-
-/// The µ-law samples of a WAV file's `data` chunk.
-fn ulaw_samples(bytes: &[u8]) -> Vec<i16> {
-    let mut i = 12;
-    while i + 8 <= bytes.len() {
-        let id = &bytes[i..i + 4];
-        let len =
-            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
-        if id == b"data" {
-            let end = (i + 8 + len).min(bytes.len());
-            return bytes[i + 8..end]
-                .iter()
-                .map(|&b| ulaw_to_linear(b))
-                .collect();
-        }
-        i += 8 + len + (len & 1);
-    }
-    panic!("no data chunk");
-}
 
 fn detect(samples: &[i16]) -> String {
     let mut d = DtmfDetector::new();

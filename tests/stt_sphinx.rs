@@ -4,10 +4,13 @@
 //! and no utterance of another intent ever taken as an opt-out. Needs Debian's
 //! `libpocketsphinx-dev` and `pocketsphinx-en-us` (scripts/setup.sh). Prints the tables.
 
+mod common;
+
+use common::ulaw_samples;
+
 use leadscaller::agent::stt_sphinx::{
     DEFAULT_MODEL_DIR, ExpectedPhrase, Recognition, SphinxRecognizer,
 };
-use leadscaller::codec::g711::ulaw_to_linear;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -15,23 +18,6 @@ use std::path::{Path, PathBuf};
 const OPT_OUT: [&str; 2] = ["stop", "remove"];
 
 /// The µ-law samples of a WAV file's `data` chunk, as linear PCM.
-fn ulaw_samples(bytes: &[u8]) -> Vec<i16> {
-    let mut i = 12;
-    while i + 8 <= bytes.len() {
-        let id = &bytes[i..i + 4];
-        let len =
-            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
-        if id == b"data" {
-            let end = (i + 8 + len).min(bytes.len());
-            return bytes[i + 8..end]
-                .iter()
-                .map(|&b| ulaw_to_linear(b))
-                .collect();
-        }
-        i += 8 + len + (len & 1);
-    }
-    panic!("no data chunk");
-}
 
 struct Utterance {
     file: String,

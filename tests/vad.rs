@@ -2,31 +2,16 @@
 //! shared telephone-band utterances padded with 1 s of line noise on each side: speech onset
 //! and offset against an energy reference, and false triggers on silence and noise.
 
+mod common;
+
+use common::ulaw_samples;
+
 use leadscaller::agent::vad_earshot::EarshotVad;
-use leadscaller::codec::g711::ulaw_to_linear;
 use std::path::Path;
 
 const FRAME: usize = 160;
 const THRESHOLD: f32 = 0.5;
 const PAD_FRAMES: usize = 50;
-
-fn ulaw_samples(bytes: &[u8]) -> Vec<i16> {
-    let mut i = 12;
-    while i + 8 <= bytes.len() {
-        let id = &bytes[i..i + 4];
-        let len =
-            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
-        if id == b"data" {
-            let end = (i + 8 + len).min(bytes.len());
-            return bytes[i + 8..end]
-                .iter()
-                .map(|&b| ulaw_to_linear(b))
-                .collect();
-        }
-        i += 8 + len + (len & 1);
-    }
-    panic!("no data chunk");
-}
 
 /// Deterministic white noise of the given RMS.
 fn noise(samples: usize, rms: f64, seed: &mut u64) -> Vec<i16> {

@@ -729,3 +729,23 @@ pub fn tone_energy_share(samples: &[i16], sample_rate: u32, freq_hz: f64) -> f64
     let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
     2.0 * power / (n * total)
 }
+
+/// The µ-law samples of a WAV file's `data` chunk, decoded to linear PCM (the shared
+/// telephone-band utterances in `../shared/audio` are 8 kHz µ-law WAV).
+pub fn ulaw_samples(bytes: &[u8]) -> Vec<i16> {
+    let mut i = 12;
+    while i + 8 <= bytes.len() {
+        let id = &bytes[i..i + 4];
+        let len =
+            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
+        if id == b"data" {
+            let end = (i + 8 + len).min(bytes.len());
+            return bytes[i + 8..end]
+                .iter()
+                .map(|&b| leadscaller::codec::g711::ulaw_to_linear(b))
+                .collect();
+        }
+        i += 8 + len + (len & 1);
+    }
+    panic!("no data chunk");
+}
