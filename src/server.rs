@@ -208,6 +208,13 @@ pub async fn start(
                 },
                 Err(_) => AppChoice::Reject(500),
             },
+            App::Fork {
+                url,
+                reconnect_window_s,
+            } => AppChoice::Fork {
+                url: url.clone(),
+                reconnect_window: Duration::from_secs((*reconnect_window_s).into()),
+            },
         };
         (choice, ringing)
     });

@@ -3,6 +3,7 @@
 //! up when the app is done or the media times out.
 
 pub mod echo;
+pub mod fork;
 pub mod play;
 pub mod record;
 pub mod recording;
@@ -44,6 +45,12 @@ pub enum AppChoice {
     Reject(u16),
     /// Answer and echo, then blind-transfer the caller to `target` after `after`.
     Transfer { target: Uri, after: Duration },
+    /// Answer and fork the call to a bot at `url` speaking the Twilio protocol; keep
+    /// reconnecting for `reconnect_window` after the socket drops.
+    Fork {
+        url: String,
+        reconnect_window: Duration,
+    },
 }
 
 /// How long to ring before answering, and whether to send early media meanwhile.
@@ -414,6 +421,23 @@ impl CallSession {
                     max.as_millis() as u64,
                     silence.as_millis() as u64,
                 )))
+            }
+            AppChoice::Fork {
+                url,
+                reconnect_window,
+            } => {
+                let params = [("from", &self.from), ("to", &self.to)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                let cfg = crate::leg::stream_client::ForkConfig {
+                    url: url.clone(),
+                    reconnect_window: *reconnect_window,
+                    call_sid: self.call.to_string(),
+                    account_sid: None,
+                    custom_parameters: params,
+                };
+                Ok(Box::new(fork::ForkApp::new(cfg, rate)?))
             }
             _ => Ok(Box::new(echo::EchoApp)),
         }

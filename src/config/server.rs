@@ -214,6 +214,14 @@ pub enum App {
         /// Milliseconds after answer before the REFER is sent.
         after_ms: u32,
     },
+    /// Answer and fork the call to a customer's bot over a WebSocket speaking the Twilio
+    /// Media Streams protocol (we are the Twilio side); the caller hears the bot.
+    Fork {
+        /// The bot's WebSocket URL (`ws://`).
+        url: String,
+        /// How long to keep reconnecting after the socket drops before hanging up.
+        reconnect_window_s: u32,
+    },
 }
 
 /// A user allowed to call in with digest authentication.
@@ -454,6 +462,7 @@ impl fmt::Display for App {
             Self::Record { .. } => f.write_str("record"),
             Self::Reject { code } => write!(f, "reject {code}"),
             Self::Transfer { target, .. } => write!(f, "transfer to {target}"),
+            Self::Fork { url, .. } => write!(f, "fork to {url}"),
         }
     }
 }
@@ -559,6 +568,8 @@ struct RawRoute {
     repeat: Option<bool>,
     max_duration_s: Option<i64>,
     silence_ms: Option<i64>,
+    url: Option<String>,
+    reconnect_window_s: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1030,8 +1041,40 @@ fn build_routes(
                 }
             }
         }
+        if app_name != "fork" {
+            for (k, set) in [
+                ("url", r.url.is_some()),
+                ("reconnect_window_s", r.reconnect_window_s.is_some()),
+            ] {
+                if set {
+                    return Err(ctx.err(&key(k), "only valid with app = \"fork\""));
+                }
+            }
+        }
         let app = match app_name.as_str() {
             "echo" => App::Echo,
+            "fork" => {
+                let url = ctx.req_str(&key("url"), r.url.as_deref())?;
+                let host = url.strip_prefix("ws://").unwrap_or("");
+                if host.is_empty() || host.starts_with('/') || url.contains(char::is_whitespace) {
+                    let why = if url.starts_with("wss://") {
+                        format!("{url:?}: wss:// is not supported yet, use ws://")
+                    } else {
+                        format!("{url:?} is not a ws:// URL")
+                    };
+                    return Err(ctx.err(&key("url"), why));
+                }
+                App::Fork {
+                    url,
+                    reconnect_window_s: ctx.int(
+                        &key("reconnect_window_s"),
+                        r.reconnect_window_s,
+                        30,
+                        0,
+                        3600,
+                    )?,
+                }
+            }
             "record" => App::Record {
                 max_duration_s: ctx.int(&key("max_duration_s"), r.max_duration_s, 60, 1, 86_400)?,
                 silence_ms: ctx.int(&key("silence_ms"), r.silence_ms, 3000, 100, 600_000)?,
@@ -1078,7 +1121,7 @@ fn build_routes(
                 return Err(ctx.err(
                     &key("app"),
                     format!(
-                        "unknown app {other:?} (expected one of: echo, play, record, reject, transfer)"
+                        "unknown app {other:?} (expected one of: echo, fork, play, record, reject, transfer)"
                     ),
                 ));
             }
@@ -1509,7 +1552,7 @@ mod tests {
             err(
                 "[[routes]]\nmatch_user='a'\napp='echo'\n[[routes]]\nmatch_user='b'\napp='echo'\n[[routes]]\nmatch_user='c'\napp='foo'\n"
             ),
-            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, play, record, reject, transfer)"
+            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, fork, play, record, reject, transfer)"
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\n"),
@@ -1533,7 +1576,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`"
         );
     }
 

@@ -6,6 +6,7 @@
 pub mod rtp;
 pub mod stream;
 pub mod stream_auth;
+pub mod stream_client;
 pub mod stream_leg;
 pub mod stream_server;
 pub mod udp;

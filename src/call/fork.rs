@@ -1,0 +1,208 @@
+//! The fork app: the caller talks to a customer's bot over a WebSocket speaking the Twilio
+//! Media Streams protocol (we are the Twilio side; the socket lives in
+//! [`crate::leg::stream_client`]). Every 20 ms the caller's frame goes to the bot as µ-law;
+//! the bot's audio is queued for the caller, its marks become zero-length mark chunks in
+//! the playout queue and are echoed when the audio before them has been sent on the wire
+//! (or dropped by a clear), and its `clear` empties the queue.
+
+use crate::codec::g711::{linear_to_ulaw, ulaw_to_linear};
+use crate::codec::resample::Resampler;
+use crate::leg::stream_client::{self, ForkChannels, ForkConfig, FromBot, ToBot};
+use crate::leg::{AppIo, LegEvent, MediaApp};
+use crate::media::playout::{Mark, MarkEvent};
+use std::collections::HashMap;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+
+/// Samples in 20 ms at the protocol's 8 kHz.
+const FRAME_8K: usize = 160;
+/// Most bot messages taken per tick (the rest wait for the next tick).
+const MAX_FROM_BOT_PER_TICK: usize = 4096;
+
+/// Forks the call to a bot.
+pub struct ForkApp {
+    chans: ForkChannels,
+    /// Bot mark names by the playout mark that stands for them.
+    marks: HashMap<u64, String>,
+    next_mark: u64,
+    /// 8 kHz → leg rate for the bot's audio, and leg rate → 8 kHz for the caller's, when
+    /// the leg does not run at 8 kHz.
+    up: Option<Resampler>,
+    down: Option<Resampler>,
+    /// Bot audio at 8 kHz waiting for a whole 20 ms frame (only when resampling).
+    pending: Vec<i16>,
+    pcm: Vec<i16>,
+    scratch: Vec<i16>,
+    /// A stream is up (media flows to the bot).
+    streaming: bool,
+    stopped: bool,
+    /// Caller frames dropped because the client's queue was full.
+    pub dropped_to_bot: u64,
+    /// Bot samples dropped because the playout queue was full.
+    pub dropped_playout: u64,
+}
+
+impl ForkApp {
+    /// Starts the fork client (on the current tokio runtime) for a leg at `rate`.
+    pub fn new(cfg: ForkConfig, rate: u32) -> Result<ForkApp, String> {
+        let (up, down) = if rate == 8000 {
+            (None, None)
+        } else {
+            (
+                Some(Resampler::new(8000, rate).map_err(|e| e.to_string())?),
+                Some(Resampler::new(rate, 8000).map_err(|e| e.to_string())?),
+            )
+        };
+        Ok(ForkApp {
+            chans: stream_client::spawn(cfg),
+            marks: HashMap::new(),
+            next_mark: 1,
+            up,
+            down,
+            pending: Vec::new(),
+            pcm: Vec::new(),
+            scratch: Vec::new(),
+            streaming: false,
+            stopped: false,
+            dropped_to_bot: 0,
+            dropped_playout: 0,
+        })
+    }
+
+    fn send_to_bot(&mut self, msg: ToBot) {
+        match self.chans.to_bot.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped_to_bot += 1;
+                if self.dropped_to_bot.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.dropped_to_bot,
+                        "fork: the bot socket is not keeping up; caller frames dropped"
+                    );
+                }
+            }
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn queue(&mut self, io: &mut AppIo<'_>, samples: &[i16], mark: Option<Mark>) {
+        if let Err(e) = io.play(samples, mark) {
+            self.dropped_playout += samples.len() as u64;
+            if let Some(m) = mark {
+                self.marks.remove(&m.0);
+            }
+            tracing::warn!(error = %e, dropped_samples = self.dropped_playout,
+                "fork: playout queue full (bot sends faster than real time); audio dropped");
+        }
+    }
+
+    /// Queues 8 kHz bot audio at the leg's rate.
+    fn play_8k(&mut self, io: &mut AppIo<'_>, flush: bool) {
+        let Some(up) = self.up.as_mut() else {
+            let pcm = std::mem::take(&mut self.pcm);
+            self.queue(io, &pcm, None);
+            self.pcm = pcm;
+            self.pcm.clear();
+            return;
+        };
+        self.pending.extend_from_slice(&self.pcm);
+        self.pcm.clear();
+        if flush && !self.pending.len().is_multiple_of(FRAME_8K) {
+            let pad = FRAME_8K - self.pending.len() % FRAME_8K;
+            self.pending.extend(std::iter::repeat_n(0, pad));
+        }
+        let whole = self.pending.len() / FRAME_8K * FRAME_8K;
+        let mut out = std::mem::take(&mut self.scratch);
+        let mut all = Vec::with_capacity(whole / FRAME_8K * up.output_frame());
+        for f in self.pending[..whole].chunks(FRAME_8K) {
+            if up.process(f, &mut out).is_ok() {
+                all.extend_from_slice(&out);
+            }
+        }
+        self.pending.drain(..whole);
+        self.scratch = out;
+        self.queue(io, &all, None);
+    }
+
+    fn handle_bot(&mut self, msg: FromBot, io: &mut AppIo<'_>) {
+        match msg {
+            FromBot::Started { .. } => self.streaming = true,
+            FromBot::Media(payload) => {
+                self.pcm.extend(payload.iter().map(|&b| ulaw_to_linear(b)));
+                self.play_8k(io, false);
+            }
+            FromBot::Mark(name) => {
+                self.play_8k(io, true);
+                let id = self.next_mark;
+                self.next_mark += 1;
+                self.marks.insert(id, name);
+                self.queue(io, &[], Some(Mark(id)));
+            }
+            FromBot::Clear => {
+                self.pending.clear();
+                io.clear();
+            }
+            FromBot::Lost => {
+                // The caller hears silence until a new stream starts; marks of the old
+                // stream have nobody to be echoed to.
+                self.streaming = false;
+                self.pending.clear();
+                self.marks.clear();
+                io.clear();
+            }
+            FromBot::GiveUp(reason) => {
+                self.streaming = false;
+                io.finish(reason);
+            }
+        }
+    }
+}
+
+impl MediaApp for ForkApp {
+    fn on_tick(&mut self, io: &mut AppIo<'_>) {
+        for _ in 0..MAX_FROM_BOT_PER_TICK {
+            match self.chans.from_bot.try_recv() {
+                Ok(msg) => self.handle_bot(msg, io),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        if !self.streaming {
+            return;
+        }
+        let Some(frame) = io.caller else { return };
+        let pcm8: &[i16] = match self.down.as_mut() {
+            Some(down) => {
+                if down.process(frame, &mut self.scratch).is_err() {
+                    return;
+                }
+                &self.scratch
+            }
+            None => frame,
+        };
+        let payload: Vec<u8> = pcm8.iter().map(|&s| linear_to_ulaw(s)).collect();
+        let tick = io.tick;
+        self.send_to_bot(ToBot::Media { tick, payload });
+    }
+
+    fn on_event(&mut self, event: &LegEvent, _io: &mut AppIo<'_>) {
+        match event {
+            LegEvent::Dtmf { digit, .. } if self.streaming => {
+                self.send_to_bot(ToBot::Dtmf(*digit));
+            }
+            LegEvent::Mark(MarkEvent::Played(m) | MarkEvent::Cleared(m)) => {
+                if let Some(name) = self.marks.remove(&m.0) {
+                    self.send_to_bot(ToBot::Mark(name));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_stop(&mut self) -> Option<String> {
+        if !self.stopped {
+            self.stopped = true;
+            // Best effort: if the queue is full the closed channel still ends the task.
+            let _ = self.chans.to_bot.try_send(ToBot::Stop);
+        }
+        None
+    }
+}
