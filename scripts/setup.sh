@@ -10,6 +10,7 @@ PACKAGES=(
   sox libsox-fmt-mp3 lame  # prompt tests: encode FLAC/MP3/Ogg tone files
   opus-tools               # recorder tests: opusdec checks Ogg/Opus recordings
   libpocketsphinx-dev pocketsphinx-en-us  # embedded offline STT (BSD) and its US English model
+  flite1-dev               # embedded offline TTS (Flite, BSD-style): kal 8 kHz, slt 16 kHz voices
   python3-websockets       # stream tests: a real WebSocket client playing Twilio
 )
 SUDO=""

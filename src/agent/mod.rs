@@ -9,6 +9,7 @@ pub mod sentences;
 pub mod stages;
 pub mod stt_sphinx;
 pub mod tools;
+pub mod tts_flite;
 pub mod vad_earshot;
 
 pub use doubles::{EchoLlm, ScriptedLlm, ScriptedReply, ScriptedStt, SilenceTts};

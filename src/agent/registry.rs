@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::doubles::{EchoLlm, ScriptedLlm, ScriptedStt, SilenceTts};
 use super::energy_vad::EnergyVad;
 use super::stages::{Llm, Stt, Tts, Vad};
+use super::tts_flite::FliteTtsStage;
 use crate::config::{EnvLookup, Secret};
 
 /// A stage chosen by name, with its parameters.
@@ -232,7 +233,8 @@ pub struct StageRegistry {
 }
 
 impl StageRegistry {
-    /// The built-in stages: `energy` VAD and the `scripted`/`echo`/`silence` test doubles.
+    /// The built-in stages: `energy` VAD, the `flite` synthesizer and the
+    /// `scripted`/`echo`/`silence` test doubles.
     pub fn with_builtins() -> Self {
         let mut r = Self::default();
         r.register_vad("energy", |p| Ok(Box::new(EnergyVad::from_params(p)?)));
@@ -240,6 +242,7 @@ impl StageRegistry {
         r.register_llm("echo", |p| Ok(Box::new(EchoLlm::from_params(p)?)));
         r.register_llm("scripted", |p| Ok(Box::new(ScriptedLlm::from_params(p)?)));
         r.register_tts("silence", |p| Ok(Box::new(SilenceTts::from_params(p)?)));
+        r.register_tts("flite", |p| Ok(Box::new(FliteTtsStage::from_params(p)?)));
         r
     }
 
@@ -380,6 +383,15 @@ mod tests {
                 .is_ok()
         );
         assert!(r.build_tts(&StageConfig::named("silence"), &no_env).is_ok());
+        assert!(
+            r.build_tts(&config("name = 'flite'\nvoice = 'slt'"), &no_env)
+                .is_ok()
+        );
+        let err = r
+            .build_tts(&config("name = 'flite'\nvoice = 'bob'"), &no_env)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not kal or slt"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,533 @@
+//! The embedded offline synthesizer: CMU Flite in-process (Debian `flite1-dev`, BSD-style
+//! licence), through a few hand-written `extern "C"` declarations.
+//!
+//! Two voices ship with Debian's package: `kal` (a diphone voice, 8 kHz natively, the
+//! telephone band) and `slt` (a clustergen voice, 16 kHz). Flite keeps global state (the voice
+//! list, the lexicon, feature tables) and is not thread-safe around registration, so the
+//! library is initialised and each voice registered once ([`OnceLock`]), and every synthesis
+//! runs under one process-wide [`Mutex`].
+//!
+//! [`FliteTts`] turns one text into mono PCM at the rate asked for; [`FliteTtsStage`] is the
+//! pipeline's [`Tts`] stage (registered as `flite`, parameter `voice = "kal" | "slt"`): each
+//! pushed text is split into sentences, each sentence synthesized when the previous one's audio
+//! has been taken, and delivered in 20 ms frames whose last carries `text_done`.
+
+use std::collections::VecDeque;
+use std::ffi::{CString, c_char, c_int};
+use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll};
+
+use thiserror::Error;
+
+use super::registry::{BuildError, StageParams};
+use super::sentences::SentenceSplitter;
+use super::stages::{StageError, Tts, TtsAudio, TtsSession};
+use crate::codec::resample::{RATES, resample_all};
+
+/// Which of Debian's Flite voices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FliteVoice {
+    /// `cmu_us_kal`: male diphone voice, 8 kHz native; light and fast.
+    Kal,
+    /// `cmu_us_slt`: female clustergen voice, 16 kHz native; smoother, slower to synthesize.
+    Slt,
+}
+
+impl FliteVoice {
+    /// The name used in agent config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kal => "kal",
+            Self::Slt => "slt",
+        }
+    }
+
+    /// The voice named `name` in agent config (`kal`, `slt`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "kal" => Some(Self::Kal),
+            "slt" => Some(Self::Slt),
+            _ => None,
+        }
+    }
+}
+
+/// Why synthesis failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TtsError {
+    /// Flite could not register the voice.
+    #[error("flite: voice {0} could not be registered")]
+    Voice(&'static str),
+    /// The output rate is not one the resampler handles.
+    #[error("flite: unsupported output rate {0} Hz (8000, 16000, 24000 or 48000)")]
+    UnsupportedRate(u32),
+    /// Flite returned no wave.
+    #[error("flite: synthesis failed for {0:?}")]
+    Synthesis(String),
+    /// The wave could not be converted to the output rate.
+    #[error("flite: cannot resample {from} Hz to {to} Hz")]
+    Resample {
+        /// Flite's native rate.
+        from: u32,
+        /// The rate asked for.
+        to: u32,
+    },
+}
+
+/// A registered voice pointer; Flite voices are immutable after registration and only used
+/// under [`SYNTH_LOCK`].
+#[derive(Clone, Copy)]
+struct VoicePtr(*mut ffi::CstVoice);
+
+// SAFETY: the pointer is only dereferenced by Flite while `SYNTH_LOCK` is held.
+unsafe impl Send for VoicePtr {}
+// SAFETY: as above; sharing the pointer value itself is harmless.
+unsafe impl Sync for VoicePtr {}
+
+/// Serialises every call into Flite (registration and synthesis).
+static SYNTH_LOCK: Mutex<()> = Mutex::new(());
+static KAL: OnceLock<Option<VoicePtr>> = OnceLock::new();
+static SLT: OnceLock<Option<VoicePtr>> = OnceLock::new();
+static INIT: OnceLock<()> = OnceLock::new();
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while holding the lock leaves Flite's state as good as it was (synthesis does
+    // not mutate the voice), so a poisoned lock is still usable.
+    SYNTH_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn voice_ptr(voice: FliteVoice) -> Result<VoicePtr, TtsError> {
+    let cell = match voice {
+        FliteVoice::Kal => &KAL,
+        FliteVoice::Slt => &SLT,
+    };
+    let ptr = cell.get_or_init(|| {
+        let _guard = lock();
+        INIT.get_or_init(|| {
+            // SAFETY: called once, under the lock, before any other Flite call.
+            unsafe { ffi::flite_init() };
+        });
+        // SAFETY: registration is serialised by the lock and the OnceLock; a NULL voxdir
+        // means the compiled-in voice data. The register functions also set up the US English
+        // language and the CMU lexicon the voices use.
+        let v = unsafe {
+            match voice {
+                FliteVoice::Kal => ffi::register_cmu_us_kal(std::ptr::null()),
+                FliteVoice::Slt => ffi::register_cmu_us_slt(std::ptr::null()),
+            }
+        };
+        (!v.is_null()).then_some(VoicePtr(v))
+    });
+    ptr.ok_or(TtsError::Voice(voice.name()))
+}
+
+/// Makes text safe to hand to Flite: control characters become spaces, typographic
+/// punctuation becomes ASCII, other non-ASCII characters (which the US English front end
+/// cannot pronounce) become spaces, and runs of spaces collapse.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = match c {
+            '\u{2018}' | '\u{2019}' | '\u{02BC}' => '\'',
+            '\u{201C}' | '\u{201D}' | '\u{00AB}' | '\u{00BB}' => '"',
+            '\u{2010}'..='\u{2015}' => '-',
+            '\u{2026}' => {
+                out.push_str("...");
+                continue;
+            }
+            c if c.is_ascii_graphic() => c,
+            _ => ' ',
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    out
+}
+
+/// An in-process Flite synthesizer for one voice.
+#[derive(Debug, Clone, Copy)]
+pub struct FliteTts {
+    voice: FliteVoice,
+    ptr: VoicePtr,
+}
+
+impl std::fmt::Debug for VoicePtr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VoicePtr")
+    }
+}
+
+impl FliteTts {
+    /// Registers `voice` (once per process) and returns a handle to it.
+    pub fn new(voice: FliteVoice) -> Result<Self, TtsError> {
+        Ok(Self {
+            voice,
+            ptr: voice_ptr(voice)?,
+        })
+    }
+
+    /// The voice.
+    pub fn voice(&self) -> FliteVoice {
+        self.voice
+    }
+
+    /// Speaks `text` as mono 16-bit PCM at `rate` Hz (8000, 16000, 24000 or 48000). Text with
+    /// nothing pronounceable gives empty audio.
+    pub fn synthesize(&self, text: &str, rate: u32) -> Result<Vec<i16>, TtsError> {
+        if !RATES.contains(&rate) {
+            return Err(TtsError::UnsupportedRate(rate));
+        }
+        let clean = sanitize(text);
+        if !clean.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Ok(Vec::new());
+        }
+        // `sanitize` removed every control character, NUL included.
+        let c_text =
+            CString::new(clean.as_str()).map_err(|_| TtsError::Synthesis(clean.clone()))?;
+        let (native, pcm) = {
+            let _guard = lock();
+            // SAFETY: the voice was registered and Flite is only entered under the lock; the
+            // wave returned is owned by us and freed below, after copying its samples.
+            unsafe {
+                let wave = ffi::flite_text_to_wave(c_text.as_ptr(), self.ptr.0);
+                if wave.is_null() {
+                    return Err(TtsError::Synthesis(clean));
+                }
+                let w = &*wave;
+                let n = usize::try_from(w.num_samples).unwrap_or(0);
+                let ch = usize::try_from(w.num_channels).unwrap_or(1).max(1);
+                let rate = u32::try_from(w.sample_rate).unwrap_or(0);
+                let pcm = if n == 0 || w.samples.is_null() {
+                    Vec::new()
+                } else {
+                    let all = std::slice::from_raw_parts(w.samples, n * ch);
+                    if ch == 1 {
+                        all.to_vec()
+                    } else {
+                        all.chunks_exact(ch).map(|f| f[0]).collect()
+                    }
+                };
+                ffi::delete_wave(wave);
+                (rate, pcm)
+            }
+        };
+        if pcm.is_empty() || native == rate {
+            return Ok(pcm);
+        }
+        resample_all(&pcm, native, rate).map_err(|_| TtsError::Resample {
+            from: native,
+            to: rate,
+        })
+    }
+}
+
+/// The `flite` pipeline stage.
+#[derive(Debug, Clone, Copy)]
+pub struct FliteTtsStage {
+    tts: FliteTts,
+}
+
+impl FliteTtsStage {
+    /// A stage speaking with `voice`.
+    pub fn new(voice: FliteVoice) -> Result<Self, TtsError> {
+        Ok(Self {
+            tts: FliteTts::new(voice)?,
+        })
+    }
+
+    /// Reads `voice` (`kal`, the default, or `slt`).
+    pub fn from_params(p: &StageParams<'_>) -> Result<Self, BuildError> {
+        let name = p.string("voice")?.unwrap_or_else(|| "kal".to_owned());
+        let bad = |reason: String| BuildError::BadParam {
+            stage: "tts flite".to_owned(),
+            key: "voice".to_owned(),
+            reason,
+        };
+        let voice = FliteVoice::from_name(&name)
+            .ok_or_else(|| bad(format!("{name:?} is not kal or slt")))?;
+        Self::new(voice).map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl Tts for FliteTtsStage {
+    fn start(&mut self, rate: u32) -> Result<Box<dyn TtsSession>, StageError> {
+        if !RATES.contains(&rate) {
+            return Err(StageError::Unsupported {
+                stage: STAGE.to_owned(),
+                reason: format!("sample rate {rate} (8000, 16000, 24000 or 48000)"),
+            });
+        }
+        Ok(Box::new(FliteSession {
+            tts: self.tts,
+            rate,
+            frame: (rate / 50) as usize,
+            text_len: 0,
+            sentences: VecDeque::new(),
+            frames: VecDeque::new(),
+            finished: false,
+            closed: false,
+        }))
+    }
+}
+
+const STAGE: &str = "tts flite";
+
+/// A sentence waiting to be synthesized.
+#[derive(Debug)]
+struct Pending {
+    text: String,
+    /// Bytes of pushed text spoken once this sentence has played.
+    text_done: usize,
+}
+
+/// A session of [`FliteTtsStage`].
+#[derive(Debug)]
+struct FliteSession {
+    tts: FliteTts,
+    rate: u32,
+    /// Samples per 20 ms frame.
+    frame: usize,
+    /// Bytes of text pushed so far.
+    text_len: usize,
+    /// Sentences not synthesized yet.
+    sentences: VecDeque<Pending>,
+    /// Frames of the current sentence not delivered yet.
+    frames: VecDeque<TtsAudio>,
+    finished: bool,
+    closed: bool,
+}
+
+impl FliteSession {
+    /// Synthesizes the next pending sentence into 20 ms frames.
+    fn synthesize_next(&mut self) -> Option<Result<(), StageError>> {
+        let p = self.sentences.pop_front()?;
+        let pcm = match self.tts.synthesize(&p.text, self.rate) {
+            Ok(pcm) => pcm,
+            Err(e) => {
+                return Some(Err(StageError::Provider {
+                    stage: STAGE.to_owned(),
+                    reason: e.to_string(),
+                }));
+            }
+        };
+        let mut chunks: Vec<Vec<i16>> = pcm.chunks(self.frame).map(<[i16]>::to_vec).collect();
+        if chunks.is_empty() {
+            // Nothing pronounceable: one silent frame still reports the text as done.
+            chunks.push(Vec::new());
+        }
+        let last = chunks.len() - 1;
+        for (i, mut samples) in chunks.into_iter().enumerate() {
+            samples.resize(self.frame, 0);
+            self.frames.push_back(TtsAudio {
+                samples,
+                text_done: (i == last).then_some(p.text_done),
+            });
+        }
+        Some(Ok(()))
+    }
+}
+
+impl TtsSession for FliteSession {
+    fn push_text(&mut self, text: &str) -> Result<(), StageError> {
+        if self.finished || self.closed {
+            return Err(StageError::Closed {
+                stage: STAGE.to_owned(),
+            });
+        }
+        let start = self.text_len;
+        self.text_len += text.len();
+        // Each push is spoken as a unit (the turn engine already pushes sentences), split
+        // further at sentence boundaries inside it so text_done advances per sentence.
+        let mut splitter = SentenceSplitter::default();
+        let mut pieces = splitter.push(text);
+        pieces.extend(splitter.finish());
+        let mut cursor = 0;
+        let count = pieces.len();
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let end = if i + 1 == count {
+                text.len()
+            } else {
+                match text[cursor..].find(piece.trim()) {
+                    Some(at) => cursor + at + piece.trim().len(),
+                    None => cursor,
+                }
+            };
+            cursor = end;
+            self.sentences.push_back(Pending {
+                text: piece,
+                text_done: start + end,
+            });
+        }
+        if count == 0 && !text.is_empty() {
+            self.sentences.push_back(Pending {
+                text: String::new(),
+                text_done: self.text_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), StageError> {
+        self.finished = true;
+        Ok(())
+    }
+
+    fn cancel(&mut self) {
+        self.closed = true;
+        self.sentences.clear();
+        self.frames.clear();
+    }
+
+    fn poll_audio(&mut self, _cx: &mut Context<'_>) -> Poll<Option<Result<TtsAudio, StageError>>> {
+        if self.closed {
+            return Poll::Ready(None);
+        }
+        if self.frames.is_empty() {
+            match self.synthesize_next() {
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Ok(())) => {}
+                None if self.finished => return Poll::Ready(None),
+                None => return Poll::Pending,
+            }
+        }
+        match self.frames.pop_front() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The few Flite 2.2 functions used (Debian's `libflite1`); the libraries are in the default
+/// search path. The voice libraries pull in `flite_usenglish` and `flite_cmulex` themselves.
+mod ffi {
+    use super::{c_char, c_int};
+
+    #[repr(C)]
+    pub struct CstVoice {
+        _private: [u8; 0],
+    }
+
+    /// `cst_wave` from `cst_wave.h`.
+    #[repr(C)]
+    pub struct CstWave {
+        pub kind: *const c_char,
+        pub sample_rate: c_int,
+        pub num_samples: c_int,
+        pub num_channels: c_int,
+        pub samples: *mut i16,
+    }
+
+    #[link(name = "flite")]
+    unsafe extern "C" {
+        pub fn flite_init() -> c_int;
+        pub fn flite_text_to_wave(text: *const c_char, voice: *mut CstVoice) -> *mut CstWave;
+        pub fn delete_wave(wave: *mut CstWave);
+    }
+
+    #[link(name = "flite_usenglish")]
+    #[link(name = "flite_cmulex")]
+    #[link(name = "flite_cmu_us_kal")]
+    unsafe extern "C" {
+        pub fn register_cmu_us_kal(voxdir: *const c_char) -> *mut CstVoice;
+    }
+
+    #[link(name = "flite_cmu_us_slt")]
+    unsafe extern "C" {
+        pub fn register_cmu_us_slt(voxdir: *const c_char) -> *mut CstVoice;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    fn rms(pcm: &[i16]) -> f64 {
+        (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn sanitize_removes_what_flite_dislikes() {
+        assert_eq!(sanitize("a\0b\n\tc\u{7f}"), "a b c");
+        assert_eq!(
+            sanitize("it\u{2019}s \u{201C}ok\u{201D}\u{2026}"),
+            "it's \"ok\"..."
+        );
+        assert_eq!(sanitize("caf\u{e9} \u{1F600} x"), "caf x");
+        assert_eq!(sanitize("  \r\n "), "");
+    }
+
+    #[test]
+    fn synthesizes_speech_at_both_rates() {
+        for voice in [FliteVoice::Kal, FliteVoice::Slt] {
+            let tts = FliteTts::new(voice).unwrap();
+            for rate in [8000, 16000] {
+                let pcm = tts.synthesize("Yes, I am interested.", rate).unwrap();
+                let secs = pcm.len() as f64 / f64::from(rate);
+                assert!((0.5..4.0).contains(&secs), "{voice:?} {rate}: {secs} s");
+                assert!(rms(&pcm) > 300.0, "{voice:?} {rate}: rms {}", rms(&pcm));
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_text_does_not_crash() {
+        let tts = FliteTts::new(FliteVoice::Kal).unwrap();
+        assert!(tts.synthesize("", 8000).unwrap().is_empty());
+        assert!(tts.synthesize("\0\n\t ...!?", 8000).unwrap().is_empty());
+        for text in [
+            "\u{1F600}\u{200B} hi \u{0}there",
+            "$$$ 3.5 %% @@ ## 12:30pm 1-800-555-0100",
+            "a",
+            &"word ".repeat(200),
+        ] {
+            tts.synthesize(text, 8000).unwrap();
+        }
+        assert_eq!(
+            tts.synthesize("hi", 11025),
+            Err(TtsError::UnsupportedRate(11025))
+        );
+    }
+
+    #[test]
+    fn session_streams_20ms_frames_per_sentence_and_cancels() {
+        let mut stage = FliteTtsStage::new(FliteVoice::Kal).unwrap();
+        let mut s = stage.start(8000).unwrap();
+        assert_eq!(s.poll_audio(&mut cx()), Poll::Pending);
+        let text = "Hello there. How are you?";
+        s.push_text(text).unwrap();
+        s.push_text(" Bye.").unwrap();
+        s.finish().unwrap();
+        let mut frames = Vec::new();
+        while let Poll::Ready(Some(f)) = s.poll_audio(&mut cx()) {
+            frames.push(f.unwrap());
+        }
+        assert!(frames.iter().all(|f| f.samples.len() == 160));
+        let done: Vec<usize> = frames.iter().filter_map(|f| f.text_done).collect();
+        assert_eq!(done, [12, text.len(), text.len() + 5]);
+        assert_eq!(frames.last().unwrap().text_done, Some(text.len() + 5));
+        assert!(frames.len() > 50, "{} frames", frames.len());
+
+        let mut s = stage.start(16000).unwrap();
+        s.push_text("First sentence here. Second sentence here.")
+            .unwrap();
+        let first = match s.poll_audio(&mut cx()) {
+            Poll::Ready(Some(Ok(f))) => f,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.samples.len(), 320);
+        s.cancel();
+        assert_eq!(s.poll_audio(&mut cx()), Poll::Ready(None));
+        assert!(s.push_text("x").is_err());
+        assert!(stage.start(11025).is_err());
+    }
+}
