@@ -5,7 +5,6 @@
 mod common;
 
 use common::ulaw_samples;
-
 use leadscaller::media::dtmf_detect::DtmfDetector;
 use std::path::Path;
 

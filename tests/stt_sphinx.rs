@@ -7,7 +7,6 @@
 mod common;
 
 use common::ulaw_samples;
-
 use leadscaller::agent::stt_sphinx::{
     DEFAULT_MODEL_DIR, ExpectedPhrase, Recognition, SphinxRecognizer,
 };
@@ -16,8 +15,6 @@ use std::path::{Path, PathBuf};
 
 /// Intents whose recognition puts the number on the do-not-call list.
 const OPT_OUT: [&str; 2] = ["stop", "remove"];
-
-/// The µ-law samples of a WAV file's `data` chunk, as linear PCM.
 
 struct Utterance {
     file: String,

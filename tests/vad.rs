@@ -5,7 +5,6 @@
 mod common;
 
 use common::ulaw_samples;
-
 use leadscaller::agent::vad_earshot::EarshotVad;
 use std::path::Path;
 
