@@ -355,7 +355,23 @@ impl CallSession {
         if let Ok(mut p) = self.ports.lock() {
             p.release(port);
         }
+        if let Some(key) = outcome.media.as_ref().and_then(|m| m.recording.clone()) {
+            self.wait_until_stored(&key).await;
+        }
         self.finish(reason, outcome);
+    }
+
+    /// Recordings are finalized on the writer thread after the leg stopped: the call's end
+    /// is reported once its recording can be read (bounded wait).
+    async fn wait_until_stored(&self, key: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.cfg.recordings.open(key).is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(call = %self.call, %key, "recording not finalized within 5 s");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn finish(&self, reason: EndReason, outcome: Outcome) {
