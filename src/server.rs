@@ -179,6 +179,18 @@ pub async fn start(
     let http = crate::control::serve(s.http.listen, health, streams, shutdown_rx).await?;
     tracing::info!(addr = %http, "HTTP listening (GET /health, WebSocket /media-stream)");
     let routes = s.routes.clone();
+    // Flows are validated at config load; load each once and share it between calls.
+    let agent_flows: std::collections::HashMap<std::path::PathBuf, Arc<crate::agent::Flow>> = s
+        .routes
+        .iter()
+        .filter_map(|r| match &r.app {
+            App::Agent { flow } => crate::agent::Flow::load(flow)
+                .ok()
+                .map(|f| (flow.clone(), Arc::new(f))),
+            _ => None,
+        })
+        .collect();
+    let agent_services = (!agent_flows.is_empty()).then(crate::call::agent::AgentServices::start);
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
         let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
             return (AppChoice::Reject(404), Ringing::default());
@@ -214,6 +226,12 @@ pub async fn start(
             } => AppChoice::Fork {
                 url: url.clone(),
                 reconnect_window: Duration::from_secs((*reconnect_window_s).into()),
+            },
+            App::Agent { flow } => match agent_flows.get(flow) {
+                Some(f) => AppChoice::Agent {
+                    flow: crate::call::agent::SharedFlow(f.clone()),
+                },
+                None => AppChoice::Reject(500),
             },
         };
         (choice, ringing)
@@ -254,6 +272,7 @@ pub async fn start(
         recordings: Arc::new(crate::media::storage::FsStorage::new(&s.recording.dir)),
         record_calls: s.recording.enabled,
         recording_writer: recording_writer.clone(),
+        agent_services,
         recording_format: match s.recording.format {
             crate::config::RecordingFileFormat::Wav => crate::media::recorder::RecordingFormat::Wav,
             crate::config::RecordingFileFormat::OggOpus => {

@@ -813,3 +813,76 @@ fn baresip_negotiates_opus_end_to_end() {
         heard.len() as f64 / f64::from(rate)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The scripted agent on the embedded stages, with baresip as the caller.
+
+#[test]
+fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
+    let flow = fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
+    )
+    .expect("example flow");
+    let utterance =
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav"))
+            .expect("../shared/audio/stop__flite.wav");
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
+    cfg.routes = vec![Route {
+        match_user: "agent".into(),
+        app: "agent".into(),
+        reject_code: None,
+        extra: vec!["flow = \"agents/appointment-setter.toml\"".into()],
+    }];
+    let server = Server::start(&cfg);
+    // The caller listens for 8 s (the greeting), says "Please stop calling me.", then
+    // stays quiet; the file outlasts the call (baresip hangs up at its end).
+    let mut input = vec![0i16; RATE as usize * 8];
+    input.extend(common::ulaw_samples(&utterance));
+    input.resize(RATE as usize * 30, 0);
+    let run = Baresip {
+        config: "config",
+        accounts: "accounts",
+        input_wav: wav_bytes(RATE, &input),
+        user: "agent",
+        quit_after_s: 25,
+    }
+    .run(&server);
+    let log = server.log_when("call ended", 1, Duration::from_secs(5));
+    let diag = || run.diag(&server);
+    assert!(
+        log.contains("agent says"),
+        "the agent never spoke\n{}",
+        diag()
+    );
+    let said = log_line(&log, &["caller said"])
+        .unwrap_or_else(|| panic!("nothing was recognized\n{}", diag()));
+    assert!(
+        said.contains("stop calling"),
+        "recognized: {said}\n{}",
+        diag()
+    );
+    assert!(
+        log.contains("MarkDoNotCall"),
+        "no mark_do_not_call tool call\n{}",
+        diag()
+    );
+    let ended = log_line(&log, &["call ended"]).unwrap_or_default();
+    assert!(
+        ended.contains("app=\"agent hung up\"") && ended.contains("reason=LocalBye"),
+        "the agent should hang up after its goodbye: {ended}\n{}",
+        diag()
+    );
+    assert!(run.closed_by_peer(), "baresip saw no BYE\n{}", diag());
+    // The caller heard the agent: speech in the first seconds of what baresip received.
+    let dec = run.dump("-dec.wav", &server);
+    let (rate, channels, heard) = read_wav(&dec);
+    let mono = channel(&heard, channels, 0);
+    let first = &mono[..(rate as usize * 5).min(mono.len())];
+    assert!(
+        rms(first) > 300.0,
+        "the caller heard no greeting (RMS {:.0})\n{}",
+        rms(first),
+        diag()
+    );
+}

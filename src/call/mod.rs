@@ -2,6 +2,7 @@
 //! record, transfer, reject), negotiates media, runs the app on a media worker, and hangs
 //! up when the app is done or the media times out.
 
+pub mod agent;
 pub mod echo;
 pub mod fork;
 pub mod play;
@@ -51,6 +52,8 @@ pub enum AppChoice {
         url: String,
         reconnect_window: Duration,
     },
+    /// Answer and run the scripted agent on this flow.
+    Agent { flow: agent::SharedFlow },
 }
 
 /// How long to ring before answering, and whether to send early media meanwhile.
@@ -91,6 +94,8 @@ pub struct CallServerConfig {
     pub record_calls: bool,
     /// The thread that encodes and writes recordings off the media threads.
     pub recording_writer: Arc<recording::RecordingWriter>,
+    /// The embedded recognizer and voice, started when a route uses the agent.
+    pub agent_services: Option<Arc<agent::AgentServices>>,
     pub recording_format: crate::media::recorder::RecordingFormat,
     pub router: Router,
 }
@@ -454,6 +459,18 @@ impl CallSession {
                     custom_parameters: params,
                 };
                 Ok(Box::new(fork::ForkApp::new(cfg, rate)?))
+            }
+            AppChoice::Agent { flow } => {
+                let services = self
+                    .cfg
+                    .agent_services
+                    .clone()
+                    .ok_or_else(|| "agent services are not running".to_string())?;
+                Ok(Box::new(agent::AgentApp::new(
+                    services,
+                    flow.0.clone(),
+                    std::collections::BTreeMap::new(),
+                )))
             }
             _ => Ok(Box::new(echo::EchoApp)),
         }

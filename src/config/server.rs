@@ -222,6 +222,12 @@ pub enum App {
         /// How long to keep reconnecting after the socket drops before hanging up.
         reconnect_window_s: u32,
     },
+    /// Answer and let the scripted agent talk with the caller (embedded VAD, recognizer and
+    /// voice).
+    Agent {
+        /// The flow file (resolved against the config file's directory; validated at start).
+        flow: PathBuf,
+    },
 }
 
 /// A user allowed to call in with digest authentication.
@@ -463,6 +469,7 @@ impl fmt::Display for App {
             Self::Reject { code } => write!(f, "reject {code}"),
             Self::Transfer { target, .. } => write!(f, "transfer to {target}"),
             Self::Fork { url, .. } => write!(f, "fork to {url}"),
+            Self::Agent { flow } => write!(f, "agent {}", flow.display()),
         }
     }
 }
@@ -570,6 +577,7 @@ struct RawRoute {
     silence_ms: Option<i64>,
     url: Option<String>,
     reconnect_window_s: Option<i64>,
+    flow: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1041,6 +1049,9 @@ fn build_routes(
                 }
             }
         }
+        if app_name != "agent" && r.flow.is_some() {
+            return Err(ctx.err(&key("flow"), "only valid with app = \"agent\""));
+        }
         if app_name != "fork" {
             for (k, set) in [
                 ("url", r.url.is_some()),
@@ -1053,6 +1064,13 @@ fn build_routes(
         }
         let app = match app_name.as_str() {
             "echo" => App::Echo,
+            "agent" => {
+                let flow = base_dir.join(ctx.req_str(&key("flow"), r.flow.as_deref())?);
+                if let Err(e) = crate::agent::Flow::load(&flow) {
+                    return Err(ctx.err(&key("flow"), e.to_string()));
+                }
+                App::Agent { flow }
+            }
             "fork" => {
                 let url = ctx.req_str(&key("url"), r.url.as_deref())?;
                 let host = url.strip_prefix("ws://").unwrap_or("");
@@ -1121,7 +1139,7 @@ fn build_routes(
                 return Err(ctx.err(
                     &key("app"),
                     format!(
-                        "unknown app {other:?} (expected one of: echo, fork, play, record, reject, transfer)"
+                        "unknown app {other:?} (expected one of: agent, echo, fork, play, record, reject, transfer)"
                     ),
                 ));
             }
@@ -1552,7 +1570,7 @@ mod tests {
             err(
                 "[[routes]]\nmatch_user='a'\napp='echo'\n[[routes]]\nmatch_user='b'\napp='echo'\n[[routes]]\nmatch_user='c'\napp='foo'\n"
             ),
-            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: echo, fork, play, record, reject, transfer)"
+            "leadscaller.toml:routes[2].app: unknown app \"foo\" (expected one of: agent, echo, fork, play, record, reject, transfer)"
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\n"),
@@ -1576,7 +1594,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`"
         );
     }
 
