@@ -167,6 +167,39 @@ pub async fn start(
     if s.stream_secret.is_none() {
         tracing::warn!("[streams] secret is not set: media streams are accepted without a token");
     }
+    let routes = s.routes.clone();
+    // Flows are validated at config load; load each once and share it between calls.
+    let agent_flows: std::collections::HashMap<std::path::PathBuf, Arc<crate::agent::Flow>> = s
+        .routes
+        .iter()
+        .filter_map(|r| match &r.app {
+            App::Agent { flow } => Some(flow),
+            _ => None,
+        })
+        .chain(s.stream_flow.as_ref())
+        .filter_map(|flow| {
+            crate::agent::Flow::load(flow)
+                .ok()
+                .map(|f| (flow.clone(), Arc::new(f)))
+        })
+        .collect();
+    let agent_services = (!agent_flows.is_empty()).then(crate::call::agent::AgentServices::start);
+    let stream_app: crate::leg::stream_server::StreamAppFactory = match (
+        s.stream_flow.as_ref().and_then(|f| agent_flows.get(f)),
+        &agent_services,
+    ) {
+        (Some(flow), Some(services)) => {
+            let (flow, services) = (flow.clone(), services.clone());
+            Arc::new(move |_rate| {
+                Box::new(call::agent::AgentApp::new(
+                    services.clone(),
+                    flow.clone(),
+                    std::collections::BTreeMap::new(),
+                ))
+            })
+        }
+        _ => Arc::new(|_rate| Box::new(call::echo::EchoApp)),
+    };
     let streams =
         crate::leg::stream_server::routes(Arc::new(crate::leg::stream_server::StreamContext {
             engine: media.clone(),
@@ -174,23 +207,10 @@ pub async fn start(
                 .stream_secret
                 .as_ref()
                 .map(|k| crate::leg::stream_auth::StreamAuth::new(k.expose())),
-            app: Arc::new(|_rate| Box::new(call::echo::EchoApp)),
+            app: stream_app,
         }));
     let http = crate::control::serve(s.http.listen, health, streams, shutdown_rx).await?;
     tracing::info!(addr = %http, "HTTP listening (GET /health, WebSocket /media-stream)");
-    let routes = s.routes.clone();
-    // Flows are validated at config load; load each once and share it between calls.
-    let agent_flows: std::collections::HashMap<std::path::PathBuf, Arc<crate::agent::Flow>> = s
-        .routes
-        .iter()
-        .filter_map(|r| match &r.app {
-            App::Agent { flow } => crate::agent::Flow::load(flow)
-                .ok()
-                .map(|f| (flow.clone(), Arc::new(f))),
-            _ => None,
-        })
-        .collect();
-    let agent_services = (!agent_flows.is_empty()).then(crate::call::agent::AgentServices::start);
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
         let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
             return (AppChoice::Reject(404), Ringing::default());

@@ -206,3 +206,41 @@ fn vonage_l16_stream_is_echoed_sample_for_sample() {
         "{log}"
     );
 }
+
+/// The scripted agent on a Twilio stream: it greets, hears "Please stop calling me.",
+/// marks the number do-not-call, says goodbye and closes the stream.
+#[test]
+fn agent_runs_on_a_twilio_stream() {
+    let flow = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
+    )
+    .unwrap();
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
+    cfg.extra_toml =
+        format!("\n[streams]\nsecret = \"{SECRET}\"\nflow = \"agents/appointment-setter.toml\"\n");
+    let server = Server::start(&cfg);
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav");
+    let run = run_client(
+        &server,
+        1250,
+        &[
+            "--secret",
+            SECRET,
+            "--wav",
+            wav.to_str().unwrap(),
+            "--at",
+            "8",
+        ],
+    );
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("MarkDoNotCall"), "no mark_do_not_call:\n{log}");
+    assert!(log.contains("agent hung up"), "{log}");
+    assert_eq!(run.close_code, Some(1000), "{}", run.stdout);
+    // The caller heard the greeting and the goodbye: seconds of agent audio came back.
+    assert!(
+        run.media.len() > 200,
+        "only {} frames of agent audio",
+        run.media.len()
+    );
+}

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     /// `[streams]`: the secret that signs WebSocket media-stream tokens (none: streams
     /// are accepted without a token, for development).
     pub stream_secret: Option<Secret>,
+    /// `[streams] flow`: streams run the scripted agent on this flow instead of `echo`.
+    pub stream_flow: Option<PathBuf>,
     /// Database connection URL.
     pub database_url: String,
     /// Inbound call routes, evaluated in order.
@@ -304,6 +306,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             recording: RecordingConfig::default(),
             stream_secret: None,
+            stream_flow: None,
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
             routes: Vec::new(),
             users: Vec::new(),
@@ -550,6 +553,7 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct RawStreams {
     secret: Option<String>,
+    flow: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -632,10 +636,18 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
     let routes = build_routes(raw.routes, ctx, base_dir)?;
     let users = build_users(raw.users, ctx)?;
     let recording = build_recording(raw.recording.unwrap_or_default(), ctx, base_dir)?;
-    let stream_secret = match ctx.opt_str(
-        "streams.secret",
-        raw.streams.unwrap_or_default().secret.as_deref(),
-    )? {
+    let raw_streams = raw.streams.unwrap_or_default();
+    let stream_flow = match ctx.opt_str("streams.flow", raw_streams.flow.as_deref())? {
+        None => None,
+        Some(f) => {
+            let path = base_dir.join(f);
+            if let Err(e) = crate::agent::Flow::load(&path) {
+                return Err(ctx.err("streams.flow", e.to_string()));
+            }
+            Some(path)
+        }
+    };
+    let stream_secret = match ctx.opt_str("streams.secret", raw_streams.secret.as_deref())? {
         Some(s) if s.len() < 16 => {
             return Err(ctx.err("streams.secret", "must be at least 16 characters"));
         }
@@ -664,6 +676,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         data_dir,
         recording,
         stream_secret,
+        stream_flow,
         database_url,
         routes,
         users,

@@ -6,7 +6,10 @@ Sends `connected`, `start` (with an optional signed token in customParameters), 
 bytes), a `dtmf`, optionally some broken frames, then `stop`. Prints one JSON object: the
 media and marks that came back (arrival time, payload) and the close code.
 
-usage: twilio_client.py URL FRAMES [--secret S] [--bad]
+With --wav FILE --at S the frames carry silence, except from S seconds on, where they carry
+the µ-law data of FILE (an 8 kHz µ-law WAV): a caller saying something.
+
+usage: twilio_client.py URL FRAMES [--secret S] [--bad] [--wav FILE --at S]
 """
 import argparse
 import asyncio
@@ -27,6 +30,17 @@ def token(secret: str, ttl: int = 300) -> str:
     return f"{head}.{sig}"
 
 
+def ulaw_data(path: str) -> bytes:
+    b = open(path, "rb").read()
+    i = 12
+    while i + 8 <= len(b):
+        size = int.from_bytes(b[i + 4:i + 8], "little")
+        if b[i:i + 4] == b"data":
+            return b[i + 8:i + 8 + size]
+        i += 8 + size + (size & 1)
+    raise SystemExit(f"{path}: no data chunk")
+
+
 def frame(i: int) -> bytes:
     # 0x7f is the one µ-law code that does not survive decode + encode (it becomes 0xff).
     tag = bytes([0x10 + i // 100 % 100, 0x10 + i % 100])
@@ -40,7 +54,17 @@ async def main() -> None:
     ap.add_argument("frames", type=int)
     ap.add_argument("--secret")
     ap.add_argument("--bad", action="store_true")
+    ap.add_argument("--wav")
+    ap.add_argument("--at", type=float, default=0.0)
     a = ap.parse_args()
+    speech = ulaw_data(a.wav) if a.wav else None
+
+    def payload(i: int) -> bytes:
+        if speech is None:
+            return frame(i)
+        start = int(a.at * 8000)
+        chunk = speech[max(0, i * 160 - start):max(0, (i + 1) * 160 - start)] if i * 160 >= start else b""
+        return chunk + b"\xff" * (160 - len(chunk))
     out = {"media": [], "marks": [], "clears": 0, "close_code": None, "sent": []}
     async with websockets.connect(a.url) as ws:
         seq = 1
@@ -92,7 +116,7 @@ async def main() -> None:
                         "track": "inbound",
                         "chunk": str(i + 1),
                         "timestamp": str(i * 20),
-                        "payload": base64.b64encode(frame(i)).decode(),
+                        "payload": base64.b64encode(payload(i)).decode(),
                     },
                 })
                 out["sent"].append(time.monotonic())
