@@ -237,6 +237,21 @@ fn agent_runs_on_a_twilio_stream() {
     assert!(log.contains("MarkDoNotCall"), "no mark_do_not_call:\n{log}");
     assert!(log.contains("agent hung up"), "{log}");
     assert_eq!(run.close_code, Some(1000), "{}", run.stdout);
+    // The per-turn latency record: end of caller speech to the first reply frame.
+    let turn = log
+        .lines()
+        .find(|l| l.contains("turn latency"))
+        .unwrap_or_else(|| panic!("no turn latency record:\n{log}"));
+    let total: u64 = turn
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total_ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{turn}"));
+    assert!(
+        (400..3000).contains(&total),
+        "turn latency {total} ms is not plausible: {turn}"
+    );
+    eprintln!("agent on a stream: {turn}");
     // The caller heard the greeting and the goodbye: seconds of agent audio came back.
     assert!(
         run.media.len() > 200,

@@ -24,6 +24,8 @@ const MIN_UTTERANCE_MS: usize = 200;
 const BARGE_IN_MS: u64 = 300;
 /// Silence (nothing queued, no speech, nothing pending) before the flow's no-input.
 const NO_INPUT_MS: u64 = 8_000;
+/// Silence the energy VAD waits for before it ends an utterance (its default `end_ms`).
+const VAD_END_MS: u64 = 400;
 /// Audio kept from before the VAD's speech start (it decides after some speech).
 const PRE_ROLL_MS: usize = 300;
 /// The mark put after the last words before a hang-up.
@@ -157,6 +159,17 @@ pub struct AgentApp {
     next_mark: u64,
     hangup_pending: bool,
     quiet_ticks: u64,
+    /// The turn being timed: when the endpoint was decided and when recognition returned.
+    turn: Option<TurnTimes>,
+    /// End of caller speech to the first reply frame on the wire, per turn (ms).
+    pub turn_latencies_ms: Vec<u64>,
+}
+
+/// Timestamps of one turn, for its latency record.
+#[derive(Debug, Clone, Copy)]
+struct TurnTimes {
+    endpoint: std::time::Instant,
+    recognized: Option<std::time::Instant>,
 }
 
 impl AgentApp {
@@ -181,6 +194,8 @@ impl AgentApp {
             next_mark: 1,
             hangup_pending: false,
             quiet_ticks: 0,
+            turn: None,
+            turn_latencies_ms: Vec::new(),
         }
     }
 
@@ -212,6 +227,7 @@ impl AgentApp {
             match rx.try_recv() {
                 Ok(pcm) => {
                     self.tts.pop_front();
+                    self.record_turn(io);
                     let mark = Mark(self.next_mark);
                     self.next_mark += 1;
                     let _ = io.play(&pcm, Some(mark));
@@ -226,6 +242,30 @@ impl AgentApp {
             self.hangup_pending = false;
             let _ = io.play(&[], Some(HANGUP_MARK));
         }
+    }
+
+    /// The first reply audio of a turn is queued now and leaves in this tick: log the
+    /// turn's latency. Caller speech ended `end_ms` of VAD hangover before the endpoint.
+    fn record_turn(&mut self, io: &AppIo<'_>) {
+        let Some(t) = self.turn.take() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        let stt_ms = t.recognized.map_or(0, |r| ms(r - t.endpoint));
+        let tts_ms = t.recognized.map_or(0, |r| ms(now - r));
+        let total = ms(now - t.endpoint) + VAD_END_MS;
+        // Queued behind earlier speech, the reply leaves later than this; say so.
+        let queued_ms = io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1));
+        tracing::info!(
+            endpoint_ms = VAD_END_MS,
+            stt_ms,
+            tts_ms,
+            total_ms = total,
+            queued_ms,
+            "turn latency (end of caller speech to first reply frame)"
+        );
+        self.turn_latencies_ms.push(total);
     }
 
     fn listen(&mut self, io: &mut AppIo<'_>) {
@@ -254,6 +294,10 @@ impl AgentApp {
                     };
                     if self.services.stt.try_send(job).is_ok() {
                         self.stt = Some(rx);
+                        self.turn = Some(TurnTimes {
+                            endpoint: std::time::Instant::now(),
+                            recognized: None,
+                        });
                     }
                 }
                 self.utterance.clear();
@@ -297,6 +341,9 @@ impl MediaApp for AgentApp {
             match rx.try_recv() {
                 Ok((text, confidence)) => {
                     self.stt = None;
+                    if let Some(t) = self.turn.as_mut() {
+                        t.recognized = Some(std::time::Instant::now());
+                    }
                     tracing::info!(%text, confidence, "caller said");
                     let actions = self.flow.on_user_text(&text, confidence);
                     self.act(actions, io);
