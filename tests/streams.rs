@@ -16,6 +16,8 @@ const SECRET: &str = "stream-secret-for-tests-0123456789";
 struct Run {
     /// (arrival seconds, payload bytes) of each `media` that came back.
     media: Vec<(f64, Vec<u8>)>,
+    /// When each of our `media` frames was sent (same clock).
+    sent: Vec<f64>,
     close_code: Option<u64>,
     stdout: String,
 }
@@ -54,8 +56,15 @@ fn run_client(server: &Server, frames: u32, extra: &[&str]) -> Run {
             (t, p)
         })
         .collect();
+    let sent = v["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_f64())
+        .collect();
     Run {
         media,
+        sent,
         close_code: v["close_code"].as_u64(),
         stdout,
     }
@@ -257,5 +266,71 @@ fn agent_runs_on_a_twilio_stream() {
         run.media.len() > 200,
         "only {} frames of agent audio",
         run.media.len()
+    );
+}
+
+/// Barge-in on the wire: the caller talks over the greeting; the agent's audio stops.
+#[test]
+fn caller_speech_over_the_greeting_stops_the_agent() {
+    let flow = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
+    )
+    .unwrap();
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
+    cfg.extra_toml =
+        format!("\n[streams]\nsecret = \"{SECRET}\"\nflow = \"agents/appointment-setter.toml\"\n");
+    let server = Server::start(&cfg);
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav");
+    // The greeting takes about 6 s; the caller starts talking 2 s into the call.
+    let at = 2.0;
+    let run = run_client(
+        &server,
+        1000,
+        &[
+            "--secret",
+            SECRET,
+            "--wav",
+            wav.to_str().unwrap(),
+            "--at",
+            "2",
+        ],
+    );
+    // The onset is the first loud frame of the utterance, not the start of its file.
+    let speech = common::ulaw_samples(&std::fs::read(&wav).unwrap());
+    let lead = speech
+        .chunks(160)
+        .position(|f| common::rms(f) > 300.0)
+        .expect("speech in the utterance");
+    let onset = run.sent[(at * 50.0) as usize + lead];
+    // The agent's frames after the onset, until the first pause in them.
+    let after: Vec<f64> = run
+        .media
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t >= onset)
+        .collect();
+    assert!(
+        !after.is_empty(),
+        "the agent was silent when the caller spoke"
+    );
+    let mut last = after[0];
+    for t in &after[1..] {
+        if t - last > 0.1 {
+            break;
+        }
+        last = *t;
+    }
+    let latency_ms = (last - onset) * 1000.0;
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("barge-in"), "no barge-in:\n{log}");
+    // VAD start (60 ms) + the 300 ms the caller must talk over the agent + a tick or two.
+    assert!(
+        (250.0..600.0).contains(&latency_ms),
+        "agent audio stopped {latency_ms:.0} ms after the caller's onset"
+    );
+    assert!(log.contains("MarkDoNotCall"), "{log}");
+    eprintln!(
+        "barge-in on the wire: agent audio stopped {latency_ms:.0} ms after the caller's speech onset"
     );
 }
