@@ -173,7 +173,7 @@ pub async fn start(
         .routes
         .iter()
         .filter_map(|r| match &r.app {
-            App::Agent { flow } => Some(flow),
+            App::Agent { flow, .. } => Some(flow),
             _ => None,
         })
         .chain(s.stream_flow.as_ref())
@@ -190,12 +190,16 @@ pub async fn start(
     ) {
         (Some(flow), Some(services)) => {
             let (flow, services) = (flow.clone(), services.clone());
+            let barge_in = Duration::from_millis(s.stream_barge_in_ms.into());
             Arc::new(move |_rate| {
-                Box::new(call::agent::AgentApp::new(
-                    services.clone(),
-                    flow.clone(),
-                    std::collections::BTreeMap::new(),
-                ))
+                Box::new(
+                    call::agent::AgentApp::new(
+                        services.clone(),
+                        flow.clone(),
+                        std::collections::BTreeMap::new(),
+                    )
+                    .with_barge_in(barge_in),
+                )
             })
         }
         _ => Arc::new(|_rate| Box::new(call::echo::EchoApp)),
@@ -247,9 +251,10 @@ pub async fn start(
                 url: url.clone(),
                 reconnect_window: Duration::from_secs((*reconnect_window_s).into()),
             },
-            App::Agent { flow } => match agent_flows.get(flow) {
+            App::Agent { flow, barge_in_ms } => match agent_flows.get(flow) {
                 Some(f) => AppChoice::Agent {
                     flow: crate::call::agent::SharedFlow(f.clone()),
+                    barge_in: Duration::from_millis((*barge_in_ms).into()),
                 },
                 None => AppChoice::Reject(500),
             },

@@ -20,8 +20,9 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 
 /// Speech shorter than this is not sent to the recognizer (clicks, breaths).
 const MIN_UTTERANCE_MS: usize = 200;
-/// Caller speech over the agent's audio for this long interrupts it.
-const BARGE_IN_MS: u64 = 300;
+/// Caller speech over the agent's audio for this long interrupts it, by default: long
+/// enough that a cough or an "uh-huh" does not cut the agent off.
+pub const DEFAULT_BARGE_IN_MS: u64 = 300;
 /// Silence (nothing queued, no speech, nothing pending) before the flow's no-input.
 const NO_INPUT_MS: u64 = 8_000;
 /// Silence the energy VAD waits for before it ends an utterance (its default `end_ms`).
@@ -159,6 +160,7 @@ pub struct AgentApp {
     next_mark: u64,
     hangup_pending: bool,
     quiet_ticks: u64,
+    barge_in_ms: u64,
     /// The turn being timed: when the endpoint was decided and when recognition returned.
     turn: Option<TurnTimes>,
     /// End of caller speech to the first reply frame on the wire, per turn (ms).
@@ -194,9 +196,16 @@ impl AgentApp {
             next_mark: 1,
             hangup_pending: false,
             quiet_ticks: 0,
+            barge_in_ms: DEFAULT_BARGE_IN_MS,
             turn: None,
             turn_latencies_ms: Vec::new(),
         }
+    }
+
+    /// How long the caller must talk over the agent to interrupt it (0: at speech start).
+    pub fn with_barge_in(mut self, min: std::time::Duration) -> AgentApp {
+        self.barge_in_ms = min.as_millis() as u64;
+        self
     }
 
     fn act(&mut self, actions: Vec<Action>, io: &mut AppIo<'_>) {
@@ -316,7 +325,7 @@ impl AgentApp {
             self.utterance.extend_from_slice(frame);
             self.speech_ticks += 1;
             // Barge-in: the caller talks over queued agent speech.
-            if self.speech_ticks * 20 >= BARGE_IN_MS && io.queued_samples() > 0 {
+            if self.speech_ticks * 20 >= self.barge_in_ms && io.queued_samples() > 0 {
                 let report = io.clear();
                 self.tts.clear();
                 tracing::info!(

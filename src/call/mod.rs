@@ -53,7 +53,10 @@ pub enum AppChoice {
         reconnect_window: Duration,
     },
     /// Answer and run the scripted agent on this flow.
-    Agent { flow: agent::SharedFlow },
+    Agent {
+        flow: agent::SharedFlow,
+        barge_in: Duration,
+    },
 }
 
 /// How long to ring before answering, and whether to send early media meanwhile.
@@ -460,17 +463,20 @@ impl CallSession {
                 };
                 Ok(Box::new(fork::ForkApp::new(cfg, rate)?))
             }
-            AppChoice::Agent { flow } => {
+            AppChoice::Agent { flow, barge_in } => {
                 let services = self
                     .cfg
                     .agent_services
                     .clone()
                     .ok_or_else(|| "agent services are not running".to_string())?;
-                Ok(Box::new(agent::AgentApp::new(
-                    services,
-                    flow.0.clone(),
-                    std::collections::BTreeMap::new(),
-                )))
+                Ok(Box::new(
+                    agent::AgentApp::new(
+                        services,
+                        flow.0.clone(),
+                        std::collections::BTreeMap::new(),
+                    )
+                    .with_barge_in(*barge_in),
+                ))
             }
             _ => Ok(Box::new(echo::EchoApp)),
         }

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub stream_secret: Option<Secret>,
     /// `[streams] flow`: streams run the scripted agent on this flow instead of `echo`.
     pub stream_flow: Option<PathBuf>,
+    /// `[streams] barge_in_ms`: the agent's barge-in minimum on streams.
+    pub stream_barge_in_ms: u32,
     /// Database connection URL.
     pub database_url: String,
     /// Inbound call routes, evaluated in order.
@@ -229,6 +231,8 @@ pub enum App {
     Agent {
         /// The flow file (resolved against the config file's directory; validated at start).
         flow: PathBuf,
+        /// Caller speech over the agent's audio for this long interrupts it (0: at once).
+        barge_in_ms: u32,
     },
 }
 
@@ -307,6 +311,7 @@ impl Default for ServerConfig {
             recording: RecordingConfig::default(),
             stream_secret: None,
             stream_flow: None,
+            stream_barge_in_ms: 300,
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
             routes: Vec::new(),
             users: Vec::new(),
@@ -472,7 +477,7 @@ impl fmt::Display for App {
             Self::Reject { code } => write!(f, "reject {code}"),
             Self::Transfer { target, .. } => write!(f, "transfer to {target}"),
             Self::Fork { url, .. } => write!(f, "fork to {url}"),
-            Self::Agent { flow } => write!(f, "agent {}", flow.display()),
+            Self::Agent { flow, .. } => write!(f, "agent {}", flow.display()),
         }
     }
 }
@@ -554,6 +559,7 @@ struct RawLog {
 struct RawStreams {
     secret: Option<String>,
     flow: Option<String>,
+    barge_in_ms: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -582,6 +588,7 @@ struct RawRoute {
     url: Option<String>,
     reconnect_window_s: Option<i64>,
     flow: Option<String>,
+    barge_in_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -647,6 +654,8 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
             Some(path)
         }
     };
+    let stream_barge_in_ms =
+        ctx.int("streams.barge_in_ms", raw_streams.barge_in_ms, 300, 0, 5000)?;
     let stream_secret = match ctx.opt_str("streams.secret", raw_streams.secret.as_deref())? {
         Some(s) if s.len() < 16 => {
             return Err(ctx.err("streams.secret", "must be at least 16 characters"));
@@ -677,6 +686,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         recording,
         stream_secret,
         stream_flow,
+        stream_barge_in_ms,
         database_url,
         routes,
         users,
@@ -1062,8 +1072,15 @@ fn build_routes(
                 }
             }
         }
-        if app_name != "agent" && r.flow.is_some() {
-            return Err(ctx.err(&key("flow"), "only valid with app = \"agent\""));
+        if app_name != "agent" {
+            for (k, set) in [
+                ("flow", r.flow.is_some()),
+                ("barge_in_ms", r.barge_in_ms.is_some()),
+            ] {
+                if set {
+                    return Err(ctx.err(&key(k), "only valid with app = \"agent\""));
+                }
+            }
         }
         if app_name != "fork" {
             for (k, set) in [
@@ -1082,7 +1099,10 @@ fn build_routes(
                 if let Err(e) = crate::agent::Flow::load(&flow) {
                     return Err(ctx.err(&key("flow"), e.to_string()));
                 }
-                App::Agent { flow }
+                App::Agent {
+                    flow,
+                    barge_in_ms: ctx.int(&key("barge_in_ms"), r.barge_in_ms, 300, 0, 5000)?,
+                }
             }
             "fork" => {
                 let url = ctx.req_str(&key("url"), r.url.as_deref())?;
@@ -1607,7 +1627,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`, `barge_in_ms`"
         );
     }
 
