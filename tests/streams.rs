@@ -346,3 +346,48 @@ fn caller_speech_over_the_greeting_stops_the_agent() {
         "barge-in on the wire: agent audio stopped {default_ms:.0} ms (default) and {eager_ms:.0} ms (barge_in_ms = 0) after the caller's speech onset"
     );
 }
+
+/// Telnyx: snake_case messages, frames sent in swapped pairs come back in order.
+#[test]
+fn telnyx_stream_is_reordered_and_echoed() {
+    let server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/twilio_client.py");
+    let url = format!("ws://127.0.0.1:{}/media-stream/telnyx", server.ports.http());
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([url.as_str(), "100", "--dialect", "telnyx", "--shuffle"])
+        .output()
+        .expect("run the Telnyx client script");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let tags: Vec<usize> = v["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let p = base64::engine::general_purpose::STANDARD
+                .decode(m[1].as_str()?)
+                .ok()?;
+            assert_eq!(tag(&p).map(frame), Some(p.clone()), "payload changed");
+            tag(&p)
+        })
+        .collect();
+    assert!(
+        tags.windows(2).all(|w| w[1] == w[0] + 1),
+        "swapped frames must come back in order: {tags:?}"
+    );
+    assert!(
+        tags.len() >= 97,
+        "only {} of 100 frames came back",
+        tags.len()
+    );
+    assert_eq!(v["close_code"].as_u64(), Some(1000), "{stdout}");
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("dialect=Telnyx"), "{log}");
+}

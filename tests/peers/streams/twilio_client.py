@@ -9,7 +9,12 @@ media and marks that came back (arrival time, payload) and the close code.
 With --wav FILE --at S the frames carry silence, except from S seconds on, where they carry
 the µ-law data of FILE (an 8 kHz µ-law WAV): a caller saying something.
 
+With --dialect telnyx it speaks Telnyx's variant instead (snake_case names, `stream_id`,
+`call_control_id`, PCMU `media_format`) and, with --shuffle, sends every pair of media frames
+in swapped order, as a network that reorders would.
+
 usage: twilio_client.py URL FRAMES [--secret S] [--bad] [--wav FILE --at S]
+                        [--dialect twilio|telnyx] [--shuffle]
 """
 import argparse
 import asyncio
@@ -56,7 +61,10 @@ async def main() -> None:
     ap.add_argument("--bad", action="store_true")
     ap.add_argument("--wav")
     ap.add_argument("--at", type=float, default=0.0)
+    ap.add_argument("--dialect", default="twilio", choices=["twilio", "telnyx"])
+    ap.add_argument("--shuffle", action="store_true")
     a = ap.parse_args()
+    telnyx = a.dialect == "telnyx"
     speech = ulaw_data(a.wav) if a.wav else None
 
     def payload(i: int) -> bytes:
@@ -69,15 +77,39 @@ async def main() -> None:
     async with websockets.connect(a.url) as ws:
         seq = 1
 
-        async def send(obj):
+        held = []
+
+        async def send(obj, hold=False):
             nonlocal seq
-            obj["sequenceNumber"] = str(seq)
+            if telnyx:
+                obj.pop("streamSid", None)
+                obj["stream_id"] = SID
+                obj["sequence_number"] = str(seq)
+            else:
+                obj["sequenceNumber"] = str(seq)
             seq += 1
+            if hold:
+                held.append(json.dumps(obj))
+                return
             await ws.send(json.dumps(obj))
+            while held:
+                await ws.send(held.pop())
 
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         params = {"token": token(a.secret)} if a.secret else {}
-        await send({
+        if telnyx:
+            await send({
+                "event": "start",
+                "start": {
+                    "call_control_id": "v3:test-call",
+                    "client_state": "",
+                    "from": "+13122010094",
+                    "to": "+13122123456",
+                    "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1},
+                },
+            })
+        else:
+          await send({
             "event": "start",
             "streamSid": SID,
             "start": {
