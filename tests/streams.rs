@@ -216,20 +216,31 @@ fn vonage_l16_stream_is_echoed_sample_for_sample() {
     );
 }
 
-/// The scripted agent on a Twilio stream: it greets, hears "Please stop calling me.",
-/// marks the number do-not-call, says goodbye and closes the stream.
-#[test]
-fn agent_runs_on_a_twilio_stream() {
+/// A server whose streams run the example flow (`[streams]` lines in `streams_extra`).
+fn agent_stream_server(streams_extra: &str) -> Server {
     let flow = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
     )
     .unwrap();
     let mut cfg = ServerConfig::new(PortBlock::allocate());
     cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
-    cfg.extra_toml =
-        format!("\n[streams]\nsecret = \"{SECRET}\"\nflow = \"agents/appointment-setter.toml\"\n");
-    let server = Server::start(&cfg);
-    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav");
+    cfg.extra_toml = format!(
+        "\n[streams]\nsecret = \"{SECRET}\"\nflow = \"agents/appointment-setter.toml\"\n{streams_extra}\n"
+    );
+    Server::start(&cfg)
+}
+
+/// "Please stop calling me." from the shared telephone-band utterances.
+fn stop_utterance() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav")
+}
+
+/// The scripted agent on a Twilio stream: it greets, hears "Please stop calling me.",
+/// marks the number do-not-call, says goodbye and closes the stream.
+#[test]
+fn agent_runs_on_a_twilio_stream() {
+    let server = agent_stream_server("");
+    let wav = stop_utterance();
     let run = run_client(
         &server,
         1250,
@@ -272,17 +283,8 @@ fn agent_runs_on_a_twilio_stream() {
 /// Barge-in on the wire: the caller talks over the greeting; returns how long after the
 /// caller's speech onset the agent's audio stopped (ms), and the server log.
 fn barge_in_latency_ms(streams_extra: &str) -> (f64, String) {
-    let flow = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
-    )
-    .unwrap();
-    let mut cfg = ServerConfig::new(PortBlock::allocate());
-    cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
-    cfg.extra_toml = format!(
-        "\n[streams]\nsecret = \"{SECRET}\"\nflow = \"agents/appointment-setter.toml\"\n{streams_extra}\n"
-    );
-    let server = Server::start(&cfg);
-    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav");
+    let server = agent_stream_server(streams_extra);
+    let wav = stop_utterance();
     // The greeting takes about 6 s; the caller starts talking 2 s into the call.
     let at = 2.0;
     let run = run_client(
