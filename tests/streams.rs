@@ -22,18 +22,21 @@ struct Run {
     stdout: String,
 }
 
-fn run_client(server: &Server, frames: u32, extra: &[&str]) -> Run {
+/// Runs one of the client scripts in `tests/peers/streams/` against `path` on the server
+/// and returns the JSON object it prints.
+fn run_script(server: &Server, script: &str, path: &str, args: &[&str]) -> serde_json::Value {
     // Debian's interpreter, where python3-websockets installs (not a pyenv one on PATH).
     let python = "/usr/bin/python3";
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/twilio_client.py");
-    let url = format!("ws://127.0.0.1:{}/media-stream", server.ports.http());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers/streams")
+        .join(script);
+    let url = format!("ws://127.0.0.1:{}{path}", server.ports.http());
     let out = Command::new(python)
         .arg(&script)
         .arg(&url)
-        .arg(frames.to_string())
-        .args(extra)
+        .args(args)
         .output()
-        .expect("run the Twilio client script");
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -43,7 +46,20 @@ fn run_client(server: &Server, frames: u32, extra: &[&str]) -> Run {
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("client JSON");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("client JSON: {e}\n{stdout}"))
+}
+
+fn run_client(server: &Server, frames: u32, extra: &[&str]) -> Run {
+    run_client_at(server, "/media-stream", frames, extra)
+}
+
+/// The Twilio-style client (`twilio_client.py`) at `path` with `frames` media frames.
+fn run_client_at(server: &Server, path: &str, frames: u32, extra: &[&str]) -> Run {
+    let frames = frames.to_string();
+    let mut args = vec![frames.as_str()];
+    args.extend_from_slice(extra);
+    let v = run_script(server, "twilio_client.py", path, &args);
+    let stdout = v.to_string();
     let media = v["media"]
         .as_array()
         .unwrap()
@@ -164,21 +180,12 @@ fn unauthenticated_streams_are_closed_with_1008() {
 #[test]
 fn vonage_l16_stream_is_echoed_sample_for_sample() {
     let server = server(true);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/vonage_client.py");
-    let url = format!("ws://127.0.0.1:{}/media-stream/vonage", server.ports.http());
-    let out = Command::new("/usr/bin/python3")
-        .arg(&script)
-        .args([url.as_str(), "100", "--secret", SECRET])
-        .output()
-        .expect("run the Vonage client script");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
+    let v = run_script(
+        &server,
+        "vonage_client.py",
+        "/media-stream/vonage",
+        &["100", "--secret", SECRET],
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let frames: Vec<Vec<i16>> = v["media"]
         .as_array()
         .unwrap()
@@ -353,33 +360,16 @@ fn caller_speech_over_the_greeting_stops_the_agent() {
 #[test]
 fn telnyx_stream_is_reordered_and_echoed() {
     let server = Server::start(&ServerConfig::new(PortBlock::allocate()));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/twilio_client.py");
-    let url = format!("ws://127.0.0.1:{}/media-stream/telnyx", server.ports.http());
-    let out = Command::new("/usr/bin/python3")
-        .arg(&script)
-        .args([url.as_str(), "100", "--dialect", "telnyx", "--shuffle"])
-        .output()
-        .expect("run the Telnyx client script");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
+    let run = run_client_at(
+        &server,
+        "/media-stream/telnyx",
+        100,
+        &["--dialect", "telnyx", "--shuffle"],
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let tags: Vec<usize> = v["media"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| {
-            let p = base64::engine::general_purpose::STANDARD
-                .decode(m[1].as_str()?)
-                .ok()?;
-            assert_eq!(tag(&p).map(frame), Some(p.clone()), "payload changed");
-            tag(&p)
-        })
-        .collect();
+    for (_, p) in &run.media {
+        assert_eq!(tag(p).map(frame).as_ref(), Some(p), "payload changed");
+    }
+    let tags: Vec<usize> = run.media.iter().filter_map(|(_, p)| tag(p)).collect();
     assert!(
         tags.windows(2).all(|w| w[1] == w[0] + 1),
         "swapped frames must come back in order: {tags:?}"
@@ -389,7 +379,7 @@ fn telnyx_stream_is_reordered_and_echoed() {
         "only {} of 100 frames came back",
         tags.len()
     );
-    assert_eq!(v["close_code"].as_u64(), Some(1000), "{stdout}");
+    assert_eq!(run.close_code, Some(1000), "{}", run.stdout);
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("dialect=Telnyx"), "{log}");
 }
