@@ -314,19 +314,28 @@ fn fork_sends_twilio_start_media_dtmf_stop_in_real_time() {
     assert_eq!(stop[0]["stop"]["callSid"], start["callSid"]);
 }
 
-#[test]
-fn fork_echoes_a_mark_when_the_audio_before_it_is_on_the_wire() {
+/// A sipp call forked to a bot in `mode`, with what the caller received captured.
+struct CapturedCall {
+    _dir: tempfile::TempDir,
+    server: Server,
+    cap_file: PathBuf,
+    log: Vec<Value>,
+}
+
+/// Runs a call of `hold_ms` forked to a bot in `mode`, capturing what the caller receives;
+/// asserts the call itself succeeded.
+fn captured_fork_call(mode: &str, hold_ms: u32) -> CapturedCall {
     let dir = temp_dir("leadscaller-fork-");
     let ports = PortBlock::allocate();
     let bot_port = ports.port(BOT_OFFSET);
     let log_path = dir.path().join("bot.jsonl");
-    let _bot = start_bot(bot_port, &log_path, "mark", dir.path());
+    let _bot = start_bot(bot_port, &log_path, mode, dir.path());
     let server = fork_server(bot_port, 30);
     let cap_file = dir.path().join("out.pcap");
     let mut cap = start_capture(&server, &cap_file, dir.path());
     let (ok, screen) = run_sipp(
         &server,
-        &scenario(dir.path(), 3000),
+        &scenario(dir.path(), hold_ms),
         Duration::from_secs(20),
     );
     let _ = cap.interrupt_and_wait(Duration::from_secs(10));
@@ -337,6 +346,22 @@ fn fork_echoes_a_mark_when_the_audio_before_it_is_on_the_wire() {
         tail(&screen, 2000),
         diag(&server, &log)
     );
+    CapturedCall {
+        _dir: dir,
+        server,
+        cap_file,
+        log,
+    }
+}
+
+#[test]
+fn fork_echoes_a_mark_when_the_audio_before_it_is_on_the_wire() {
+    let CapturedCall {
+        _dir,
+        server,
+        cap_file,
+        log,
+    } = captured_fork_call("mark", 3000);
 
     let sent = events(&log, "out", "media");
     assert_eq!(sent.len(), 50);
@@ -370,27 +395,12 @@ fn fork_echoes_a_mark_when_the_audio_before_it_is_on_the_wire() {
 
 #[test]
 fn fork_clear_stops_the_bot_audio_within_a_frame_and_echoes_cleared_marks() {
-    let dir = temp_dir("leadscaller-fork-");
-    let ports = PortBlock::allocate();
-    let bot_port = ports.port(BOT_OFFSET);
-    let log_path = dir.path().join("bot.jsonl");
-    let _bot = start_bot(bot_port, &log_path, "clear", dir.path());
-    let server = fork_server(bot_port, 30);
-    let cap_file = dir.path().join("out.pcap");
-    let mut cap = start_capture(&server, &cap_file, dir.path());
-    let (ok, screen) = run_sipp(
-        &server,
-        &scenario(dir.path(), 3500),
-        Duration::from_secs(20),
-    );
-    let _ = cap.interrupt_and_wait(Duration::from_secs(10));
-    let log = bot_log(&log_path);
-    assert!(
-        ok,
-        "sipp failed: {}\n{}",
-        tail(&screen, 2000),
-        diag(&server, &log)
-    );
+    let CapturedCall {
+        _dir,
+        server,
+        cap_file,
+        log,
+    } = captured_fork_call("clear", 3500);
 
     let clear = events(&log, "out", "clear");
     assert_eq!(clear.len(), 1, "{}", diag(&server, &log));
