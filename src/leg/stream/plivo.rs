@@ -3,10 +3,9 @@
 //! with `clearedAudio`; we play audio with `playAudio`. The stream's end is reported by
 //! Plivo's HTTP status callback, not on the socket (the socket closing is our stop).
 
-use super::wire::{self, Num};
+use super::wire::{self, DtmfIn, MediaIn, Num};
 use super::{
-    Command, Dialect, Encoding, Event, Frame, FrameRef, MediaChunk, MediaFormat, StreamError,
-    StreamStart,
+    Command, Dialect, Encoding, Event, Frame, FrameRef, MediaFormat, StreamError, StreamStart,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -45,15 +44,9 @@ impl Dialect for PlivoCodec {
                 };
                 let sequence = wire::num(msg.sequence_number, "sequenceNumber")?;
                 let media = wire::required(msg.media, "media")?;
-                let track = wire::required(media.track.as_deref(), "media.track")?;
-                let payload = wire::required(media.payload.as_deref(), "media.payload")?;
-                let chunk = MediaChunk {
-                    track: wire::track(track, "media.track")?,
-                    chunk: wire::num(media.chunk, "media.chunk")?,
-                    timestamp_ms: wire::num(media.timestamp, "media.timestamp")?,
-                    sequence,
-                    payload: wire::b64_decode(payload)?,
-                };
+                let chunk = wire::media_chunk(media, sequence, |p| {
+                    wire::b64_decode(wire::required(p, "media.payload")?)
+                })?;
                 format.check_payload(chunk.payload.len())?;
                 Event::Media(chunk)
             }
@@ -182,24 +175,6 @@ struct MediaFormatIn {
     sample_rate: Option<Num>,
 }
 
-#[derive(Deserialize)]
-struct MediaIn<'a> {
-    #[serde(borrow)]
-    track: Option<Cow<'a, str>>,
-    timestamp: Option<Num>,
-    chunk: Option<Num>,
-    #[serde(borrow)]
-    payload: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct DtmfIn<'a> {
-    #[serde(borrow)]
-    digit: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    track: Option<Cow<'a, str>>,
-}
-
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 enum CommandOut<'a> {
@@ -229,7 +204,7 @@ struct PlayMediaOut {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Track;
+    use super::super::{MediaChunk, Track};
     use super::*;
     use serde_json::{Value, json};
 

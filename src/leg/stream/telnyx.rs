@@ -3,10 +3,8 @@
 //! order, so sequenced messages go through a [`ReorderBuffer`] before they are handed out.
 
 use super::reorder::{ReorderBuffer, ReorderStats};
-use super::wire::{self, Num};
-use super::{
-    Command, Dialect, Event, Frame, FrameRef, MediaChunk, MediaFormat, StreamError, StreamStart,
-};
+use super::wire::{self, DtmfIn, MediaIn, Num};
+use super::{Command, Dialect, Event, Frame, FrameRef, MediaFormat, StreamError, StreamStart};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -73,15 +71,9 @@ impl TelnyxCodec {
                 };
                 let sequence = wire::num(msg.sequence_number, "sequence_number")?;
                 let media = wire::required(msg.media, "media")?;
-                let track = wire::required(media.track.as_deref(), "media.track")?;
-                let payload = wire::required(media.payload.as_deref(), "media.payload")?;
-                let chunk = MediaChunk {
-                    track: wire::track(track, "media.track")?,
-                    chunk: wire::num(media.chunk, "media.chunk")?,
-                    timestamp_ms: wire::num(media.timestamp, "media.timestamp")?,
-                    sequence,
-                    payload: wire::b64_decode(payload)?,
-                };
+                let chunk = wire::media_chunk(media, sequence, |p| {
+                    wire::b64_decode(wire::required(p, "media.payload")?)
+                })?;
                 format.check_payload(chunk.payload.len())?;
                 Event::Media(chunk)
             }
@@ -218,22 +210,6 @@ struct MediaFormatIn {
 }
 
 #[derive(Deserialize)]
-struct MediaIn<'a> {
-    #[serde(borrow)]
-    track: Option<Cow<'a, str>>,
-    chunk: Option<Num>,
-    timestamp: Option<Num>,
-    #[serde(borrow)]
-    payload: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct DtmfIn<'a> {
-    #[serde(borrow)]
-    digit: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
 struct NameIn {
     name: Option<String>,
 }
@@ -265,7 +241,7 @@ struct NameOut<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Encoding, Track};
+    use super::super::{Encoding, MediaChunk, Track};
     use super::*;
     use serde_json::Value;
 

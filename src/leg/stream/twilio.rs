@@ -3,10 +3,10 @@
 //! [`TwilioCarrierCodec`] is the same protocol from Twilio's side, for forking a call to a
 //! customer's bot. `sequenceNumber`, `chunk` and `timestamp` travel as JSON strings.
 
-use super::wire::{self, Num};
+use super::wire::{self, DtmfIn, MediaIn, Num};
 use super::{
-    Command, Dialect, Encoding, Event, Frame, FrameRef, MediaChunk, MediaFormat, StreamError,
-    StreamStart, Track,
+    Command, Dialect, Encoding, Event, Frame, FrameRef, MediaFormat, StreamError, StreamStart,
+    Track,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -53,14 +53,7 @@ impl Dialect for TwilioCodec {
                 }
                 let sequence = wire::num(msg.sequence_number, "sequenceNumber")?;
                 let media = wire::required(msg.media, "media")?;
-                let track = wire::required(media.track.as_deref(), "media.track")?;
-                Event::Media(MediaChunk {
-                    track: wire::track(track, "media.track")?,
-                    chunk: wire::num(media.chunk, "media.chunk")?,
-                    timestamp_ms: wire::num(media.timestamp, "media.timestamp")?,
-                    sequence,
-                    payload: decode_payload(media.payload.as_deref())?,
-                })
+                Event::Media(wire::media_chunk(media, sequence, decode_payload)?)
             }
             "dtmf" => {
                 let dtmf = wire::required(msg.dtmf, "dtmf")?;
@@ -351,24 +344,6 @@ struct MediaFormatIn {
 }
 
 #[derive(Deserialize)]
-struct MediaIn<'a> {
-    #[serde(borrow)]
-    track: Option<Cow<'a, str>>,
-    chunk: Option<Num>,
-    timestamp: Option<Num>,
-    #[serde(borrow)]
-    payload: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct DtmfIn<'a> {
-    #[serde(borrow)]
-    track: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    digit: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
 struct NameIn {
     name: Option<String>,
 }
@@ -513,6 +488,7 @@ struct StopBodyOut<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::MediaChunk;
     use super::*;
     use serde_json::Value;
 

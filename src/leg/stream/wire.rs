@@ -1,11 +1,12 @@
 //! Helpers the dialect codecs share: JSON parsing with typed errors, numbers that arrive as
 //! strings, base64, digits, tracks and encodings by name.
 
-use super::{Encoding, StreamError, Track};
+use super::{Encoding, MediaChunk, StreamError, Track};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -132,6 +133,43 @@ pub(crate) fn string_map(map: Option<serde_json::Map<String, Value>>) -> BTreeMa
             other => (k, other.to_string()),
         })
         .collect()
+}
+
+/// The `media` object of the JSON dialects (Twilio, Telnyx, Plivo name its fields alike).
+#[derive(serde::Deserialize)]
+pub(crate) struct MediaIn<'a> {
+    #[serde(borrow)]
+    pub(crate) track: Option<Cow<'a, str>>,
+    pub(crate) chunk: Option<Num>,
+    pub(crate) timestamp: Option<Num>,
+    #[serde(borrow)]
+    pub(crate) payload: Option<Cow<'a, str>>,
+}
+
+/// The `dtmf` object of the JSON dialects (`track` where the dialect sends one).
+#[derive(serde::Deserialize)]
+pub(crate) struct DtmfIn<'a> {
+    #[serde(borrow)]
+    pub(crate) digit: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(crate) track: Option<Cow<'a, str>>,
+}
+
+/// A media chunk from a `media` object; `payload` turns its base64 text into audio the
+/// dialect's way.
+pub(crate) fn media_chunk(
+    media: MediaIn<'_>,
+    sequence: u64,
+    payload: impl FnOnce(Option<&str>) -> Result<Vec<u8>, StreamError>,
+) -> Result<MediaChunk, StreamError> {
+    let track = required(media.track.as_deref(), "media.track")?;
+    Ok(MediaChunk {
+        track: self::track(track, "media.track")?,
+        chunk: num(media.chunk, "media.chunk")?,
+        timestamp_ms: num(media.timestamp, "media.timestamp")?,
+        sequence,
+        payload: payload(media.payload.as_deref())?,
+    })
 }
 
 #[cfg(test)]
