@@ -1,0 +1,407 @@
+//! Leads (the people a campaign calls) and their append-only consent history.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::ids::new_id;
+use super::{AccountId, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
+
+/// The consent a lead gave to be called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    /// Prior express written consent.
+    ExpressWritten,
+    /// Verbal consent.
+    Verbal,
+    /// None recorded.
+    None,
+    /// Withdrawn.
+    Revoked,
+}
+
+impl ConsentStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExpressWritten => "express_written",
+            Self::Verbal => "verbal",
+            Self::None => "none",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the stored (or user-given, case-insensitive) text.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        [
+            Self::ExpressWritten,
+            Self::Verbal,
+            Self::None,
+            Self::Revoked,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// The fields of a lead a client provides.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeadFields {
+    /// Campaign the lead belongs to (empty: none yet).
+    pub campaign_id: Option<String>,
+    /// E.164 number (normalized before it gets here).
+    pub phone: String,
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// IANA time zone.
+    pub timezone: Option<String>,
+    /// Where the timezone came from: `explicit`, `inferred`, `account_default`.
+    pub timezone_source: Option<String>,
+    /// Consent given.
+    pub consent_status: Option<ConsentStatus>,
+    /// Where consent was collected (form URL, campaign...).
+    pub consent_source: Option<String>,
+    /// When consent was given, epoch ms.
+    pub consent_at: Option<i64>,
+    /// The consent language shown.
+    pub consent_text: Option<String>,
+    /// The customer's own id for the lead.
+    pub external_id: Option<String>,
+    /// Any other columns.
+    pub custom: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A lead row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lead {
+    /// Its id.
+    pub id: String,
+    /// Its fields.
+    pub fields: LeadFields,
+    /// Dialling state: `new`, `dnc`, ...
+    pub status: String,
+    /// Creation time, epoch ms.
+    pub created_at: i64,
+    /// Last change, epoch ms.
+    pub updated_at: i64,
+}
+
+/// One entry of a lead's consent history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentEvent {
+    /// Its id.
+    pub id: String,
+    /// The lead.
+    pub lead_id: String,
+    /// The consent status from this point on.
+    pub status: ConsentStatus,
+    /// Where it came from (`import`, `api`, `call`, a form URL...).
+    pub source: Option<String>,
+    /// The consent language, if any.
+    pub text: Option<String>,
+    /// The call in which it was captured (opt-outs).
+    pub call_id: Option<String>,
+    /// When, epoch ms.
+    pub at: i64,
+}
+
+/// The outcome of inserting a batch of leads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Rows inserted.
+    pub imported: usize,
+    /// Indexes (in the batch) of rows skipped because the number is already in the campaign.
+    pub duplicates: Vec<usize>,
+}
+
+const COLUMNS: &str = "id, campaign_id, phone, first_name, last_name, email, timezone, timezone_source, \
+    consent_status, consent_source, consent_at, consent_text, external_id, custom, status, created_at, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<Lead, StoreError> {
+    let campaign: String = row.try_get("campaign_id")?;
+    let consent: String = row.try_get("consent_status")?;
+    let custom: String = row.try_get("custom")?;
+    let tz_source: String = row.try_get("timezone_source")?;
+    Ok(Lead {
+        id: row.try_get("id")?,
+        fields: LeadFields {
+            campaign_id: (!campaign.is_empty()).then_some(campaign),
+            phone: row.try_get("phone")?,
+            first_name: row.try_get("first_name")?,
+            last_name: row.try_get("last_name")?,
+            email: row.try_get("email")?,
+            timezone: row.try_get("timezone")?,
+            timezone_source: Some(tz_source),
+            consent_status: Some(
+                ConsentStatus::parse(&consent).ok_or_else(|| corrupt("leads", "consent_status"))?,
+            ),
+            consent_source: row.try_get("consent_source")?,
+            consent_at: row.try_get("consent_at")?,
+            consent_text: row.try_get("consent_text")?,
+            external_id: row.try_get("external_id")?,
+            custom: serde_json::from_str(&custom).map_err(|e| corrupt("leads", e))?,
+        },
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn insert_one(
+    conn: &mut sqlx::AnyConnection,
+    account: &AccountId,
+    f: &LeadFields,
+    status: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let id = new_id("lead", now);
+    let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+    let done = sqlx::query(
+        "INSERT INTO leads (id, account_id, campaign_id, phone, first_name, last_name, email, timezone, \
+         timezone_source, consent_status, consent_source, consent_at, consent_text, external_id, custom, \
+         status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+         ON CONFLICT (account_id, campaign_id, phone) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(account.as_str())
+    .bind(f.campaign_id.clone().unwrap_or_default())
+    .bind(&f.phone)
+    .bind(f.first_name.clone())
+    .bind(f.last_name.clone())
+    .bind(f.email.clone())
+    .bind(f.timezone.clone())
+    .bind(f.timezone_source.clone().unwrap_or_else(|| "account_default".to_owned()))
+    .bind(consent.as_str())
+    .bind(f.consent_source.clone())
+    .bind(f.consent_at)
+    .bind(f.consent_text.clone())
+    .bind(f.external_id.clone())
+    .bind(serde_json::Value::Object(f.custom.clone()).to_string())
+    .bind(status)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    if consent != ConsentStatus::None {
+        append_consent(
+            conn,
+            account,
+            &id,
+            consent,
+            f.consent_source.as_deref(),
+            f.consent_text.as_deref(),
+            None,
+            f.consent_at.unwrap_or(now),
+        )
+        .await?;
+    }
+    Ok(Some(id))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn append_consent(
+    conn: &mut sqlx::AnyConnection,
+    account: &AccountId,
+    lead_id: &str,
+    status: ConsentStatus,
+    source: Option<&str>,
+    text: Option<&str>,
+    call_id: Option<&str>,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO consent_events (id, account_id, lead_id, status, source, text, call_id, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_id("cns", now_ms()))
+    .bind(account.as_str())
+    .bind(lead_id)
+    .bind(status.as_str())
+    .bind(source.map(str::to_owned))
+    .bind(text.map(str::to_owned))
+    .bind(call_id.map(str::to_owned))
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates one lead; a number already in the campaign is a conflict.
+    pub async fn create_lead(
+        &self,
+        account: &AccountId,
+        f: &LeadFields,
+    ) -> Result<Lead, StoreError> {
+        if let Some(c) = &f.campaign_id {
+            self.campaign(account, c).await?;
+        }
+        let mut tx = self.pool().begin().await?;
+        let id = insert_one(&mut tx, account, f, "new", now_ms()).await?;
+        tx.commit().await?;
+        match id {
+            Some(id) => self.lead(account, &id).await,
+            None => Err(StoreError::Conflict(format!(
+                "{} is already a lead of this campaign",
+                f.phone
+            ))),
+        }
+    }
+
+    /// Inserts a batch of leads in one transaction; duplicates are skipped and reported.
+    pub async fn insert_leads(
+        &self,
+        account: &AccountId,
+        batch: &[LeadFields],
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut out = BatchOutcome::default();
+        let mut tx = self.pool().begin().await?;
+        let now = now_ms();
+        for (i, f) in batch.iter().enumerate() {
+            match insert_one(&mut tx, account, f, "new", now).await? {
+                Some(_) => out.imported += 1,
+                None => out.duplicates.push(i),
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The lead `id` of `account`.
+    pub async fn lead(&self, account: &AccountId, id: &str) -> Result<Lead, StoreError> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM leads WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account.as_str())
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?;
+        from_row(&row)
+    }
+
+    /// The account's leads, newest first (filters: status, campaign).
+    pub async fn list_leads(
+        &self,
+        account: &AccountId,
+        page: &PageRequest,
+        campaign_id: Option<&str>,
+    ) -> Result<Page<Lead>, StoreError> {
+        let extra = campaign_id.map(|c| ("campaign_id", c));
+        let rows = list_page(self, "leads", COLUMNS, account, page, Some("status"), extra).await?;
+        let rows = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(rows, page.limit(), |l| &l.id))
+    }
+
+    /// Replaces a lead's fields (a correction); a consent change is appended to its history.
+    pub async fn update_lead(
+        &self,
+        account: &AccountId,
+        id: &str,
+        f: &LeadFields,
+        consent_source: &str,
+    ) -> Result<Lead, StoreError> {
+        let before = self.lead(account, id).await?;
+        let mut tx = self.pool().begin().await?;
+        let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+        sqlx::query(
+            "UPDATE leads SET phone = $1, first_name = $2, last_name = $3, email = $4, timezone = $5, \
+             timezone_source = $6, consent_status = $7, consent_source = $8, consent_at = $9, \
+             consent_text = $10, external_id = $11, custom = $12, updated_at = $13 \
+             WHERE account_id = $14 AND id = $15",
+        )
+        .bind(&f.phone)
+        .bind(f.first_name.clone())
+        .bind(f.last_name.clone())
+        .bind(f.email.clone())
+        .bind(f.timezone.clone())
+        .bind(f.timezone_source.clone().unwrap_or_else(|| "account_default".to_owned()))
+        .bind(consent.as_str())
+        .bind(f.consent_source.clone())
+        .bind(f.consent_at)
+        .bind(f.consent_text.clone())
+        .bind(f.external_id.clone())
+        .bind(serde_json::Value::Object(f.custom.clone()).to_string())
+        .bind(now_ms())
+        .bind(account.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if before.fields.consent_status != Some(consent) {
+            append_consent(
+                &mut tx,
+                account,
+                id,
+                consent,
+                Some(f.consent_source.as_deref().unwrap_or(consent_source)),
+                f.consent_text.as_deref(),
+                None,
+                now_ms(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.lead(account, id).await
+    }
+
+    /// A lead's consent history, oldest first.
+    pub async fn consent_history(
+        &self,
+        account: &AccountId,
+        lead_id: &str,
+    ) -> Result<Vec<ConsentEvent>, StoreError> {
+        self.lead(account, lead_id).await?;
+        let rows = sqlx::query(
+            "SELECT id, lead_id, status, source, text, call_id, at FROM consent_events \
+             WHERE account_id = $1 AND lead_id = $2 ORDER BY id",
+        )
+        .bind(account.as_str())
+        .bind(lead_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok(ConsentEvent {
+                    id: row.try_get("id")?,
+                    lead_id: row.try_get("lead_id")?,
+                    status: ConsentStatus::parse(&status)
+                        .ok_or_else(|| corrupt("consent_events", "status"))?,
+                    source: row.try_get("source")?,
+                    text: row.try_get("text")?,
+                    call_id: row.try_get("call_id")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a lead and its consent history.
+    pub async fn delete_lead(&self, account: &AccountId, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM consent_events WHERE account_id = $1 AND lead_id = $2")
+            .bind(account.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM leads WHERE account_id = $1 AND id = $2")
+            .bind(account.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
