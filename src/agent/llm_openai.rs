@@ -83,9 +83,10 @@ impl OpenAiConfig {
     /// Reads `base_url`, `model`, `api_key_env`, `temperature`, `max_tokens`, `retries` and the
     /// `*_timeout_ms` parameters.
     pub fn from_params(p: &StageParams<'_>) -> Result<Self, BuildError> {
-        let model = p.string("model")?.filter(|m| !m.is_empty()).ok_or_else(|| {
-            bad("model", "missing: name the model (e.g. \"gpt-4o-mini\")")
-        })?;
+        let model = p
+            .string("model")?
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| bad("model", "missing: name the model (e.g. \"gpt-4o-mini\")"))?;
         let mut c = Self::new(model);
         if let Some(url) = p.string("base_url")? {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -104,7 +105,8 @@ impl OpenAiConfig {
         }
         c.retries = whole(p, "retries", 2.0, 0.0..=10.0)? as u32;
         let ms = |key, default: Duration| {
-            whole(p, key, default.as_millis() as f64, 1.0..=600_000.0).map(|v| Duration::from_millis(v as u64))
+            whole(p, key, default.as_millis() as f64, 1.0..=600_000.0)
+                .map(|v| Duration::from_millis(v as u64))
         };
         c.connect_timeout = ms("connect_timeout_ms", c.connect_timeout)?;
         c.first_byte_timeout = ms("first_byte_timeout_ms", c.first_byte_timeout)?;
@@ -377,8 +379,9 @@ impl Driver {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .body(body.as_str().to_owned());
         if let Some(key) = &c.api_key {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                .map_err(|_| Failure::fatal("the API key is not a valid header value"))?;
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| Failure::fatal("the API key is not a valid header value"))?;
             value.set_sensitive(true);
             req = req.header(reqwest::header::AUTHORIZATION, value);
         }
@@ -388,7 +391,11 @@ impl Driver {
             Ok(Err(e)) => {
                 return Err(Failure {
                     reason: format!("request failed: {}", error_chain(&e)),
-                    retry: if e.is_connect() { Retry::Backoff } else { Retry::No },
+                    retry: if e.is_connect() {
+                        Retry::Backoff
+                    } else {
+                        Retry::No
+                    },
                 });
             }
             Ok(Ok(r)) => r,
@@ -416,7 +423,11 @@ impl Driver {
     }
 
     /// Reads the 200 body to its end, forwarding deltas.
-    async fn stream(&self, resp: &mut reqwest::Response, first_byte_deadline: Instant) -> Result<(), Failure> {
+    async fn stream(
+        &self,
+        resp: &mut reqwest::Response,
+        first_byte_deadline: Instant,
+    ) -> Result<(), Failure> {
         let mut decoder = ChatStreamDecoder::new();
         let mut deltas = Vec::new();
         let mut deadline = first_byte_deadline;
@@ -431,7 +442,10 @@ impl Driver {
                     )));
                 }
                 Ok(Err(e)) => {
-                    return Err(Failure::fatal(format!("stream broken: {}", error_chain(&e))));
+                    return Err(Failure::fatal(format!(
+                        "stream broken: {}",
+                        error_chain(&e)
+                    )));
                 }
                 Ok(Ok(None)) => {
                     return decoder.finish().map_err(|e| Failure::fatal(e.to_string()));
@@ -582,7 +596,10 @@ mod tests {
         h.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
         h.insert("retry-after-ms", "-1".parse().unwrap());
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), None);
         assert_eq!(backoff(0), BASE_BACKOFF);
         assert_eq!(backoff(2), BASE_BACKOFF * 4);

@@ -73,7 +73,11 @@ impl SseDecoder {
     }
 
     /// Feeds the next bytes; dispatched events are appended to `out`.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ChatStreamError> {
+    pub fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut Vec<SseEvent>,
+    ) -> Result<(), ChatStreamError> {
         if !self.started {
             // The BOM may itself arrive split; wait until three bytes (or a mismatch) are known.
             let mut probe = std::mem::take(&mut self.line);
@@ -96,7 +100,11 @@ impl SseDecoder {
         self.feed_lines(bytes, out)
     }
 
-    fn feed_lines(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ChatStreamError> {
+    fn feed_lines(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut Vec<SseEvent>,
+    ) -> Result<(), ChatStreamError> {
         while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
             let (head, tail) = bytes.split_at(end);
             self.push_line_bytes(head)?;
@@ -124,7 +132,11 @@ impl SseDecoder {
         Ok(())
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ChatStreamError> {
+    fn process_line(
+        &mut self,
+        line: &[u8],
+        out: &mut Vec<SseEvent>,
+    ) -> Result<(), ChatStreamError> {
         if line.is_empty() {
             if self.has_data {
                 out.push(SseEvent {
@@ -236,11 +248,19 @@ impl ChatStreamDecoder {
             self.done = true;
             return Ok(());
         }
-        if ev.event.as_deref() == Some("error") {
-            return Err(ChatStreamError::Provider(error_text(data)));
+        match ev.event.as_deref() {
+            None | Some("message") => {}
+            Some("error") => return Err(ChatStreamError::Provider(error_text(data))),
+            // Chat Completions defines no named events; a proxy's extras are not chunks.
+            Some(_) => return Ok(()),
         }
         let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
-            ChatStreamError::Malformed(format!("{} (line {}, column {})", category(&e), e.line(), e.column()))
+            ChatStreamError::Malformed(format!(
+                "{} (line {}, column {})",
+                category(&e),
+                e.line(),
+                e.column()
+            ))
         })?;
         if let Some(err) = chunk.error {
             return Err(ChatStreamError::Provider(err.describe()));
@@ -377,7 +397,10 @@ impl ErrorBody {
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let tags: Vec<String> = [tag(&self.kind), tag(&self.code)].into_iter().flatten().collect();
+        let tags: Vec<String> = [tag(&self.kind), tag(&self.code)]
+            .into_iter()
+            .flatten()
+            .collect();
         if !tags.is_empty() {
             s.push_str(&format!(" ({})", tags.join(", ")));
         }
@@ -457,7 +480,8 @@ mod tests {
 
     #[test]
     fn sse_line_endings_comments_and_multiline_data() {
-        let events = sse(&[b"\xEF\xBB\xBF: hi\r\ndata: a\r\ndata:b\rdata\n\nevent: error\ndata: x\n\n"]);
+        let events =
+            sse(&[b"\xEF\xBB\xBF: hi\r\ndata: a\r\ndata:b\rdata\n\nevent: error\ndata: x\n\n"]);
         assert_eq!(
             events,
             [
@@ -556,13 +580,15 @@ mod tests {
             err,
             ChatStreamError::Provider("The server had an error (server_error)".into())
         );
-        let err = decode(&[b"event: error\ndata: {\"message\":\"overloaded\",\"code\":503}\n\n"]).unwrap_err();
+        let err = decode(&[b"event: ping\ndata: {}x\n\nevent: error\ndata: {\"message\":\"overloaded\",\"code\":503}\n\n"])
+            .unwrap_err();
         assert_eq!(err, ChatStreamError::Provider("overloaded (503)".into()));
     }
 
     #[test]
     fn malformed_json_is_an_error_that_does_not_echo_the_input() {
-        let err = decode(&[b"data: {\"choices\":[{\"delta\":{\"content\":\"secret-ish\"\n\n"]).unwrap_err();
+        let err = decode(&[b"data: {\"choices\":[{\"delta\":{\"content\":\"secret-ish\"\n\n"])
+            .unwrap_err();
         assert!(matches!(err, ChatStreamError::Malformed(_)), "{err:?}");
         assert!(!err.to_string().contains("secret-ish"), "{err}");
         let err = decode(&[b"data: {\"choices\":\"nope\"}\n\n"]).unwrap_err();
@@ -571,11 +597,18 @@ mod tests {
 
     #[test]
     fn end_without_done_or_finish_reason_is_truncated() {
-        let err = decode(&[b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"]).unwrap_err();
+        let err =
+            decode(&[b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"]).unwrap_err();
         assert_eq!(err, ChatStreamError::Truncated);
         // A finish reason without `[DONE]` (some local servers) completes the stream.
-        let out = decode(&[b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"]).unwrap();
-        assert_eq!(out, [LlmDelta::Done { reason: "stop".into() }]);
+        let out = decode(&[b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"])
+            .unwrap();
+        assert_eq!(
+            out,
+            [LlmDelta::Done {
+                reason: "stop".into()
+            }]
+        );
     }
 
     #[test]
@@ -590,20 +623,29 @@ mod tests {
         .unwrap();
         assert_eq!(
             out,
-            [frag(0, Some("a"), Some("f"), "{}"), frag(1, Some("b"), Some("g"), "{}")]
+            [
+                frag(0, Some("a"), Some("f"), "{}"),
+                frag(1, Some("b"), Some("g"), "{}")
+            ]
         );
     }
 
     #[test]
     fn error_text_shapes() {
         assert_eq!(
-            error_text("{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}"),
+            error_text(
+                "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}"
+            ),
             "Incorrect API key provided (invalid_request_error, invalid_api_key)"
         );
         assert_eq!(error_text("{\"message\":\"m\"}"), "m");
         assert_eq!(error_text("  Bad Gateway \n"), "Bad Gateway");
         let long = "\u{e9}".repeat(400);
         let t = error_text(&long);
-        assert!(t.len() <= MAX_ERROR_TEXT + 3 && t.ends_with("..."), "{}", t.len());
+        assert!(
+            t.len() <= MAX_ERROR_TEXT + 3 && t.ends_with("..."),
+            "{}",
+            t.len()
+        );
     }
 }
