@@ -4,6 +4,8 @@
 mod doubles;
 mod energy_vad;
 pub mod flow;
+pub mod llm_openai;
+pub mod openai_sse;
 mod registry;
 pub mod sentences;
 pub mod stages;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::doubles::{EchoLlm, ScriptedLlm, ScriptedStt, SilenceTts};
 use super::energy_vad::EnergyVad;
+use super::llm_openai::OpenAiLlm;
 use super::stages::{Llm, Stt, Tts, Vad};
 use super::tts_flite::FliteTtsStage;
 use crate::config::{EnvLookup, Secret};
@@ -233,7 +234,7 @@ pub struct StageRegistry {
 }
 
 impl StageRegistry {
-    /// The built-in stages: `energy` VAD, the `flite` synthesizer and the
+    /// The built-in stages: `energy` VAD, the `flite` synthesizer, the `openai` chat model and the
     /// `scripted`/`echo`/`silence` test doubles.
     pub fn with_builtins() -> Self {
         let mut r = Self::default();
@@ -241,6 +242,7 @@ impl StageRegistry {
         r.register_stt("scripted", |p| Ok(Box::new(ScriptedStt::from_params(p)?)));
         r.register_llm("echo", |p| Ok(Box::new(EchoLlm::from_params(p)?)));
         r.register_llm("scripted", |p| Ok(Box::new(ScriptedLlm::from_params(p)?)));
+        r.register_llm("openai", |p| Ok(Box::new(OpenAiLlm::from_params(p)?)));
         r.register_tts("silence", |p| Ok(Box::new(SilenceTts::from_params(p)?)));
         r.register_tts("flite", |p| Ok(Box::new(FliteTtsStage::from_params(p)?)));
         r
@@ -403,7 +405,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "llm: unknown stage \"gpt\" (known: echo, scripted)"
+            "llm: unknown stage \"gpt\" (known: echo, openai, scripted)"
         );
         let err = r
             .build_vad(&config("name = 'energy'\nthreshold = 3"), &no_env)
