@@ -129,6 +129,8 @@ impl Mock {
     }
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse`, large by design.
+#[allow(clippy::result_large_err)]
 async fn serve(tcp: tokio::net::TcpStream, hs: Handshake, script: Script, seen: Arc<Mutex<Seen>>) {
     let seen_hs = Arc::clone(&seen);
     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {

@@ -171,7 +171,6 @@ impl Stt for DeepgramStt {
         Ok(Box::new(DeepgramSession {
             commands: cmd_tx,
             events: ev_rx,
-            frame: Vec::new(),
         }))
     }
 }
@@ -191,8 +190,6 @@ struct DeepgramSession {
     commands: mpsc::Sender<Command>,
     /// From the driver; closed when it ends.
     events: mpsc::Receiver<Result<SttEvent, StageError>>,
-    /// Scratch for encoding (its capacity is reused frame after frame).
-    frame: Vec<u8>,
 }
 
 impl DeepgramSession {
@@ -215,9 +212,8 @@ impl SttSession for DeepgramSession {
         if samples.is_empty() {
             return Ok(());
         }
-        self.frame.clear();
-        encode_linear16(samples, &mut self.frame);
-        let frame = self.frame.clone();
+        let mut frame = Vec::with_capacity(samples.len() * 2);
+        encode_linear16(samples, &mut frame);
         self.send(Command::Audio(frame))
     }
 
