@@ -1,6 +1,7 @@
 //! The voice agent: pluggable pipeline stages, the LLM→TTS sentence splitter, the tool
 //! vocabulary, and the scripted dialogue flow. All of it is sans-IO; see `docs/agent.md`.
 
+pub mod deepgram_wire;
 mod doubles;
 mod energy_vad;
 pub mod flow;
@@ -9,6 +10,9 @@ pub mod openai_sse;
 mod registry;
 pub mod sentences;
 pub mod stages;
+pub mod stt_deepgram;
+pub mod stt_openai;
+mod stt_provider;
 pub mod stt_sphinx;
 pub mod tools;
 pub mod tts_flite;

@@ -240,6 +240,12 @@ impl StageRegistry {
         let mut r = Self::default();
         r.register_vad("energy", |p| Ok(Box::new(EnergyVad::from_params(p)?)));
         r.register_stt("scripted", |p| Ok(Box::new(ScriptedStt::from_params(p)?)));
+        r.register_stt("deepgram", |p| {
+            Ok(Box::new(super::stt_deepgram::DeepgramStt::from_params(p)?))
+        });
+        r.register_stt("openai", |p| {
+            Ok(Box::new(super::stt_openai::OpenAiStt::from_params(p)?))
+        });
         r.register_llm("echo", |p| Ok(Box::new(EchoLlm::from_params(p)?)));
         r.register_llm("scripted", |p| Ok(Box::new(ScriptedLlm::from_params(p)?)));
         r.register_llm("openai", |p| Ok(Box::new(OpenAiLlm::from_params(p)?)));
