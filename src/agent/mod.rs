@@ -10,6 +10,9 @@ pub mod stages;
 pub mod stt_sphinx;
 pub mod tools;
 pub mod tts_flite;
+pub mod tts_framer;
+pub mod tts_openai;
+pub mod tts_remote;
 pub mod vad_earshot;
 
 pub use doubles::{EchoLlm, ScriptedLlm, ScriptedReply, ScriptedStt, SilenceTts};

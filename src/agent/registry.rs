@@ -15,6 +15,7 @@ use super::doubles::{EchoLlm, ScriptedLlm, ScriptedStt, SilenceTts};
 use super::energy_vad::EnergyVad;
 use super::stages::{Llm, Stt, Tts, Vad};
 use super::tts_flite::FliteTtsStage;
+use super::tts_openai::OpenAiTts;
 use crate::config::{EnvLookup, Secret};
 
 /// A stage chosen by name, with its parameters.
@@ -243,6 +244,7 @@ impl StageRegistry {
         r.register_llm("scripted", |p| Ok(Box::new(ScriptedLlm::from_params(p)?)));
         r.register_tts("silence", |p| Ok(Box::new(SilenceTts::from_params(p)?)));
         r.register_tts("flite", |p| Ok(Box::new(FliteTtsStage::from_params(p)?)));
+        r.register_tts("openai", |p| Ok(Box::new(OpenAiTts::from_params(p)?)));
         r
     }
 
