@@ -2,6 +2,7 @@
 //! vocabulary, and the scripted dialogue flow. All of it is sans-IO; see `docs/agent.md`.
 
 mod doubles;
+pub mod elevenlabs_wire;
 mod energy_vad;
 pub mod flow;
 mod registry;
@@ -9,6 +10,7 @@ pub mod sentences;
 pub mod stages;
 pub mod stt_sphinx;
 pub mod tools;
+pub mod tts_elevenlabs;
 pub mod tts_flite;
 pub mod tts_framer;
 pub mod tts_openai;

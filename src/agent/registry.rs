@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::doubles::{EchoLlm, ScriptedLlm, ScriptedStt, SilenceTts};
 use super::energy_vad::EnergyVad;
 use super::stages::{Llm, Stt, Tts, Vad};
+use super::tts_elevenlabs::ElevenLabsTts;
 use super::tts_flite::FliteTtsStage;
 use super::tts_openai::OpenAiTts;
 use crate::config::{EnvLookup, Secret};
@@ -234,8 +235,8 @@ pub struct StageRegistry {
 }
 
 impl StageRegistry {
-    /// The built-in stages: `energy` VAD, the `flite` synthesizer and the
-    /// `scripted`/`echo`/`silence` test doubles.
+    /// The built-in stages: `energy` VAD, the `flite`, `openai` and `elevenlabs` synthesizers
+    /// and the `scripted`/`echo`/`silence` test doubles.
     pub fn with_builtins() -> Self {
         let mut r = Self::default();
         r.register_vad("energy", |p| Ok(Box::new(EnergyVad::from_params(p)?)));
@@ -245,6 +246,7 @@ impl StageRegistry {
         r.register_tts("silence", |p| Ok(Box::new(SilenceTts::from_params(p)?)));
         r.register_tts("flite", |p| Ok(Box::new(FliteTtsStage::from_params(p)?)));
         r.register_tts("openai", |p| Ok(Box::new(OpenAiTts::from_params(p)?)));
+        r.register_tts("elevenlabs", |p| Ok(Box::new(ElevenLabsTts::from_params(p)?)));
         r
     }
 

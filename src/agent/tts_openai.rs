@@ -9,17 +9,16 @@
 //! `Retry-After`) as long as that request has produced no audio.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::registry::{BuildError, StageParams};
 use super::stages::{StageError, Tts, TtsAudio, TtsSession};
+use super::tts_remote::{Piece, RemoteSession};
 use super::tts_framer::TtsFramer;
 use super::tts_remote::{RemoteOptions, backoff, parse_retry_after, redact};
 use crate::codec::resample::RATES;
@@ -125,90 +124,21 @@ impl Tts for OpenAiTts {
             stage: STAGE.to_owned(),
             reason: format!("sample rate {rate} (one of {RATES:?})"),
         })?;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (audio_tx, audio_rx) = mpsc::unbounded_channel();
-        let driver = Driver {
-            settings: self.settings.clone(),
-            client: self.client.clone(),
-            framer,
-            audio: audio_tx,
-        };
-        let task = self.runtime.spawn(driver.run(cmd_rx));
-        Ok(Box::new(OpenAiSession {
-            cmd: Some(cmd_tx),
-            audio: audio_rx,
-            task,
-            text_len: 0,
-            closed: false,
-        }))
-    }
-}
-
-/// A piece of text to speak.
-#[derive(Debug)]
-struct Piece {
-    text: String,
-    /// Bytes of pushed text spoken once this piece has played.
-    text_done: usize,
-}
-
-/// A session of [`OpenAiTts`].
-#[derive(Debug)]
-struct OpenAiSession {
-    /// Pieces to the driver; `None` once finished.
-    cmd: Option<mpsc::UnboundedSender<Piece>>,
-    /// Frames (or the one error) from the driver.
-    audio: mpsc::UnboundedReceiver<Result<TtsAudio, StageError>>,
-    task: JoinHandle<()>,
-    /// Bytes of text pushed so far.
-    text_len: usize,
-    /// Cancelled.
-    closed: bool,
-}
-
-fn closed() -> StageError {
-    StageError::Closed {
-        stage: STAGE.to_owned(),
-    }
-}
-
-impl TtsSession for OpenAiSession {
-    fn push_text(&mut self, text: &str) -> Result<(), StageError> {
-        let tx = self.cmd.as_ref().filter(|_| !self.closed).ok_or_else(closed)?;
-        self.text_len += text.len();
-        // A send error means the driver already stopped; its error (if any) is in the channel.
-        let _ = tx.send(Piece {
-            text: text.to_owned(),
-            text_done: self.text_len,
-        });
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), StageError> {
-        if self.closed {
-            return Err(closed());
-        }
-        self.cmd = None;
-        Ok(())
-    }
-
-    fn cancel(&mut self) {
-        self.closed = true;
-        self.cmd = None;
-        self.task.abort();
-    }
-
-    fn poll_audio(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<TtsAudio, StageError>>> {
-        if self.closed {
-            return Poll::Ready(None);
-        }
-        self.audio.poll_recv(cx)
-    }
-}
-
-impl Drop for OpenAiSession {
-    fn drop(&mut self) {
-        self.task.abort();
+        let settings = self.settings.clone();
+        let client = self.client.clone();
+        Ok(Box::new(RemoteSession::spawn(
+            STAGE,
+            &self.runtime,
+            |pieces, audio| {
+                Driver {
+                    settings,
+                    client,
+                    framer,
+                    audio,
+                }
+                .run(pieces)
+            },
+        )))
     }
 }
 

@@ -1,9 +1,117 @@
-//! What the remote synthesizers share: timeout and retry parameters, the retry backoff, and
-//! scrubbing a secret out of provider text before it becomes an error.
+//! What the remote synthesizers share: the session that talks to a driver task, timeout and
+//! retry parameters, the retry backoff, and scrubbing a secret out of provider text before it
+//! becomes an error.
 
+use std::future::Future;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
 use super::registry::{BuildError, StageParams};
+use super::stages::{StageError, TtsAudio, TtsSession};
+
+/// A piece of pushed text, as the driver task receives it.
+#[derive(Debug)]
+pub struct Piece {
+    /// The text as pushed.
+    pub text: String,
+    /// Bytes of pushed text spoken once this piece has played (its end).
+    pub text_done: usize,
+}
+
+/// Frames (or the one error that ends the session) from a driver task.
+pub type AudioSender = mpsc::UnboundedSender<Result<TtsAudio, StageError>>;
+
+/// A [`TtsSession`] whose work happens in a driver task: pushes go down one channel, frames
+/// come up another, cancel and drop abort the task.
+#[derive(Debug)]
+pub struct RemoteSession {
+    /// The stage's name, for errors.
+    stage: &'static str,
+    /// Pieces to the driver; `None` once finished.
+    cmd: Option<mpsc::UnboundedSender<Piece>>,
+    /// Frames (or the one error) from the driver.
+    audio: mpsc::UnboundedReceiver<Result<TtsAudio, StageError>>,
+    /// The driver, aborted on cancel and drop.
+    task: JoinHandle<()>,
+    /// Bytes of text pushed so far.
+    text_len: usize,
+    /// Cancelled.
+    closed: bool,
+}
+
+impl RemoteSession {
+    /// Spawns `driver(pieces, audio)` on `runtime`; the session ends when the driver drops
+    /// its sender (after sending an error, or when all audio is out).
+    pub fn spawn<F, Fut>(stage: &'static str, runtime: &Handle, driver: F) -> Self
+    where
+        F: FnOnce(mpsc::UnboundedReceiver<Piece>, AudioSender) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+        let task = runtime.spawn(driver(cmd_rx, audio_tx));
+        Self {
+            stage,
+            cmd: Some(cmd_tx),
+            audio: audio_rx,
+            task,
+            text_len: 0,
+            closed: false,
+        }
+    }
+
+    fn closed(&self) -> StageError {
+        StageError::Closed {
+            stage: self.stage.to_owned(),
+        }
+    }
+}
+
+impl TtsSession for RemoteSession {
+    fn push_text(&mut self, text: &str) -> Result<(), StageError> {
+        let Some(tx) = self.cmd.as_ref().filter(|_| !self.closed) else {
+            return Err(self.closed());
+        };
+        self.text_len += text.len();
+        // A send error means the driver already stopped; its error (if any) is in the channel.
+        let _ = tx.send(Piece {
+            text: text.to_owned(),
+            text_done: self.text_len,
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), StageError> {
+        if self.closed {
+            return Err(self.closed());
+        }
+        self.cmd = None;
+        Ok(())
+    }
+
+    fn cancel(&mut self) {
+        self.closed = true;
+        self.cmd = None;
+        self.task.abort();
+    }
+
+    fn poll_audio(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<TtsAudio, StageError>>> {
+        if self.closed {
+            return Poll::Ready(None);
+        }
+        self.audio.poll_recv(cx)
+    }
+}
+
+impl Drop for RemoteSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// Timeouts and retries of one remote stage (`connect_timeout_ms`, `first_byte_timeout_ms`,
 /// `stall_timeout_ms`, `retries`).
