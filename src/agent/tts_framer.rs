@@ -35,6 +35,8 @@ pub struct TtsFramer {
     emitted: u64,
     /// `(session-rate sample position, text_done)`, positions since the last flush, in order.
     marks: VecDeque<(u64, usize)>,
+    /// The highest `text_done` emitted so far (a flush adds no silent frame to repeat it).
+    last_done: Option<usize>,
 }
 
 impl TtsFramer {
@@ -54,6 +56,7 @@ impl TtsFramer {
             native_total: 0,
             emitted: 0,
             marks: VecDeque::new(),
+            last_done: None,
         })
     }
 
@@ -96,7 +99,7 @@ impl TtsFramer {
     }
 
     /// Emits everything held back (zero-padded to whole frames) with every pending mark, then
-    /// starts afresh; with marks but no audio, one silent frame carries them.
+    /// starts afresh; with a new mark but no audio left, one silent frame carries it.
     pub fn flush(&mut self, frames: &mut Vec<TtsAudio>) -> Result<(), CodecError> {
         let wanted = (self.native_total * u64::from(self.to)).div_ceil(u64::from(self.from));
         let fin = self.resampler.input_frame();
@@ -118,12 +121,17 @@ impl TtsFramer {
         }
         if let Some(&(_, done)) = self.marks.back() {
             if frames.len() == before {
-                frames.push(TtsAudio {
-                    samples: vec![0; self.resampler.output_frame()],
-                    text_done: Some(done),
-                });
+                // A mark already carried by a frame that is out needs no silent frame.
+                if self.last_done.is_none_or(|last| last < done) {
+                    self.last_done = Some(done);
+                    frames.push(TtsAudio {
+                        samples: vec![0; self.resampler.output_frame()],
+                        text_done: Some(done),
+                    });
+                }
             } else if let Some(last) = frames.last_mut() {
                 last.text_done = Some(done);
+                self.last_done = Some(done);
             }
         }
         self.marks.clear();
@@ -155,6 +163,7 @@ impl TtsFramer {
                     break;
                 }
                 done = Some(d);
+                self.last_done = Some(d);
                 self.marks.pop_front();
             }
             frames.push(TtsAudio {
@@ -214,5 +223,9 @@ mod tests {
         assert_eq!(frames.len(), 1);
         assert_eq!((frames[0].samples.len(), frames[0].text_done), (320, Some(3)));
         assert!(!f.has_pending());
+        // A mark already carried by a frame that is out adds nothing.
+        f.mark(0, 3);
+        f.flush(&mut frames).unwrap();
+        assert_eq!(frames.len(), 1);
     }
 }
