@@ -55,7 +55,12 @@ struct Mock {
 
 fn detail(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"detail": {"status": code, "message": message}});
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn handshake(
@@ -102,8 +107,7 @@ fn audio(format: &str, n: usize, t: &mut u64) -> Vec<u8> {
     let samples = n * (rate * CHAR_MS / 1000) as usize;
     let mut out = Vec::new();
     for _ in 0..samples {
-        let s = (8000.0
-            * (2.0 * std::f64::consts::PI * 440.0 * *t as f64 / f64::from(rate)).sin())
+        let s = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * *t as f64 / f64::from(rate)).sin())
             as i16;
         *t += 1;
         if format == "ulaw_8000" {
@@ -187,8 +191,7 @@ async fn session(mut ws: WebSocket, mock: Arc<Mock>, voice: String, format: Stri
             if part.is_empty() {
                 continue;
             }
-            tokio::time::sleep(Duration::from_millis(if voice == "slow" { 200 } else { 5 }))
-                .await;
+            tokio::time::sleep(Duration::from_millis(if voice == "slow" { 200 } else { 5 })).await;
             let a = audio(&format, part.len(), &mut t);
             let lower: Vec<char> = part.iter().map(|c| c.to_ascii_lowercase()).collect();
             let msg = serde_json::json!({
@@ -228,14 +231,22 @@ async fn serve(mock: Arc<Mock>) -> String {
 }
 
 fn session_for(base: &str, key: &str, extra: &str, rate: u32) -> Box<dyn TtsSession> {
+    // Tight stall limit only where a test wants one: a loaded machine may pause a while.
+    let stall = if extra.contains("stall_timeout_ms") {
+        ""
+    } else {
+        "stall_timeout_ms = 2000\n"
+    };
     let cfg: StageConfig = toml::from_str(&format!(
         "name = 'elevenlabs'\nbase_url = '{base}'\napi_key_env = 'XI_KEY_FOR_TEST'\n\
-         stall_timeout_ms = 300\n{extra}"
+         {stall}{extra}"
     ))
     .unwrap();
     let key = key.to_owned();
     let env = move |name: &str| (name == "XI_KEY_FOR_TEST").then(|| key.clone());
-    let mut stage = StageRegistry::with_builtins().build_tts(&cfg, &env).unwrap();
+    let mut stage = StageRegistry::with_builtins()
+        .build_tts(&cfg, &env)
+        .unwrap();
     stage.start(rate).unwrap()
 }
 
@@ -278,11 +289,17 @@ async fn audio_and_word_accurate_text_done_from_the_alignment() {
     let mock = Arc::new(Mock::default());
     let base = serve(mock.clone()).await;
     let (a, b) = ("Hello there.", " How are you?");
-    for (format, rate) in [("ulaw_8000", 8000u32), ("pcm_16000", 8000), ("pcm_16000", 16000)] {
+    for (format, rate) in [
+        ("ulaw_8000", 8000u32),
+        ("pcm_16000", 8000),
+        ("pcm_16000", 16000),
+    ] {
         let mut s = session_for(
             &base,
             KEY,
-            &format!("voice_id = 'good'\noutput_format = '{format}'\nchunk_length_schedule = [50, 120]"),
+            &format!(
+                "voice_id = 'good'\noutput_format = '{format}'\nchunk_length_schedule = [50, 120]"
+            ),
             rate,
         );
         s.push_text(a).unwrap();
@@ -314,7 +331,10 @@ async fn audio_and_word_accurate_text_done_from_the_alignment() {
             ],
             "{format} -> {rate}"
         );
-        let pcm: Vec<i16> = frames[2..24].iter().flat_map(|f| f.samples.clone()).collect();
+        let pcm: Vec<i16> = frames[2..24]
+            .iter()
+            .flat_map(|f| f.samples.clone())
+            .collect();
         let f = frequency(&pcm, rate);
         assert!((f - 440.0).abs() < 2.0, "{format} -> {rate}: {f} Hz");
     }
@@ -340,7 +360,8 @@ async fn audio_streams_before_finish_and_cancel_closes_the_socket() {
     let mock = Arc::new(Mock::default());
     let base = serve(mock.clone()).await;
     let mut s = session_for(&base, KEY, "voice_id = 'slow'", 8000);
-    s.push_text("Please hold while I check that for you.").unwrap();
+    s.push_text("Please hold while I check that for you.")
+        .unwrap();
     let first = next(&mut s).await.unwrap().unwrap();
     assert_eq!(first.samples.len(), 160);
     s.cancel();
@@ -362,7 +383,12 @@ async fn audio_streams_before_finish_and_cancel_closes_the_socket() {
 async fn a_pause_releases_the_tail_and_blank_text_is_done_at_once() {
     let mock = Arc::new(Mock::default());
     let base = serve(mock.clone()).await;
-    let mut s = session_for(&base, KEY, "voice_id = 'good'\noutput_format = 'pcm_16000'", 8000);
+    let mut s = session_for(
+        &base,
+        KEY,
+        "voice_id = 'good'\noutput_format = 'pcm_16000'",
+        8000,
+    );
     s.push_text("Hi.").unwrap();
     // "Hi. " is 4 frames; all of them (the resampler's held-back tail included) come
     // without finish, once the service pauses.
@@ -423,7 +449,8 @@ async fn abrupt_close_and_stall_after_some_audio() {
     let mock = Arc::new(Mock::default());
     let base = serve(mock.clone()).await;
     for (voice, expect) in [("abrupt", "socket"), ("stall", "stalled for 300 ms")] {
-        let mut s = session_for(&base, KEY, &format!("voice_id = '{voice}'"), 8000);
+        let extra = format!("voice_id = '{voice}'\nstall_timeout_ms = 300");
+        let mut s = session_for(&base, KEY, &extra, 8000);
         s.push_text("Hello there, this is long.").unwrap();
         let t = std::time::Instant::now();
         let (frames, err) = drain(&mut s).await;
@@ -468,7 +495,11 @@ async fn config_is_checked_at_build() {
     };
     let ok = "name='elevenlabs'\napi_key_env='K'\n";
     assert!(build(ok).unwrap().contains("voice_id"));
-    assert!(build(&format!("{ok}voice_id='a/b'")).unwrap().contains("not a voice id"));
+    assert!(
+        build(&format!("{ok}voice_id='a/b'"))
+            .unwrap()
+            .contains("not a voice id")
+    );
     assert!(
         build(&format!("{ok}voice_id='v'\noutput_format='mp3_44100_128'"))
             .unwrap()
@@ -485,5 +516,10 @@ async fn config_is_checked_at_build() {
             .contains("ws(s)")
     );
     assert!(build(&format!("{ok}voice_id='v'")).is_none());
-    assert!(build(&format!("{ok}voice_id='v'\nbase_url='wss://api.elevenlabs.io'\nspeed=1.1")).is_none());
+    assert!(
+        build(&format!(
+            "{ok}voice_id='v'\nbase_url='wss://api.elevenlabs.io'\nspeed=1.1"
+        ))
+        .is_none()
+    );
 }

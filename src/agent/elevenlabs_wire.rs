@@ -291,9 +291,7 @@ impl SpokenText {
         } else {
             // The service dropped or changed a character: jump to the next `c` if it is
             // close, else take the text's character as the one spoken.
-            upcoming
-                .find(|&(_, x)| x == c)
-                .unwrap_or((first_at, first))
+            upcoming.find(|&(_, x)| x == c).unwrap_or((first_at, first))
         };
         self.cursor += at + found.len_utf8();
         true
@@ -356,7 +354,12 @@ mod tests {
             "a \"b\"\n"
         );
         assert_eq!(
-            url("wss://api.elevenlabs.io/", "v1d", "eleven_flash_v2_5", "ulaw_8000"),
+            url(
+                "wss://api.elevenlabs.io/",
+                "v1d",
+                "eleven_flash_v2_5",
+                "ulaw_8000"
+            ),
             "wss://api.elevenlabs.io/v1/text-to-speech/v1d/stream-input?model_id=eleven_flash_v2_5&output_format=ulaw_8000"
         );
     }

@@ -246,7 +246,9 @@ impl StageRegistry {
         r.register_tts("silence", |p| Ok(Box::new(SilenceTts::from_params(p)?)));
         r.register_tts("flite", |p| Ok(Box::new(FliteTtsStage::from_params(p)?)));
         r.register_tts("openai", |p| Ok(Box::new(OpenAiTts::from_params(p)?)));
-        r.register_tts("elevenlabs", |p| Ok(Box::new(ElevenLabsTts::from_params(p)?)));
+        r.register_tts("elevenlabs", |p| {
+            Ok(Box::new(ElevenLabsTts::from_params(p)?))
+        });
         r
     }
 

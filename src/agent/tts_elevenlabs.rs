@@ -17,11 +17,11 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_rustls::rustls::ClientConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream, tungstenite};
-use tokio_rustls::rustls::ClientConfig;
 
 use super::elevenlabs_wire::{
     self as wire, DEFAULT_SCHEDULE, END_MESSAGE, ServerMessage, SpokenText, VoiceSettings,
@@ -207,13 +207,12 @@ impl ElevenLabsTts {
 
 impl Tts for ElevenLabsTts {
     fn start(&mut self, rate: u32) -> Result<Box<dyn TtsSession>, StageError> {
-        let framer =
-            TtsFramer::new(self.settings.format.rate(), rate).map_err(|_| {
-                StageError::Unsupported {
-                    stage: STAGE.to_owned(),
-                    reason: format!("sample rate {rate} (one of {RATES:?})"),
-                }
-            })?;
+        let framer = TtsFramer::new(self.settings.format.rate(), rate).map_err(|_| {
+            StageError::Unsupported {
+                stage: STAGE.to_owned(),
+                reason: format!("sample rate {rate} (one of {RATES:?})"),
+            }
+        })?;
         let settings = self.settings.clone();
         Ok(Box::new(RemoteSession::spawn(
             STAGE,
@@ -442,8 +441,7 @@ impl Driver {
             .map_err(|_| ("the API key is not a valid header value".to_owned(), None))?;
         req.headers_mut().insert("xi-api-key", key);
         let connector = s.tls.clone().map(Connector::Rustls);
-        let connect =
-            tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
         match tokio::time::timeout(s.opts.connect_timeout, connect).await {
             Err(_) => Err((
                 format!(
@@ -497,11 +495,16 @@ mod tests {
     #[test]
     fn formats_and_http_errors() {
         assert_eq!(OutputFormat::from_name("ulaw_8000").unwrap().rate(), 8000);
-        assert_eq!(OutputFormat::from_name("pcm_16000").unwrap().name(), "pcm_16000");
+        assert_eq!(
+            OutputFormat::from_name("pcm_16000").unwrap().name(),
+            "pcm_16000"
+        );
         assert_eq!(OutputFormat::from_name("mp3_44100_128"), None);
         assert_eq!(
-            http_error_message(br#"{"detail":{"status":"invalid_api_key","message":"Invalid API key"}}"#)
-                .as_deref(),
+            http_error_message(
+                br#"{"detail":{"status":"invalid_api_key","message":"Invalid API key"}}"#
+            )
+            .as_deref(),
             Some("Invalid API key (invalid_api_key)")
         );
         assert_eq!(http_error_message(b"nope"), None);

@@ -221,7 +221,10 @@ mod tests {
         assert!(f.has_pending());
         f.flush(&mut frames).unwrap();
         assert_eq!(frames.len(), 1);
-        assert_eq!((frames[0].samples.len(), frames[0].text_done), (320, Some(3)));
+        assert_eq!(
+            (frames[0].samples.len(), frames[0].text_done),
+            (320, Some(3))
+        );
         assert!(!f.has_pending());
         // A mark already carried by a frame that is out adds nothing.
         f.mark(0, 3);

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::registry::{BuildError, StageParams};
 use super::stages::{StageError, Tts, TtsAudio, TtsSession};
-use super::tts_remote::{Piece, RemoteSession};
 use super::tts_framer::TtsFramer;
+use super::tts_remote::{Piece, RemoteSession};
 use super::tts_remote::{RemoteOptions, backoff, parse_retry_after, redact};
 use crate::codec::resample::RATES;
 use crate::config::Secret;
