@@ -31,6 +31,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 use leadscaller::agent::StageConfig;
 use leadscaller::agent::StageRegistry;
 use leadscaller::agent::stages::{StageError, TtsAudio, TtsSession};
@@ -53,12 +54,23 @@ fn openai_error(status: StatusCode, message: &str, kind: &str, code: Option<&str
     let body = serde_json::json!({
         "error": {"message": message, "type": kind, "param": null, "code": code}
     });
-    (
-        status,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    // Sent in two writes, the cut inside the JSON, as a proxy may deliver it.
+    let text = body.to_string();
+    let (a, b) = text.split_at(text.len() / 2);
+    let parts = vec![
+        Ok::<_, std::io::Error>(Bytes::from(a.to_owned())),
+        Ok(Bytes::from(b.to_owned())),
+    ];
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(futures_util::stream::iter(parts).then(
+            |p| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                p
+            },
+        )))
+        .unwrap()
 }
 
 fn tone(freq: f64, seconds: f64) -> Vec<u8> {

@@ -92,6 +92,9 @@ pub fn text_message(text: &str) -> String {
 /// The end-of-input message.
 pub const END_MESSAGE: &str = r#"{"text":""}"#;
 
+/// A single space: keeps the socket open through a pause without adding speech.
+pub const KEEPALIVE_MESSAGE: &str = r#"{"text":" "}"#;
+
 /// Character timings of one audio chunk, relative to the chunk's start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

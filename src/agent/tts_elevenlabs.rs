@@ -42,6 +42,10 @@ const STAGE: &str = "tts elevenlabs";
 /// of the audio (under one frame plus the resampler's delay) is released.
 const TAIL_FLUSH: Duration = Duration::from_millis(100);
 
+/// How often a single space is sent while waiting for text, so that the service's input
+/// timeout (20 s by default) does not close the socket during a long pause of the agent.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// The audio format asked for (`output_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -262,6 +266,7 @@ impl Driver {
         let mut any_text = false;
         let mut audio_seen = false;
         let mut last_message = Instant::now();
+        let mut last_sent = Instant::now();
         loop {
             let owed = self.spoken.unspoken_pieces() > 0 || !input_open;
             let limit = if audio_seen {
@@ -281,6 +286,7 @@ impl Driver {
                             self.framer.mark(at, done);
                         } else {
                             any_text = true;
+                            last_sent = Instant::now();
                             ws.send(Message::text(wire::text_message(&piece.text)))
                                 .await
                                 .map_err(|e| format!("sending text: {e}"))?;
@@ -333,6 +339,12 @@ impl Driver {
                 }
                 _ = tokio::time::sleep_until(last_message + TAIL_FLUSH), if tail_due => {
                     self.flush()?;
+                }
+                _ = tokio::time::sleep_until(last_sent + KEEPALIVE), if input_open && !owed => {
+                    last_sent = Instant::now();
+                    ws.send(Message::text(wire::KEEPALIVE_MESSAGE))
+                        .await
+                        .map_err(|e| format!("sending keepalive: {e}"))?;
                 }
             }
         }
