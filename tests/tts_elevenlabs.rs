@@ -154,9 +154,11 @@ async fn session(mut ws: WebSocket, mock: Arc<Mock>, voice: String, format: Stri
             continue;
         }
         if text.is_empty() {
-            let _ = ws
-                .send(json_msg(serde_json::json!({"isFinal": true})))
-                .await;
+            if voice != "nofinal" {
+                let _ = ws
+                    .send(json_msg(serde_json::json!({"isFinal": true})))
+                    .await;
+            }
             let _ = ws.send(close(1000, "")).await;
             return;
         }
@@ -405,6 +407,19 @@ async fn a_pause_releases_the_tail_and_blank_text_is_done_at_once() {
     assert!(err.is_none(), "{err:?}");
     // Everything was already out: the final message adds no frame.
     assert!(frames.is_empty(), "{frames:?}");
+}
+
+#[tokio::test]
+async fn a_normal_close_after_everything_was_spoken_ends_the_session_cleanly() {
+    let mock = Arc::new(Mock::default());
+    let base = serve(mock.clone()).await;
+    let mut s = session_for(&base, KEY, "voice_id = 'nofinal'", 8000);
+    s.push_text("Bye now.").unwrap();
+    s.finish().unwrap();
+    let (frames, err) = drain(&mut s).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(frames.len(), 9);
+    assert_eq!(frames.iter().filter_map(|f| f.text_done).max(), Some(8));
 }
 
 #[tokio::test]

@@ -315,6 +315,18 @@ impl Driver {
                                 return Ok(());
                             }
                         }
+                        Some(Ok(Message::Close(frame)))
+                            if !input_open
+                                && self.spoken.unspoken_pieces() == 0
+                                && frame.as_ref().is_none_or(|f| u16::from(f.code) == 1000) =>
+                        {
+                            // A normal close once everything was spoken: as good as the final.
+                            let at = self.framer.position();
+                            let done = self.spoken.finish_all();
+                            self.framer.mark(at, done);
+                            self.flush()?;
+                            return Ok(());
+                        }
                         Some(Ok(Message::Close(frame))) => {
                             return Err(match frame {
                                 Some(f) => format!(
