@@ -3,6 +3,7 @@
 
 pub mod deepgram_wire;
 mod doubles;
+pub mod elevenlabs_wire;
 mod energy_vad;
 pub mod flow;
 pub mod llm_openai;
@@ -15,7 +16,11 @@ pub mod stt_openai;
 mod stt_provider;
 pub mod stt_sphinx;
 pub mod tools;
+pub mod tts_elevenlabs;
 pub mod tts_flite;
+pub mod tts_framer;
+pub mod tts_openai;
+pub mod tts_remote;
 pub mod vad_earshot;
 
 pub use doubles::{EchoLlm, ScriptedLlm, ScriptedReply, ScriptedStt, SilenceTts};

@@ -15,7 +15,9 @@ use super::doubles::{EchoLlm, ScriptedLlm, ScriptedStt, SilenceTts};
 use super::energy_vad::EnergyVad;
 use super::llm_openai::OpenAiLlm;
 use super::stages::{Llm, Stt, Tts, Vad};
+use super::tts_elevenlabs::ElevenLabsTts;
 use super::tts_flite::FliteTtsStage;
+use super::tts_openai::OpenAiTts;
 use crate::config::{EnvLookup, Secret};
 
 /// A stage chosen by name, with its parameters.
@@ -234,8 +236,9 @@ pub struct StageRegistry {
 }
 
 impl StageRegistry {
-    /// The built-in stages: `energy` VAD, the `flite` synthesizer, the `openai` chat model and the
-    /// `scripted`/`echo`/`silence` test doubles.
+    /// The built-in stages: `energy` VAD; `deepgram` and `openai` recognizers; the `openai` chat
+    /// model; `flite`, `openai` and `elevenlabs` synthesizers; and the `scripted`/`echo`/`silence`
+    /// test doubles.
     pub fn with_builtins() -> Self {
         let mut r = Self::default();
         r.register_vad("energy", |p| Ok(Box::new(EnergyVad::from_params(p)?)));
@@ -251,6 +254,10 @@ impl StageRegistry {
         r.register_llm("openai", |p| Ok(Box::new(OpenAiLlm::from_params(p)?)));
         r.register_tts("silence", |p| Ok(Box::new(SilenceTts::from_params(p)?)));
         r.register_tts("flite", |p| Ok(Box::new(FliteTtsStage::from_params(p)?)));
+        r.register_tts("openai", |p| Ok(Box::new(OpenAiTts::from_params(p)?)));
+        r.register_tts("elevenlabs", |p| {
+            Ok(Box::new(ElevenLabsTts::from_params(p)?))
+        });
         r
     }
 
