@@ -1,0 +1,6 @@
+//! Lead files: phone normalization, time zones, and streaming CSV import (sans-IO).
+//!
+//! Nothing here touches a database, the network or the clock: the importers are fed bytes
+//! and return typed rows and row errors; `store` and `control` persist and serve them.
+
+pub mod phone;
