@@ -4,3 +4,5 @@
 //! and return typed rows and row errors; `store` and `control` persist and serve them.
 
 pub mod phone;
+pub mod timezone;
+mod tz_tables;
