@@ -7,3 +7,8 @@ mod csv_records;
 pub mod phone;
 pub mod timezone;
 mod tz_tables;
+pub mod csv_import;
+pub mod import;
+
+#[cfg(test)]
+mod tests;
