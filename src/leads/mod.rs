@@ -8,6 +8,7 @@ pub mod phone;
 pub mod timezone;
 mod tz_tables;
 pub mod csv_import;
+pub mod dnc_csv;
 pub mod import;
 
 #[cfg(test)]
