@@ -11,7 +11,10 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-use super::import::{Driver, Header, ImportBatch, ImportError, ImportOptions, ImportSummary, Row, RowDecoder, RowError};
+use super::import::{
+    Driver, Header, ImportBatch, ImportError, ImportOptions, ImportSummary, Row, RowDecoder,
+    RowError,
+};
 use super::phone::{E164, normalize_phone};
 use super::timezone::{LeadTimeZone, TimeZoneSource, infer_timezone, parse_timezone};
 
@@ -242,7 +245,9 @@ impl RowDecoder for LeadDecoder {
             plan.consent_text,
             plan.external_id,
         ];
-        let custom = (0..h.names.len()).filter(|i| !mapped.contains(&Some(*i))).collect();
+        let custom = (0..h.names.len())
+            .filter(|i| !mapped.contains(&Some(*i)))
+            .collect();
         Ok(LeadPlan { custom, ..plan })
     }
 

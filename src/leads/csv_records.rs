@@ -150,7 +150,8 @@ impl RecordSplitter {
                 // Drop what we kept of this field and skip the rest of it.
                 self.len -= self.field_len;
                 self.discarding = true;
-                self.problem.get_or_insert(RecordProblem::FieldTooLarge(self.fields_seen));
+                self.problem
+                    .get_or_insert(RecordProblem::FieldTooLarge(self.fields_seen));
             }
             match res {
                 ReadFieldResult::InputEmpty => {
@@ -219,7 +220,11 @@ mod tests {
     fn split(input: &[u8]) -> Vec<Rec> {
         let whole = split_chunks(&[input], 1024, 16);
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(split_chunks(&bytes, 1024, 16), whole, "byte-at-a-time differs");
+        assert_eq!(
+            split_chunks(&bytes, 1024, 16),
+            whole,
+            "byte-at-a-time differs"
+        );
         whole
     }
 
@@ -258,7 +263,11 @@ mod tests {
             assert_eq!(got[0], rec(1, &["h1", "h2"]));
             assert_eq!(
                 got[1],
-                (2, vec!["ok".into(), "".into()], Some(RecordProblem::FieldTooLarge(1)))
+                (
+                    2,
+                    vec!["ok".into(), "".into()],
+                    Some(RecordProblem::FieldTooLarge(1))
+                )
             );
             assert_eq!(got[2], rec(3, &["next", "row"]));
         }
@@ -275,7 +284,11 @@ mod tests {
         let got = split_chunks(&[b"a,b,c,d,e\nx\n"], 100, 3);
         assert_eq!(
             got[0],
-            (1, vec!["a".into(), "b".into(), "c".into()], Some(RecordProblem::TooManyColumns))
+            (
+                1,
+                vec!["a".into(), "b".into(), "c".into()],
+                Some(RecordProblem::TooManyColumns)
+            )
         );
         assert_eq!(got[1], rec(2, &["x"]));
     }

@@ -1,7 +1,10 @@
 //! Streaming, sans-IO import of do-not-call list CSV files: a phone column and an optional
 //! reason column. Same driver, line numbers, limits and duplicate handling as lead import.
 
-use super::import::{Driver, Header, ImportBatch, ImportError, ImportOptions, ImportSummary, Row, RowDecoder, RowError};
+use super::import::{
+    Driver, Header, ImportBatch, ImportError, ImportOptions, ImportSummary, Row, RowDecoder,
+    RowError,
+};
 use super::phone::{E164, Region, normalize_phone};
 
 /// Which header columns hold the number and the reason (JSON: `{"phone": "Number"}`).
@@ -127,23 +130,51 @@ mod tests {
     #[test]
     fn phone_and_reason_with_bad_rows_and_duplicates() {
         let input = b"\xEF\xBB\xBFNumber,Why,Extra\r\n(415) 555-2671,\"asked, twice\",x\r\nnope,,\r\n+1 415 555 2671,dup,\r\n4155552672,,\r\n";
-        let m = DncMapping { phone: "number".into(), reason: Some("WHY".into()) };
+        let m = DncMapping {
+            phone: "number".into(),
+            reason: Some("WHY".into()),
+        };
         let (batch, summary) = run(m.clone(), input, input.len());
         assert_eq!(run(m, input, 1), (batch.clone(), summary));
-        assert_eq!(summary, ImportSummary { imported: 2, skipped: 1, failed: 1 });
+        assert_eq!(
+            summary,
+            ImportSummary {
+                imported: 2,
+                skipped: 1,
+                failed: 1
+            }
+        );
         assert_eq!(batch.records[0].phone.as_str(), "+14155552671");
         assert_eq!(batch.records[0].reason.as_deref(), Some("asked, twice"));
         assert_eq!(batch.records[1].reason, None);
         assert_eq!(batch.records[1].line, 5);
-        assert_eq!(batch.skipped, vec![SkippedRow { line: 4, first_line: 2 }]);
+        assert_eq!(
+            batch.skipped,
+            vec![SkippedRow {
+                line: 4,
+                first_line: 2
+            }]
+        );
         assert_eq!(batch.errors.len(), 1);
-        assert_eq!((batch.errors[0].line, batch.errors[0].column.as_deref()), (3, Some("Number")));
+        assert_eq!(
+            (batch.errors[0].line, batch.errors[0].column.as_deref()),
+            (3, Some("Number"))
+        );
     }
 
     #[test]
     fn missing_phone_column_is_fatal() {
-        let mut imp = DncCsvImporter::new(DncMapping { phone: "Phone".into(), reason: None }, ImportOptions::default());
+        let mut imp = DncCsvImporter::new(
+            DncMapping {
+                phone: "Phone".into(),
+                reason: None,
+            },
+            ImportOptions::default(),
+        );
         let e = imp.push(b"Number\n+14155552671\n").unwrap_err();
-        assert!(matches!(e, ImportError::MissingColumn { field: "phone", .. }), "{e}");
+        assert!(
+            matches!(e, ImportError::MissingColumn { field: "phone", .. }),
+            "{e}"
+        );
     }
 }

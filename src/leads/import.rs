@@ -166,7 +166,9 @@ impl Header {
     pub fn find(&self, field: &'static str, wanted: &str) -> Result<usize, ImportError> {
         let wanted = wanted.trim();
         if wanted.is_empty() {
-            return Err(ImportError::InvalidMapping(format!("{field} maps to an empty column name")));
+            return Err(ImportError::InvalidMapping(format!(
+                "{field} maps to an empty column name"
+            )));
         }
         self.names
             .iter()
@@ -325,7 +327,9 @@ impl<D: RowDecoder> DriverState<D> {
         if !self.count_row(line) {
             return;
         }
-        let decoded = self.decoder.decode(plan, header, &row, &mut self.row_errors);
+        let decoded = self
+            .decoder
+            .decode(plan, header, &row, &mut self.row_errors);
         match decoded {
             Some((phone, record)) if self.row_errors.is_empty() => {
                 if let Some(&first_line) = self.seen.get(&phone) {

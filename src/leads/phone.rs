@@ -167,7 +167,11 @@ pub fn normalize_phone(raw: &str, default_region: Option<Region>) -> Result<E164
         }
         return Err(PhoneError::NoCountryCode);
     }
-    let region = if has_plus { None } else { default_region.map(|r| r.id) };
+    let region = if has_plus {
+        None
+    } else {
+        default_region.map(|r| r.id)
+    };
     let number = phonenumber::parse(region, text).map_err(|e| match e {
         phonenumber::ParseError::NoNumber => PhoneError::NotANumber,
         phonenumber::ParseError::InvalidCountryCode => PhoneError::InvalidCountryCode,
@@ -224,13 +228,38 @@ mod tests {
 
     #[test]
     fn international_formats() {
-        assert_eq!(normalize_phone("+44 20 7946 0958", us()).unwrap().as_str(), "+442079460958");
-        assert_eq!(normalize_phone("00 33 1 42 68 53 00", us()).unwrap().as_str(), "+33142685300");
-        assert_eq!(normalize_phone("0033142685300", None).unwrap().as_str(), "+33142685300");
-        assert_eq!(normalize_phone("011 44 20 7946 0958", us()).unwrap().as_str(), "+442079460958");
-        assert_eq!(normalize_phone("+1-415-555-2671", None).unwrap().as_str(), "+14155552671");
-        assert_eq!(normalize_phone("  4155552671 ", us()).unwrap().as_str(), "+14155552671");
-        assert_eq!(normalize_phone("1 415 555 2671", us()).unwrap().as_str(), "+14155552671");
+        assert_eq!(
+            normalize_phone("+44 20 7946 0958", us()).unwrap().as_str(),
+            "+442079460958"
+        );
+        assert_eq!(
+            normalize_phone("00 33 1 42 68 53 00", us())
+                .unwrap()
+                .as_str(),
+            "+33142685300"
+        );
+        assert_eq!(
+            normalize_phone("0033142685300", None).unwrap().as_str(),
+            "+33142685300"
+        );
+        assert_eq!(
+            normalize_phone("011 44 20 7946 0958", us())
+                .unwrap()
+                .as_str(),
+            "+442079460958"
+        );
+        assert_eq!(
+            normalize_phone("+1-415-555-2671", None).unwrap().as_str(),
+            "+14155552671"
+        );
+        assert_eq!(
+            normalize_phone("  4155552671 ", us()).unwrap().as_str(),
+            "+14155552671"
+        );
+        assert_eq!(
+            normalize_phone("1 415 555 2671", us()).unwrap().as_str(),
+            "+14155552671"
+        );
     }
 
     #[test]
@@ -247,13 +276,28 @@ mod tests {
         assert_eq!(normalize_phone("", us()), Err(PhoneError::Empty));
         assert_eq!(normalize_phone("   ", us()), Err(PhoneError::Empty));
         assert_eq!(normalize_phone("n/a", us()), Err(PhoneError::NotANumber));
-        assert_eq!(normalize_phone("4155552671", None), Err(PhoneError::NoCountryCode));
+        assert_eq!(
+            normalize_phone("4155552671", None),
+            Err(PhoneError::NoCountryCode)
+        );
         assert_eq!(normalize_phone("12", us()), Err(PhoneError::TooShort));
         // 555-01xx style fictional and unassigned area codes are not valid numbers.
-        assert_eq!(normalize_phone("(099) 555-2671", us()), Err(PhoneError::Invalid));
-        assert_eq!(normalize_phone("+999 1234 5678", None), Err(PhoneError::InvalidCountryCode));
-        assert_eq!(normalize_phone(&"1".repeat(80), us()), Err(PhoneError::InputTooLong));
-        assert_eq!(normalize_phone("+1 415 555 2671 ext. 22", None), Err(PhoneError::Extension));
+        assert_eq!(
+            normalize_phone("(099) 555-2671", us()),
+            Err(PhoneError::Invalid)
+        );
+        assert_eq!(
+            normalize_phone("+999 1234 5678", None),
+            Err(PhoneError::InvalidCountryCode)
+        );
+        assert_eq!(
+            normalize_phone(&"1".repeat(80), us()),
+            Err(PhoneError::InputTooLong)
+        );
+        assert_eq!(
+            normalize_phone("+1 415 555 2671 ext. 22", None),
+            Err(PhoneError::Extension)
+        );
         assert!(normalize_phone("+1 415 555 26711234567", None).is_err());
     }
 

@@ -58,9 +58,18 @@ fn bom_crlf_quoted_newlines_and_custom_columns() {
         (415) 555-2671,Ada,Lovelace,ada@example.com,,EXPRESS_WRITTEN,web form,2024-05-01T14:30:00Z,\"I agree, call me\r\nany time\",crm-1,\"line one\nline two\",gold\r\n\
         +44 20 7946 0958,Alan,Turing,,Europe/London,verbal,,2024-05-02,,crm-2, , \r\n";
     let (batch, summary) = import(mapping(), us_options(), input.as_bytes()).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 2, skipped: 0, failed: 0 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 2,
+            skipped: 0,
+            failed: 0
+        }
+    );
     assert!(batch.errors.is_empty(), "{:?}", batch.errors);
-    let [a, b] = &batch.records[..] else { panic!("{:?}", batch.records) };
+    let [a, b] = &batch.records[..] else {
+        panic!("{:?}", batch.records)
+    };
 
     assert_eq!(a.line, 2);
     assert_eq!(a.phone.as_str(), "+14155552671");
@@ -69,10 +78,16 @@ fn bom_crlf_quoted_newlines_and_custom_columns() {
     assert_eq!(a.consent_status, Some(ConsentStatus::ExpressWritten));
     assert_eq!(a.consent_source.as_deref(), Some("web form"));
     assert_eq!(a.consent_at.unwrap().to_string(), "2024-05-01T14:30:00Z");
-    assert_eq!(a.consent_text.as_deref(), Some("I agree, call me\r\nany time"));
+    assert_eq!(
+        a.consent_text.as_deref(),
+        Some("I agree, call me\r\nany time")
+    );
     assert_eq!(a.external_id.as_deref(), Some("crm-1"));
     let tz = a.timezone.as_ref().unwrap();
-    assert_eq!((tz.name.as_str(), tz.source), ("America/Los_Angeles", TimeZoneSource::Inferred));
+    assert_eq!(
+        (tz.name.as_str(), tz.source),
+        ("America/Los_Angeles", TimeZoneSource::Inferred)
+    );
     assert_eq!(a.custom["Notes"], "line one\nline two");
     assert_eq!(a.custom["Plan"], "gold");
     assert_eq!(a.custom.len(), 2);
@@ -81,7 +96,10 @@ fn bom_crlf_quoted_newlines_and_custom_columns() {
     assert_eq!(b.line, 5);
     assert_eq!(b.phone.as_str(), "+442079460958");
     let tz = b.timezone.as_ref().unwrap();
-    assert_eq!((tz.name.as_str(), tz.source), ("Europe/London", TimeZoneSource::Explicit));
+    assert_eq!(
+        (tz.name.as_str(), tz.source),
+        ("Europe/London", TimeZoneSource::Explicit)
+    );
     assert_eq!(b.consent_status, Some(ConsentStatus::Verbal));
     assert!(matches!(b.consent_at, Some(ConsentAt::Date(_))));
     assert_eq!(b.email, None);
@@ -94,7 +112,11 @@ fn missing_required_column_is_one_clear_error() {
     let e = import(mapping(), us_options(), input.as_bytes()).unwrap_err();
     assert_eq!(
         e,
-        ImportError::MissingColumn { field: "phone", column: "Phone".into(), line: 1 }
+        ImportError::MissingColumn {
+            field: "phone",
+            column: "Phone".into(),
+            line: 1
+        }
     );
     assert!(e.to_string().contains("\"Phone\""), "{e}");
     // The error sticks: further pushes report it again instead of parsing on.
@@ -106,9 +128,20 @@ fn missing_required_column_is_one_clear_error() {
 
 #[test]
 fn missing_optional_mapped_column_names_the_field() {
-    let m = ColumnMapping { phone: "phone".into(), email: Some("E-mail".into()), ..Default::default() };
+    let m = ColumnMapping {
+        phone: "phone".into(),
+        email: Some("E-mail".into()),
+        ..Default::default()
+    };
     let e = import(m, us_options(), b"PHONE\n4155552671\n").unwrap_err();
-    assert_eq!(e, ImportError::MissingColumn { field: "email", column: "E-mail".into(), line: 1 });
+    assert_eq!(
+        e,
+        ImportError::MissingColumn {
+            field: "email",
+            column: "E-mail".into(),
+            line: 1
+        }
+    );
 }
 
 #[test]
@@ -117,7 +150,14 @@ fn bad_numbers_are_reported_by_line_and_column_and_good_rows_kept() {
         "{HEADER}\n(415) 555-2671,A,,,,,,,,\n(099) 555-2671,B,,,,,,,,\nnot a phone,C,,,,,,,,\n,D,,,,,,,,\n+1 212 555 0199,E,,,,,,,,\n"
     );
     let (batch, summary) = import(mapping(), us_options(), input.as_bytes()).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 2, skipped: 0, failed: 3 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 2,
+            skipped: 0,
+            failed: 3
+        }
+    );
     let lines: Vec<u64> = batch.records.iter().map(|r| r.line).collect();
     assert_eq!(lines, vec![2, 6]);
     err(3, "Phone", "not a valid number", &batch.errors);
@@ -138,31 +178,70 @@ fn bad_consent_timezone_date_and_email_fail_the_row_with_every_reason() {
          4155552673,C,,,america/chicago,None,,2024-05-01T10:00:00-05:00,,\n"
     );
     let (batch, summary) = import(mapping(), us_options(), input.as_bytes()).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 1, skipped: 0, failed: 2 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 1,
+            skipped: 0,
+            failed: 2
+        }
+    );
     err(2, "Email", "not an email", &batch.errors);
-    err(2, "TZ", "unknown IANA time zone \"Mars/Olympus\"", &batch.errors);
-    err(2, "Consent", "unknown consent status \"maybe\"", &batch.errors);
+    err(
+        2,
+        "TZ",
+        "unknown IANA time zone \"Mars/Olympus\"",
+        &batch.errors,
+    );
+    err(
+        2,
+        "Consent",
+        "unknown consent status \"maybe\"",
+        &batch.errors,
+    );
     err(2, "Consent At", "bad consent date", &batch.errors);
     err(3, "Consent At", "bad consent date", &batch.errors);
     assert_eq!(batch.errors.len(), 5);
     let c = &batch.records[0];
     assert_eq!(c.consent_status, Some(ConsentStatus::None));
-    assert_eq!(c.timezone.as_ref().unwrap().name.as_str(), "America/Chicago");
+    assert_eq!(
+        c.timezone.as_ref().unwrap().name.as_str(),
+        "America/Chicago"
+    );
     assert_eq!(c.consent_at.unwrap().to_string(), "2024-05-01T15:00:00Z");
 }
 
 #[test]
 fn duplicate_numbers_are_skipped_with_the_first_line() {
     let input = "Phone,Name\n+14155552671,a\n(415) 555-2671,b\n4155552672,\"c\nc2\"\n1-415-555-2671,d\n\"415 555 2672\",e\n";
-    let m = ColumnMapping { phone: "Phone".into(), ..Default::default() };
+    let m = ColumnMapping {
+        phone: "Phone".into(),
+        ..Default::default()
+    };
     let (batch, summary) = import(m, us_options(), input.as_bytes()).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 2, skipped: 3, failed: 0 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 2,
+            skipped: 3,
+            failed: 0
+        }
+    );
     assert_eq!(
         batch.skipped,
         vec![
-            SkippedRow { line: 3, first_line: 2 },
-            SkippedRow { line: 6, first_line: 2 },
-            SkippedRow { line: 7, first_line: 4 },
+            SkippedRow {
+                line: 3,
+                first_line: 2
+            },
+            SkippedRow {
+                line: 6,
+                first_line: 2
+            },
+            SkippedRow {
+                line: 7,
+                first_line: 4
+            },
         ]
     );
     assert_eq!(batch.records[0].custom["Name"], "a");
@@ -172,7 +251,14 @@ fn duplicate_numbers_are_skipped_with_the_first_line() {
 fn a_failed_row_does_not_claim_its_number() {
     let input = format!("{HEADER}\n4155552671,,,,,bogus,,,,\n4155552671,,,,,verbal,,,,\n");
     let (batch, summary) = import(mapping(), us_options(), input.as_bytes()).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 1, skipped: 0, failed: 1 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 1,
+            skipped: 0,
+            failed: 1
+        }
+    );
     assert_eq!(batch.records[0].line, 3);
 }
 
@@ -180,18 +266,42 @@ fn a_failed_row_does_not_claim_its_number() {
 fn wrong_field_count_blank_rows_and_invalid_utf8() {
     let mut input = b"Phone,Name\n4155552671\n\n,\n4155552672,ok\n4155552673,\xff\xfe\n".to_vec();
     input.extend_from_slice(b"4155552674,a,b\n");
-    let m = ColumnMapping { phone: "Phone".into(), ..Default::default() };
+    let m = ColumnMapping {
+        phone: "Phone".into(),
+        ..Default::default()
+    };
     let (batch, summary) = import(m, us_options(), &input).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 1, skipped: 0, failed: 3 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 1,
+            skipped: 0,
+            failed: 3
+        }
+    );
     assert_eq!(batch.records[0].line, 5);
-    assert!(batch.errors.iter().any(|e| e.line == 2 && e.column.is_none() && e.reason.contains("1 fields")));
+    assert!(
+        batch
+            .errors
+            .iter()
+            .any(|e| e.line == 2 && e.column.is_none() && e.reason.contains("1 fields"))
+    );
     err(6, "Name", "UTF-8", &batch.errors);
-    assert!(batch.errors.iter().any(|e| e.line == 7 && e.reason.contains("3 fields")));
+    assert!(
+        batch
+            .errors
+            .iter()
+            .any(|e| e.line == 7 && e.reason.contains("3 fields"))
+    );
 }
 
 #[test]
 fn header_names_match_case_insensitively_and_trimmed() {
-    let m = ColumnMapping { phone: "phone number".into(), first_name: Some("NAME".into()), ..Default::default() };
+    let m = ColumnMapping {
+        phone: "phone number".into(),
+        first_name: Some("NAME".into()),
+        ..Default::default()
+    };
     let (batch, _) = import(m, us_options(), b" Phone Number ,name,\n4155552671,Ada,x\n").unwrap();
     let r = &batch.records[0];
     assert_eq!(r.first_name.as_deref(), Some("Ada"));
@@ -201,29 +311,67 @@ fn header_names_match_case_insensitively_and_trimmed() {
 
 #[test]
 fn header_problems_are_fatal() {
-    let m = || ColumnMapping { phone: "Phone".into(), ..Default::default() };
+    let m = || ColumnMapping {
+        phone: "Phone".into(),
+        ..Default::default()
+    };
     assert_eq!(
         import(m(), us_options(), b"Phone,phone\n").unwrap_err(),
-        ImportError::DuplicateColumn { column: "phone".into(), line: 1 }
+        ImportError::DuplicateColumn {
+            column: "phone".into(),
+            line: 1
+        }
     );
-    assert_eq!(import(m(), us_options(), b"").unwrap_err(), ImportError::Empty);
-    assert_eq!(import(m(), us_options(), b"\xEF\xBB\xBF\r\n\r\n").unwrap_err(), ImportError::Empty);
+    assert_eq!(
+        import(m(), us_options(), b"").unwrap_err(),
+        ImportError::Empty
+    );
+    assert_eq!(
+        import(m(), us_options(), b"\xEF\xBB\xBF\r\n\r\n").unwrap_err(),
+        ImportError::Empty
+    );
     let (batch, summary) = import(m(), us_options(), b"Phone\r\n").unwrap();
     assert!(batch.records.is_empty() && summary == ImportSummary::default());
-    let bad = ColumnMapping { phone: " ".into(), ..Default::default() };
-    assert!(matches!(import(bad, us_options(), b"Phone\n").unwrap_err(), ImportError::InvalidMapping(_)));
+    let bad = ColumnMapping {
+        phone: " ".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        import(bad, us_options(), b"Phone\n").unwrap_err(),
+        ImportError::InvalidMapping(_)
+    ));
 }
 
 #[test]
 fn limits_give_clear_errors_without_buffering() {
-    let small = ImportOptions { max_field_bytes: 32, max_columns: 3, max_rows: 3, ..us_options() };
-    let m = ColumnMapping { phone: "Phone".into(), ..Default::default() };
+    let small = ImportOptions {
+        max_field_bytes: 32,
+        max_columns: 3,
+        max_rows: 3,
+        ..us_options()
+    };
+    let m = ColumnMapping {
+        phone: "Phone".into(),
+        ..Default::default()
+    };
     let big = "x".repeat(10_000);
     let input = format!("Phone,Note\n4155552671,{big}\n4155552672,a,b,c,d\n4155552673,ok\n");
     let (batch, summary) = import(m.clone(), small.clone(), input.as_bytes()).unwrap();
-    assert_eq!(summary, ImportSummary { imported: 1, skipped: 0, failed: 2 });
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 1,
+            skipped: 0,
+            failed: 2
+        }
+    );
     err(2, "Note", "longer than 32 bytes", &batch.errors);
-    assert!(batch.errors.iter().any(|e| e.line == 3 && e.reason.contains("more than 3 fields")));
+    assert!(
+        batch
+            .errors
+            .iter()
+            .any(|e| e.line == 3 && e.reason.contains("more than 3 fields"))
+    );
 
     let many_rows = "Phone\n4155552671\n4155552672\n4155552673\n4155552674\n4155552675\n";
     assert_eq!(
@@ -243,32 +391,65 @@ fn limits_give_clear_errors_without_buffering() {
 
 #[test]
 fn numbers_without_country_code_need_a_default_region() {
-    let m = ColumnMapping { phone: "Phone".into(), ..Default::default() };
-    let (batch, summary) = import(m, ImportOptions::default(), b"Phone\n4155552671\n+14155552672\n").unwrap();
-    assert_eq!(summary, ImportSummary { imported: 1, skipped: 0, failed: 1 });
+    let m = ColumnMapping {
+        phone: "Phone".into(),
+        ..Default::default()
+    };
+    let (batch, summary) = import(
+        m,
+        ImportOptions::default(),
+        b"Phone\n4155552671\n+14155552672\n",
+    )
+    .unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: 1,
+            skipped: 0,
+            failed: 1
+        }
+    );
     err(2, "Phone", "no country code", &batch.errors);
 }
 
 #[test]
 fn ambiguous_numbers_get_no_timezone() {
-    let m = ColumnMapping { phone: "Phone".into(), timezone: Some("TZ".into()), ..Default::default() };
-    let (batch, _) = import(m, us_options(), b"Phone,TZ\n2085551234,\n2085551235,America/Boise\n").unwrap();
+    let m = ColumnMapping {
+        phone: "Phone".into(),
+        timezone: Some("TZ".into()),
+        ..Default::default()
+    };
+    let (batch, _) = import(
+        m,
+        us_options(),
+        b"Phone,TZ\n2085551234,\n2085551235,America/Boise\n",
+    )
+    .unwrap();
     assert_eq!(batch.records[0].timezone, None);
-    assert_eq!(batch.records[1].timezone.as_ref().unwrap().source, TimeZoneSource::Explicit);
+    assert_eq!(
+        batch.records[1].timezone.as_ref().unwrap().source,
+        TimeZoneSource::Explicit
+    );
 }
 
 #[test]
 fn mapping_json_rejects_unknown_fields_and_requires_phone() {
     assert!(serde_json::from_str::<ColumnMapping>(r#"{"phone":"P","nickname":"N"}"#).is_err());
     assert!(serde_json::from_str::<ColumnMapping>(r#"{"email":"E"}"#).is_err());
-    let o: ImportOptions = serde_json::from_str(r#"{"default_region":"gb","max_rows":10}"#).unwrap();
+    let o: ImportOptions =
+        serde_json::from_str(r#"{"default_region":"gb","max_rows":10}"#).unwrap();
     assert_eq!(o.default_region.unwrap().as_str(), "GB");
     assert_eq!(o.max_columns, ImportOptions::default().max_columns);
 }
 
 #[test]
 fn records_serialize_for_the_api() {
-    let (batch, _) = import(mapping(), us_options(), format!("{HEADER}\n4155552671,Ada,,,,verbal,,2024-05-01,,\n").as_bytes()).unwrap();
+    let (batch, _) = import(
+        mapping(),
+        us_options(),
+        format!("{HEADER}\n4155552671,Ada,,,,verbal,,2024-05-01,,\n").as_bytes(),
+    )
+    .unwrap();
     let v = serde_json::to_value(&batch.records[0]).unwrap();
     assert_eq!(v["phone"], "+14155552671");
     assert_eq!(v["consent_status"], "verbal");
@@ -298,11 +479,27 @@ fn big_file(n: usize) -> String {
 fn a_100k_row_file_imports_every_row() {
     let n = 100_000;
     let input = big_file(n);
-    let (batch, summary) = import_chunked(mapping(), us_options(), input.as_bytes(), 64 * 1024).unwrap();
-    assert_eq!(summary, ImportSummary { imported: n as u64, skipped: 0, failed: 0 });
+    let (batch, summary) =
+        import_chunked(mapping(), us_options(), input.as_bytes(), 64 * 1024).unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            imported: n as u64,
+            skipped: 0,
+            failed: 0
+        }
+    );
     assert_eq!(batch.records.len(), n);
     // Every row spans two lines (the quoted consent text).
     assert_eq!(batch.records[n - 1].line, 2 + 2 * (n as u64 - 1));
-    let inferred = batch.records.iter().filter(|r| r.timezone.is_some()).count();
-    assert_eq!(inferred, n - n / 6, "area code 208 spans zones, the rest infer");
+    let inferred = batch
+        .records
+        .iter()
+        .filter(|r| r.timezone.is_some())
+        .count();
+    assert_eq!(
+        inferred,
+        n - n / 6,
+        "area code 208 spans zones, the rest infer"
+    );
 }

@@ -90,7 +90,9 @@ pub struct LeadTimeZone {
 pub fn infer_timezone(phone: &E164) -> Option<TimeZoneName> {
     let zone = if phone.as_str().starts_with("+1") {
         let code = phone.nanp_area_code()?;
-        let i = NANP_AREA_CODES.binary_search_by_key(&code, |&(c, _)| c).ok()?;
+        let i = NANP_AREA_CODES
+            .binary_search_by_key(&code, |&(c, _)| c)
+            .ok()?;
         NANP_AREA_CODES[i].1?
     } else {
         let region = phone.region()?;
@@ -124,25 +126,54 @@ mod tests {
 
     #[test]
     fn explicit_names_are_validated_and_canonicalized() {
-        assert_eq!(parse_timezone("America/New_York").unwrap().as_str(), "America/New_York");
-        assert_eq!(parse_timezone(" america/new_york ").unwrap().as_str(), "America/New_York");
-        assert_eq!(parse_timezone("Europe/Paris").unwrap().as_str(), "Europe/Paris");
+        assert_eq!(
+            parse_timezone("America/New_York").unwrap().as_str(),
+            "America/New_York"
+        );
+        assert_eq!(
+            parse_timezone(" america/new_york ").unwrap().as_str(),
+            "America/New_York"
+        );
+        assert_eq!(
+            parse_timezone("Europe/Paris").unwrap().as_str(),
+            "Europe/Paris"
+        );
         assert_eq!(parse_timezone("UTC").unwrap().as_str(), "UTC");
         assert_eq!(parse_timezone(""), Err(TimeZoneError::Empty));
-        assert!(matches!(parse_timezone("America/Nowhere"), Err(TimeZoneError::Unknown(_))));
-        assert!(matches!(parse_timezone("EST5EDT,M3.2.0,M11.1.0"), Err(TimeZoneError::Unknown(_))));
-        assert!(matches!(parse_timezone("../../etc/passwd"), Err(TimeZoneError::Unknown(_))));
-        assert!(matches!(parse_timezone(&"A".repeat(500)), Err(TimeZoneError::Unknown(n)) if n.len() == 64));
+        assert!(matches!(
+            parse_timezone("America/Nowhere"),
+            Err(TimeZoneError::Unknown(_))
+        ));
+        assert!(matches!(
+            parse_timezone("EST5EDT,M3.2.0,M11.1.0"),
+            Err(TimeZoneError::Unknown(_))
+        ));
+        assert!(matches!(
+            parse_timezone("../../etc/passwd"),
+            Err(TimeZoneError::Unknown(_))
+        ));
+        assert!(
+            matches!(parse_timezone(&"A".repeat(500)), Err(TimeZoneError::Unknown(n)) if n.len() == 64)
+        );
     }
 
     #[test]
     fn nanp_single_zone_area_codes() {
-        assert_eq!(inferred("+14155552671").as_deref(), Some("America/Los_Angeles"));
-        assert_eq!(inferred("+12125551234").as_deref(), Some("America/New_York"));
+        assert_eq!(
+            inferred("+14155552671").as_deref(),
+            Some("America/Los_Angeles")
+        );
+        assert_eq!(
+            inferred("+12125551234").as_deref(),
+            Some("America/New_York")
+        );
         assert_eq!(inferred("+13125551234").as_deref(), Some("America/Chicago"));
         assert_eq!(inferred("+13035551234").as_deref(), Some("America/Denver"));
         assert_eq!(inferred("+16025551234").as_deref(), Some("America/Phoenix"));
-        assert_eq!(inferred("+18085551234").as_deref(), Some("Pacific/Honolulu"));
+        assert_eq!(
+            inferred("+18085551234").as_deref(),
+            Some("Pacific/Honolulu")
+        );
         assert_eq!(inferred("+14165551234").as_deref(), Some("America/Toronto"));
         assert_eq!(inferred("+18765551234").as_deref(), Some("America/Jamaica"));
     }
@@ -150,7 +181,12 @@ mod tests {
     #[test]
     fn nanp_area_codes_spanning_zones_are_ambiguous() {
         // 208 Idaho (Pacific/Mountain), 850 Florida panhandle, 605 South Dakota, 907 Alaska.
-        for n in ["+12085551234", "+18505551234", "+16055551234", "+19075551234"] {
+        for n in [
+            "+12085551234",
+            "+18505551234",
+            "+16055551234",
+            "+19075551234",
+        ] {
             assert_eq!(inferred(n), None, "{n}");
             assert!(is_known_nanp_area_code(e164(n).nanp_area_code().unwrap()));
         }
@@ -177,7 +213,11 @@ mod tests {
         for &(code, zone) in NANP_AREA_CODES {
             assert!((201..=999).contains(&code), "{code}");
             if let Some(zone) = zone {
-                assert_eq!(parse_timezone(zone).map(|z| z.0).as_deref(), Ok(zone), "{code}");
+                assert_eq!(
+                    parse_timezone(zone).map(|z| z.0).as_deref(),
+                    Ok(zone),
+                    "{code}"
+                );
             }
         }
         for &(cc, zone) in SINGLE_ZONE_COUNTRIES {

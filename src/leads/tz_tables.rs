@@ -5,35 +5,35 @@
 /// Every current NANP geographic area code (US, Canada, territories, Caribbean) with its zone,
 /// or `None` where the area code spans zones (or DST practices), sorted by area code.
 pub(super) const NANP_AREA_CODES: &[(u16, Option<&str>)] = &[
-    (201, Some("America/New_York")), // New Jersey
-    (202, Some("America/New_York")), // District of Columbia
-    (203, Some("America/New_York")), // Connecticut
-    (204, Some("America/Winnipeg")), // Manitoba
-    (205, Some("America/Chicago")), // Alabama
-    (206, Some("America/Los_Angeles")), // Washington
-    (207, Some("America/New_York")), // Maine
-    (208, None), // Idaho: Pacific north, Mountain south
-    (209, Some("America/Los_Angeles")), // California
-    (210, Some("America/Chicago")), // Texas
-    (212, Some("America/New_York")), // New York
-    (213, Some("America/Los_Angeles")), // California
-    (214, Some("America/Chicago")), // Texas
-    (215, Some("America/New_York")), // Pennsylvania
-    (216, Some("America/New_York")), // Ohio
-    (217, Some("America/Chicago")), // Illinois
-    (218, Some("America/Chicago")), // Minnesota
-    (219, None), // Indiana: Eastern and Central counties
-    (220, Some("America/New_York")), // Ohio
-    (223, Some("America/New_York")), // Pennsylvania
-    (224, Some("America/Chicago")), // Illinois
-    (225, Some("America/Chicago")), // Louisiana
-    (226, Some("America/Toronto")), // Ontario
-    (227, Some("America/New_York")), // Maryland
-    (228, Some("America/Chicago")), // Mississippi
-    (229, Some("America/New_York")), // Georgia
-    (231, Some("America/New_York")), // Michigan
-    (234, Some("America/New_York")), // Ohio
-    (235, Some("America/Chicago")), // Missouri
+    (201, Some("America/New_York")),      // New Jersey
+    (202, Some("America/New_York")),      // District of Columbia
+    (203, Some("America/New_York")),      // Connecticut
+    (204, Some("America/Winnipeg")),      // Manitoba
+    (205, Some("America/Chicago")),       // Alabama
+    (206, Some("America/Los_Angeles")),   // Washington
+    (207, Some("America/New_York")),      // Maine
+    (208, None),                          // Idaho: Pacific north, Mountain south
+    (209, Some("America/Los_Angeles")),   // California
+    (210, Some("America/Chicago")),       // Texas
+    (212, Some("America/New_York")),      // New York
+    (213, Some("America/Los_Angeles")),   // California
+    (214, Some("America/Chicago")),       // Texas
+    (215, Some("America/New_York")),      // Pennsylvania
+    (216, Some("America/New_York")),      // Ohio
+    (217, Some("America/Chicago")),       // Illinois
+    (218, Some("America/Chicago")),       // Minnesota
+    (219, None),                          // Indiana: Eastern and Central counties
+    (220, Some("America/New_York")),      // Ohio
+    (223, Some("America/New_York")),      // Pennsylvania
+    (224, Some("America/Chicago")),       // Illinois
+    (225, Some("America/Chicago")),       // Louisiana
+    (226, Some("America/Toronto")),       // Ontario
+    (227, Some("America/New_York")),      // Maryland
+    (228, Some("America/Chicago")),       // Mississippi
+    (229, Some("America/New_York")),      // Georgia
+    (231, Some("America/New_York")),      // Michigan
+    (234, Some("America/New_York")),      // Ohio
+    (235, Some("America/Chicago")),       // Missouri
     (236, None), // British Columbia: Pacific, Mountain and no-DST Peace River
     (239, Some("America/New_York")), // Florida
     (240, Some("America/New_York")), // Maryland
