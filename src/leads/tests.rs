@@ -503,3 +503,47 @@ fn a_100k_row_file_imports_every_row() {
         "area code 208 spans zones, the rest infer"
     );
 }
+
+/// Random bytes from CSV-significant characters, in random chunkings, with small limits: the
+/// importer never panics and the result never depends on where the chunks fall.
+#[test]
+fn random_inputs_never_panic_and_ignore_chunking() {
+    const ALPHABET: &[u8] = b",,\"\"\r\n\n\naZ1+4 5\xEF\xBB\xBF\xFF";
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let options = ImportOptions {
+        max_field_bytes: 8,
+        max_columns: 4,
+        max_rows: 20,
+        ..us_options()
+    };
+    let m = ColumnMapping {
+        phone: "a".into(),
+        ..Default::default()
+    };
+    for _ in 0..300 {
+        let len = (next() % 120) as usize;
+        let mut input = b"a,Z\n".to_vec();
+        input.extend((0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]));
+        let whole = import_chunked(m.clone(), options.clone(), &input, input.len());
+        let chunk = 1 + (next() % 7) as usize;
+        let pieces = import_chunked(m.clone(), options.clone(), &input, chunk);
+        assert_eq!(whole, pieces, "input {input:?} chunk {chunk}");
+        if let Ok((batch, summary)) = whole {
+            let rows = summary.imported + summary.skipped + summary.failed;
+            assert_eq!(summary.imported as usize, batch.records.len());
+            assert_eq!(summary.skipped as usize, batch.skipped.len());
+            assert!(rows <= 20);
+            let lines = input.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            assert!(
+                batch.errors.iter().all(|e| e.line >= 2 && e.line <= lines),
+                "{batch:?}"
+            );
+        }
+    }
+}
