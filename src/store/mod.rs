@@ -236,9 +236,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
         return Some(t.as_millisecond());
     }
     let d: jiff::civil::Date = s.parse().ok()?;
-    d.to_zoned(jiff::tz::TimeZone::UTC)
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
         .ok()
-        .map(|z| z.timestamp().as_millisecond())
+        .map(|t| t.as_millisecond())
 }
 
 /// Rows of `table` owned by `account`, newest first, one page (plus one row to detect more).
