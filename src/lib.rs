@@ -15,4 +15,5 @@ pub mod media;
 pub mod rtp;
 pub mod server;
 pub mod sip;
+pub mod store;
 pub mod telemetry;

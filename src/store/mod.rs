@@ -1,0 +1,3 @@
+//! Persistent state: repositories and encryption at rest.
+
+pub mod at_rest;
