@@ -300,16 +300,19 @@ fn valid_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// A new random key ring entry `k<unix seconds>:BASE64`, to append to a ring when rotating.
+/// A new random key ring entry `k<unix seconds>-<6 hex>:BASE64`, to append when rotating.
 pub fn generate_key_entry() -> Result<String, AtRestError> {
+    let rng = SystemRandom::new();
     let mut key = [0u8; KEY_LEN];
-    SystemRandom::new()
-        .fill(&mut key)
-        .map_err(|_| AtRestError::Random)?;
+    let mut tag = [0u8; 3];
+    rng.fill(&mut key).map_err(|_| AtRestError::Random)?;
+    rng.fill(&mut tag).map_err(|_| AtRestError::Random)?;
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let entry = format!("k{secs}:{}", STANDARD.encode(key));
+    // Time orders ids for humans; the random tag keeps two keys made in one second apart.
+    let tag = tag.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let entry = format!("k{secs}-{tag}:{}", STANDARD.encode(key));
     key.fill(0);
     Ok(entry)
 }
