@@ -260,9 +260,9 @@ impl RecordingStorage for FsStorage {
         };
         let mut out = match &self.keys {
             None => Output::Plain(file),
-            Some(keys) => {
-                Output::Encrypted(EncryptingWriter::new_patchable(file, keys).map_err(crypto_err)?)
-            }
+            Some(keys) => Output::Encrypted(Box::new(
+                EncryptingWriter::new_patchable(file, keys).map_err(crypto_err)?,
+            )),
         };
         out.write_all(provisional_header)
             .map_err(io_err("write header"))?;
@@ -346,7 +346,7 @@ enum Output {
     /// Plain file, positioned at the end of the body.
     Plain(File),
     /// Encrypted file; the plaintext start stays patchable until `finish`.
-    Encrypted(EncryptingWriter<File>),
+    Encrypted(Box<EncryptingWriter<File>>),
 }
 
 impl Output {

@@ -442,7 +442,8 @@ impl<W: Write> EncryptingWriter<W> {
             let first = std::mem::replace(&mut self.buf, Vec::with_capacity(SEALED_CHUNK_LEN));
             self.first = Some(first);
             // Zeros hold chunk 0's place until the final header is known.
-            self.inner.write_all(&[0u8; SEALED_CHUNK_LEN])?;
+            static ZEROS: [u8; SEALED_CHUNK_LEN] = [0; SEALED_CHUNK_LEN];
+            self.inner.write_all(&ZEROS)?;
         } else {
             self.seal_buf(false)?;
             self.inner.write_all(&self.buf)?;
@@ -708,10 +709,10 @@ pub fn decrypt_to_vec(ring: &MasterKeyRing, object: &[u8]) -> Result<Vec<u8>, At
 /// Recovers the [`AtRestError`] a `Read` error carries.
 pub fn unwrap_io(e: io::Error) -> AtRestError {
     if e.get_ref().is_some_and(|inner| inner.is::<AtRestError>()) {
-        if let Some(inner) = e.into_inner() {
-            if let Ok(at_rest) = inner.downcast::<AtRestError>() {
-                return *at_rest;
-            }
+        if let Some(inner) = e.into_inner()
+            && let Ok(at_rest) = inner.downcast::<AtRestError>()
+        {
+            return *at_rest;
         }
         return AtRestError::Malformed("unreadable error");
     }
