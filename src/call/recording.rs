@@ -348,6 +348,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn encrypted_recordings_read_back_as_wav_with_the_final_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = MasterKeyRing::parse("r1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "test")
+            .unwrap();
+        let storage = FsStorage::encrypted(dir.path(), Arc::new(keys));
+        let tone: Vec<i16> = (0..160).map(|i| (i * 150) as i16).collect();
+        // 10 ticks fit in chunk 0; 300 ticks (192 KB) make chunk 0 wait for the final header.
+        for (key, ticks) in [("short.wav", 10u64), ("long.wav", 300)] {
+            let mut rec = Recorder::create(&storage, key, 8000).unwrap();
+            for tick in 0..ticks {
+                rec.push(tick, Some(&tone), None).unwrap();
+            }
+            rec.finish().unwrap();
+            let on_disk = std::fs::read(dir.path().join(format!("{key}.enc"))).unwrap();
+            assert!(on_disk.starts_with(b"LCENC1"));
+            assert!(!on_disk.windows(4).any(|w| w == b"RIFF"));
+            let wav = hound::WavReader::new(storage.open(key).unwrap()).unwrap();
+            assert_eq!(wav.spec().channels, 2);
+            assert_eq!(wav.len() as u64, ticks * 160 * 2, "{key}: final sizes");
+            let samples: Vec<i16> = wav.into_samples().map(Result::unwrap).collect();
+            assert_eq!(samples[2 * 7], tone[7], "{key}");
+        }
+    }
+
+    #[test]
     fn key_ring_comes_from_the_config_or_a_default_file_created_once() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = RecordingConfig {
