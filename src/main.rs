@@ -51,6 +51,32 @@ enum Command {
         #[arg(long, default_value = "sip-config/leadscaller.toml")]
         config: PathBuf,
     },
+    /// Stored recordings (encrypted at rest).
+    Recordings {
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordingsCommand {
+    /// Decrypt a recording (`*.enc`) to plain audio with the configured key ring, verifying
+    /// every chunk; fails on any tampering or truncation.
+    Decrypt {
+        /// The encrypted file, e.g. recordings/call-XYZ.wav.enc.
+        file: PathBuf,
+        /// Write the audio to this new file (mode 0600) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "sip-config/leadscaller.toml")]
+        config: PathBuf,
+    },
+    /// Rotate: append a new random master key to the key file; it becomes current for new
+    /// recordings (restart the server), older keys still open older recordings.
+    AddKey {
+        #[arg(long, default_value = "sip-config/leadscaller.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -68,6 +94,12 @@ fn main() -> Result<()> {
             duration,
             config,
         } => rt.block_on(dial(config, trunk, destination, duration)),
+        Command::Recordings { command } => match command {
+            RecordingsCommand::Decrypt { file, out, config } => {
+                decrypt_recording(&config, &file, out.as_deref())
+            }
+            RecordingsCommand::AddKey { config } => add_recording_key(&config),
+        },
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             for w in &cfg.warnings {
@@ -84,6 +116,109 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The recording key ring from `[recording]` of the config at `path` (never created here).
+fn recording_key_ring(
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<leadscaller::store::at_rest::MasterKeyRing>> {
+    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rec = &cfg.server.recording;
+    match leadscaller::call::recording::recording_keys(rec, false)? {
+        Some((keys, _)) => Ok(keys),
+        None => bail!(
+            "{}: no recording master key: [recording] master_keys_env and master_key_file are \
+             not set and {} does not exist",
+            path.display(),
+            rec.default_key_file().display()
+        ),
+    }
+}
+
+fn decrypt_recording(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    use leadscaller::store::at_rest::{DecryptingReader, unwrap_io};
+    use std::io::Write as _;
+    let keys = recording_key_ring(config)?;
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut reader = DecryptingReader::new(std::io::BufReader::new(input), &keys)
+        .with_context(|| format!("{}", file.display()))?;
+    match out {
+        Some(out_path) => {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                opts.mode(0o600);
+            }
+            let mut dst = opts
+                .open(out_path)
+                .with_context(|| format!("creating {}", out_path.display()))?;
+            let copied =
+                std::io::copy(&mut reader, &mut dst).and_then(|n| dst.sync_all().map(|()| n));
+            match copied {
+                Ok(n) => {
+                    eprintln!(
+                        "{}: {n} bytes written to {}",
+                        file.display(),
+                        out_path.display()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    // Never leave a partial output that looks like a whole recording.
+                    let _ = std::fs::remove_file(out_path);
+                    Err(anyhow::Error::new(unwrap_io(e)).context(format!("{}", file.display())))
+                }
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            std::io::copy(&mut reader, &mut lock)
+                .and_then(|_| lock.flush())
+                .map_err(|e| {
+                    anyhow::Error::new(unwrap_io(e)).context(format!("{}", file.display()))
+                })?;
+            Ok(())
+        }
+    }
+}
+
+fn add_recording_key(config: &std::path::Path) -> Result<()> {
+    use std::io::Write as _;
+    let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rec = &cfg.server.recording;
+    if let Some(var) = &rec.master_keys_env {
+        bail!(
+            "the key ring comes from the environment variable {var}: append a new \
+             `,id:BASE64` entry to it yourself (32 random bytes, base64)"
+        );
+    }
+    let path = rec
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| rec.default_key_file());
+    // Parse first: never append to a file that is not a valid ring.
+    leadscaller::store::at_rest::MasterKeyRing::from_file(&path)?;
+    let entry = leadscaller::store::at_rest::generate_key_entry()?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{entry}")
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("appending to {}", path.display()))?;
+    let ring = leadscaller::store::at_rest::MasterKeyRing::from_file(&path)?;
+    println!(
+        "{}: new current key id {} (restart the server to use it)",
+        path.display(),
+        ring.current_id()
+    );
+    Ok(())
 }
 
 async fn serve(path: PathBuf, sip_port: Option<u16>) -> Result<()> {

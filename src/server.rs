@@ -163,6 +163,11 @@ pub async fn start(
             .map(|(t, a)| format!("{} {a}", t.as_str()))
             .collect(),
     };
+    // Recordings are always encrypted at rest; the key ring is needed when any call may record.
+    let records =
+        s.recording.enabled || s.routes.iter().any(|r| matches!(r.app, App::Record { .. }));
+    let recordings = crate::call::recording::recording_storage(&s.recording, records)
+        .map_err(|e| io::Error::other(format!("[recording] master keys: {e}")))?;
     let media = crate::leg::worker::MediaEngine::start_default();
     if s.stream_secret.is_none() {
         tracing::warn!("[streams] secret is not set: media streams are accepted without a token");
@@ -294,7 +299,7 @@ pub async fn start(
             .map(|(name, t)| (name.clone(), t.srtp))
             .collect(),
         srtp_default: s.rtp.srtp,
-        recordings: Arc::new(crate::media::storage::FsStorage::new(&s.recording.dir)),
+        recordings,
         record_calls: s.recording.enabled,
         recording_writer: recording_writer.clone(),
         agent_services,

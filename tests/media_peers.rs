@@ -12,8 +12,8 @@
 mod common;
 
 use common::{
-    LOOPBACK, PortBlock, Proc, Route, Server, ServerConfig, read_lossy, read_wav, require_tool,
-    rms, tail, tone, tone_energy_share, wav_bytes,
+    LOOPBACK, PortBlock, Proc, Route, Server, ServerConfig, read_lossy, read_recording_wav,
+    read_wav, require_tool, rms, tail, tone, tone_energy_share, wav_bytes,
 };
 use std::fmt::Write as _;
 use std::fs;
@@ -592,7 +592,12 @@ fn record_app_keeps_what_baresip_sent() {
         "baresip does not report the call closed by the server (BYE)\n{}",
         diag()
     );
-    let path = server.dir.path().join("recordings").join(key);
+    // Stored encrypted at rest under `<key>.enc`.
+    let path = server
+        .dir
+        .path()
+        .join("recordings")
+        .join(format!("{key}.enc"));
     assert!(
         path.is_file(),
         "recording {} missing; recordings dir holds: {:?}\n{}",
@@ -605,7 +610,7 @@ fn record_app_keeps_what_baresip_sent() {
             .unwrap_or_default(),
         diag()
     );
-    let (rate, channels, samples) = read_wav(&path);
+    let (rate, channels, samples) = read_recording_wav(server.dir.path(), &path);
     assert_eq!(
         (rate, channels),
         (RATE, 2),

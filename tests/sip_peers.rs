@@ -11,8 +11,9 @@
 mod common;
 
 use common::{
-    LOOPBACK, PortBlock, Proc, Route, Server, ServerConfig, parse_rtp, read_lossy, read_pcap_udp,
-    read_wav, require_tool, rms, sipp_stat, tail, tone, tone_energy_share, wav_bytes,
+    LOOPBACK, PortBlock, Proc, Route, Server, ServerConfig, decrypt_recording, parse_rtp,
+    read_lossy, read_pcap_udp, read_recording_wav, read_wav, require_tool, rms, sipp_stat, tail,
+    tone, tone_energy_share, wav_bytes,
 };
 use std::collections::HashMap;
 use std::fs;
@@ -900,9 +901,9 @@ fn recordings(server: &Server) -> (Vec<PathBuf>, Vec<PathBuf>) {
         .partition(|p| !p.to_string_lossy().ends_with(".part"))
 }
 
-/// Left and right channels of a stereo WAV.
-fn stereo(path: &Path) -> (u32, Vec<i16>, Vec<i16>) {
-    let (rate, channels, samples) = read_wav(path);
+/// Left and right channels of a stereo WAV recording, stored encrypted by `server`.
+fn stereo(server: &Server, path: &Path) -> (u32, Vec<i16>, Vec<i16>) {
+    let (rate, channels, samples) = read_recording_wav(server.dir.path(), path);
     assert_eq!(channels, 2, "{} must be stereo", path.display());
     let left = samples.iter().step_by(2).copied().collect();
     let right = samples.iter().skip(1).step_by(2).copied().collect();
@@ -927,9 +928,32 @@ fn sipp_call_is_recorded_in_stereo_and_time_aligned() {
     let (done, partial) = recordings(&server);
     assert!(partial.is_empty(), "unfinished recordings: {partial:?}");
     assert_eq!(done.len(), 1, "one recording per call: {done:?}\n{log}");
-    let key = done[0].file_name().unwrap().to_string_lossy().to_string();
+    let file = done[0].file_name().unwrap().to_string_lossy().to_string();
+    let key = file
+        .strip_suffix(".enc")
+        .unwrap_or_else(|| panic!("{file}: not stored encrypted as <key>.enc"));
     assert!(log.contains(&format!("recording=\"{key}\"")), "{log}");
-    let (rate, caller, ours) = stereo(&done[0]);
+    let (rate, caller, ours) = stereo(&server, &done[0]);
+    // The operator's way back to plain audio gives the same bytes as the library.
+    let out = server.dir.path().join("decrypted.wav");
+    let cli = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
+        .args(["recordings", "decrypt"])
+        .arg(&done[0])
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(server.dir.path().join("leadscaller.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "recordings decrypt: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        decrypt_recording(server.dir.path(), &done[0])
+    );
     assert_eq!(rate, 8000);
     let secs = caller.len() as f64 / 8000.0;
     assert!((6.0..12.0).contains(&secs), "recording lasts {secs:.2} s");
@@ -994,12 +1018,12 @@ fn recording_is_finalized_when_the_server_is_terminated_mid_call() {
     assert_eq!(done.len(), 1, "{done:?}\n{}", server.log());
     // The final header, not the provisional "unknown length" one: RIFF and data sizes
     // match the file (our recorder writes a 44-byte header).
-    let bytes = fs::read(&done[0]).unwrap();
+    let bytes = decrypt_recording(server.dir.path(), &done[0]);
     let le32 = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     assert_eq!(&bytes[36..40], b"data", "44-byte canonical header");
     assert_eq!(le32(4) as usize, bytes.len() - 8, "RIFF size");
     assert_eq!(le32(40) as usize, bytes.len() - 44, "data size");
-    let (_, caller, _) = stereo(&done[0]);
+    let (_, caller, _) = stereo(&server, &done[0]);
     let secs = caller.len() as f64 / 8000.0;
     assert!((1.5..5.0).contains(&secs), "recording lasts {secs:.2} s");
 }

@@ -4,10 +4,13 @@
 //! media clock. Recordings are finalized when the leg stops and, on shutdown, before the
 //! writer thread exits.
 
+use crate::config::RecordingConfig;
 use crate::leg::LegTap;
 use crate::media::recorder::{Recorder, RecorderError, RecordingFormat};
-use crate::media::storage::RecordingStorage;
+use crate::media::storage::{FsStorage, RecordingStorage, Unavailable};
+use crate::store::at_rest::{AtRestError, MasterKeyRing, generate_key_file};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -273,10 +276,150 @@ pub fn recording_key(prefix: &str, call: &str, format: RecordingFormat) -> Strin
     )
 }
 
+/// Where the recording master keys came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// `[recording] master_keys_env`.
+    Env(String),
+    /// `[recording] master_key_file`, or the default key file that already existed.
+    File(PathBuf),
+    /// The default key file, created now with a new random key.
+    Created(PathBuf),
+}
+
+/// Loads the recording master key ring from `[recording]`: `master_keys_env`, else
+/// `master_key_file`, else the default key file ([`RecordingConfig::default_key_file`]), which
+/// is created with a new key when `create` is set. `Ok(None)`: no key configured, none created.
+pub fn recording_keys(
+    cfg: &RecordingConfig,
+    create: bool,
+) -> Result<Option<(Arc<MasterKeyRing>, KeySource)>, AtRestError> {
+    if let Some(var) = &cfg.master_keys_env {
+        let ring = MasterKeyRing::from_env(var)?;
+        return Ok(Some((Arc::new(ring), KeySource::Env(var.clone()))));
+    }
+    if let Some(path) = &cfg.master_key_file {
+        let ring = MasterKeyRing::from_file(path)?;
+        return Ok(Some((Arc::new(ring), KeySource::File(path.clone()))));
+    }
+    let path = cfg.default_key_file();
+    if path.exists() {
+        let ring = MasterKeyRing::from_file(&path)?;
+        return Ok(Some((Arc::new(ring), KeySource::File(path))));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let ring = generate_key_file(&path)?;
+    Ok(Some((Arc::new(ring), KeySource::Created(path))))
+}
+
+/// The recording store of a server: encrypted files under `[recording] dir`; the default key
+/// file is created (with a warning) when recordings may be written and no key is configured.
+pub fn recording_storage(
+    cfg: &RecordingConfig,
+    records: bool,
+) -> Result<Arc<dyn RecordingStorage>, AtRestError> {
+    match recording_keys(cfg, records)? {
+        Some((keys, source)) => {
+            match &source {
+                KeySource::Created(path) => tracing::warn!(
+                    key_file = %path.display(),
+                    key_id = keys.current_id(),
+                    "no recording master key configured: created a new one; back it up \
+                     (recordings cannot be read without it) or set [recording] \
+                     master_keys_env / master_key_file"
+                ),
+                KeySource::Env(var) => {
+                    tracing::info!(env = %var, key_id = keys.current_id(), "recording master keys loaded")
+                }
+                KeySource::File(path) => tracing::info!(key_file = %path.display(),
+                    key_id = keys.current_id(), "recording master keys loaded"),
+            }
+            Ok(Arc::new(FsStorage::encrypted(&cfg.dir, keys)))
+        }
+        None => Ok(Arc::new(Unavailable)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::storage::FsStorage;
+
+    #[test]
+    fn encrypted_recordings_read_back_as_wav_with_the_final_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = MasterKeyRing::parse("r1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "test")
+            .unwrap();
+        let storage = FsStorage::encrypted(dir.path(), Arc::new(keys));
+        let tone: Vec<i16> = (0..160).map(|i| (i * 150) as i16).collect();
+        // 10 ticks fit in chunk 0; 300 ticks (192 KB) make chunk 0 wait for the final header.
+        for (key, ticks) in [("short.wav", 10u64), ("long.wav", 300)] {
+            let mut rec = Recorder::create(&storage, key, 8000).unwrap();
+            for tick in 0..ticks {
+                rec.push(tick, Some(&tone), None).unwrap();
+            }
+            rec.finish().unwrap();
+            let on_disk = std::fs::read(dir.path().join(format!("{key}.enc"))).unwrap();
+            assert!(on_disk.starts_with(b"LCENC1"));
+            assert!(!on_disk.windows(4).any(|w| w == b"RIFF"));
+            let wav = hound::WavReader::new(storage.open(key).unwrap()).unwrap();
+            assert_eq!(wav.spec().channels, 2);
+            assert_eq!(wav.len() as u64, ticks * 160 * 2, "{key}: final sizes");
+            let samples: Vec<i16> = wav.into_samples().map(Result::unwrap).collect();
+            assert_eq!(samples[2 * 7], tone[7], "{key}");
+        }
+    }
+
+    #[test]
+    fn key_ring_comes_from_the_config_or_a_default_file_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RecordingConfig {
+            dir: dir.path().join("recordings"),
+            ..RecordingConfig::default()
+        };
+        // Nothing configured and nothing may record: no key, a store that refuses to write.
+        assert!(recording_keys(&cfg, false).unwrap().is_none());
+        let none = recording_storage(&cfg, false).unwrap();
+        assert!(matches!(
+            none.create("a.wav", b""),
+            Err(crate::media::storage::StorageError::Unavailable { .. })
+        ));
+        assert!(!dir.path().join("master.key").exists());
+        // Recording on: the default key file is created next to the recordings dir, once.
+        let (created, source) = recording_keys(&cfg, true).unwrap().unwrap();
+        let key_file = dir.path().join("master.key");
+        assert_eq!(source, KeySource::Created(key_file.clone()));
+        let (loaded, source) = recording_keys(&cfg, true).unwrap().unwrap();
+        assert_eq!(source, KeySource::File(key_file.clone()));
+        assert_eq!(loaded.current_id(), created.current_id());
+        // An explicit file wins, and a broken one is an error naming it.
+        let explicit = dir.path().join("other.key");
+        let cfg = RecordingConfig {
+            master_key_file: Some(explicit.clone()),
+            ..cfg
+        };
+        let err = recording_keys(&cfg, true).unwrap_err().to_string();
+        assert!(err.contains("other.key"), "{err}");
+        std::fs::write(
+            &explicit,
+            "x1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+        )
+        .unwrap();
+        let (ring, _) = recording_keys(&cfg, true).unwrap().unwrap();
+        assert_eq!(ring.current_id(), "x1");
+        let cfg = RecordingConfig {
+            master_key_file: None,
+            master_keys_env: Some("LEADSCALLER_TEST_NO_SUCH_VAR".into()),
+            ..cfg
+        };
+        let err = recording_keys(&cfg, true).unwrap_err().to_string();
+        assert!(
+            err.contains("LEADSCALLER_TEST_NO_SUCH_VAR: not set"),
+            "{err}"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn batches_reach_the_file_and_shutdown_finalizes_open_recordings() {

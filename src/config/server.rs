@@ -117,6 +117,19 @@ pub struct RecordingConfig {
     pub dir: PathBuf,
     /// `wav` (PCM16) or `ogg` (Ogg/Opus).
     pub format: RecordingFileFormat,
+    /// `master_keys_env`: the environment variable holding the master key ring.
+    pub master_keys_env: Option<String>,
+    /// `master_key_file`: the file holding the master key ring (resolved against the config
+    /// file's directory).
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl RecordingConfig {
+    /// The key file created on first start when neither `master_keys_env` nor
+    /// `master_key_file` is set: `master.key` next to the recordings directory.
+    pub fn default_key_file(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("master.key")
+    }
 }
 
 /// The file format of recordings.
@@ -132,6 +145,8 @@ impl Default for RecordingConfig {
             enabled: false,
             dir: PathBuf::from("recordings"),
             format: RecordingFileFormat::Wav,
+            master_keys_env: None,
+            master_key_file: None,
         }
     }
 }
@@ -568,6 +583,8 @@ struct RawRecording {
     enabled: Option<bool>,
     dir: Option<String>,
     format: Option<String>,
+    master_keys_env: Option<String>,
+    master_key_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1021,10 +1038,34 @@ fn build_recording(
             ));
         }
     };
+    let master_keys_env =
+        ctx.opt_str("recording.master_keys_env", raw.master_keys_env.as_deref())?;
+    if let Some(var) = &master_keys_env {
+        let valid = !var.starts_with(|c: char| c.is_ascii_digit())
+            && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(ctx.err(
+                "recording.master_keys_env",
+                // The value is not echoed: it may be the keys themselves.
+                "must be the name of an environment variable (A-Z a-z 0-9 _), not the keys",
+            ));
+        }
+    }
+    let master_key_file = ctx
+        .opt_str("recording.master_key_file", raw.master_key_file.as_deref())?
+        .map(|p| base_dir.join(p));
+    if master_keys_env.is_some() && master_key_file.is_some() {
+        return Err(ctx.err(
+            "recording.master_key_file",
+            "set either recording.master_keys_env or recording.master_key_file, not both",
+        ));
+    }
     Ok(RecordingConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
         dir,
         format,
+        master_keys_env,
+        master_key_file,
     })
 }
 
@@ -1347,6 +1388,37 @@ mod tests {
             c.warnings()[0],
             "leadscaller.toml:sip.listen[4]: TLS listener on 0.0.0.0:5061 skipped: \
              sip.tls_cert and sip.tls_key are not set"
+        );
+    }
+
+    #[test]
+    fn recording_master_key_settings() {
+        let c = parse("[recording]\nenabled = true\n").unwrap();
+        assert_eq!(c.recording.master_keys_env, None);
+        assert_eq!(c.recording.master_key_file, None);
+        assert_eq!(
+            c.recording.default_key_file(),
+            Path::new("/etc/lc/master.key")
+        );
+        let c = parse("[recording]\nmaster_keys_env = 'LC_RECORDING_KEYS'\n").unwrap();
+        assert_eq!(
+            c.recording.master_keys_env.as_deref(),
+            Some("LC_RECORDING_KEYS")
+        );
+        let c = parse("[recording]\nmaster_key_file = 'keys/rec.key'\n").unwrap();
+        assert_eq!(
+            c.recording.master_key_file.as_deref(),
+            Some(Path::new("/etc/lc/keys/rec.key"))
+        );
+        assert_eq!(
+            err("[recording]\nmaster_keys_env = 'k1:AAAA='\n"),
+            "leadscaller.toml:recording.master_keys_env: must be the name of an environment \
+             variable (A-Z a-z 0-9 _), not the keys"
+        );
+        assert_eq!(
+            err("[recording]\nmaster_keys_env = 'K'\nmaster_key_file = 'f'\n"),
+            "leadscaller.toml:recording.master_key_file: set either recording.master_keys_env \
+             or recording.master_key_file, not both"
         );
     }
 

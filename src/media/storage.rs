@@ -8,10 +8,21 @@
 //! seeks back and overwrites it, an encrypting backend would store it as a last chunk. A
 //! recording becomes visible under its key only when `finish` succeeds; until then readers get
 //! [`StorageError::NotFound`].
+//!
+//! [`FsStorage::encrypted`] stores every recording encrypted at rest (AES-256-GCM, the
+//! `LCENC1` format of [`crate::store::at_rest`]) as `<key>.enc`; `open` decrypts and verifies
+//! it as it reads. The provisional header is encrypted with the body; the final one replaces it
+//! inside the first chunk, which is kept in memory until `finish`, so no plaintext is ever
+//! written to disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::store::at_rest::{
+    AtRestError, DecryptingReader, ENC_SUFFIX, EncryptingWriter, MasterKeyRing,
+};
 
 use thiserror::Error;
 
@@ -54,6 +65,20 @@ pub enum StorageError {
         reserved: usize,
         /// Length of the header passed to `finish`.
         got: usize,
+    },
+    /// Recording is not set up (no master key): nothing can be written.
+    #[error("recording {key:?}: recording is not enabled and no master key is configured")]
+    Unavailable {
+        /// The key asked for.
+        key: String,
+    },
+    /// Encryption or decryption failed (unknown key id, tampering, truncation).
+    #[error("recording {key:?}: {source}")]
+    Crypto {
+        /// The recording's key.
+        key: String,
+        /// What the at-rest layer reported.
+        source: AtRestError,
     },
     /// The backend failed.
     #[error("recording {key:?}: {op} failed: {source}")]
@@ -137,17 +162,37 @@ pub fn validate_key(key: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Recordings as files under a root directory: `<root>/<key>`, written as `<root>/<key>.part`.
+/// Recordings as files under a root directory: `<root>/<key>`, written as `<root>/<key>.part`
+/// (encrypted: `<root>/<key>.enc`, written as `<root>/<key>.enc.part`).
 #[derive(Debug, Clone)]
 pub struct FsStorage {
     /// Directory that holds every recording; keys are paths below it.
     root: PathBuf,
+    /// Master keys when recordings are encrypted at rest.
+    keys: Option<Arc<MasterKeyRing>>,
 }
 
 impl FsStorage {
-    /// A store rooted at `root` (created on first write if missing).
+    /// A store of plain files rooted at `root` (created on first write if missing).
     pub fn new(root: impl Into<PathBuf>) -> FsStorage {
-        FsStorage { root: root.into() }
+        FsStorage {
+            root: root.into(),
+            keys: None,
+        }
+    }
+
+    /// A store rooted at `root` that encrypts every recording under the ring's current key.
+    pub fn encrypted(root: impl Into<PathBuf>, keys: Arc<MasterKeyRing>) -> FsStorage {
+        FsStorage {
+            root: root.into(),
+            keys: Some(keys),
+        }
+    }
+
+    /// Where the recording stored under `key` lives on disk (whether or not it exists).
+    pub fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        validate_key(key)?;
+        Ok(self.final_path(key))
     }
 
     /// The root directory.
@@ -155,14 +200,20 @@ impl FsStorage {
         &self.root
     }
 
+    /// `.enc` when encrypting, nothing otherwise.
+    fn suffix(&self) -> &'static str {
+        if self.keys.is_some() { ENC_SUFFIX } else { "" }
+    }
+
     /// Path of the finished file for a validated key.
     fn final_path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+        self.root.join(format!("{key}{}", self.suffix()))
     }
 
     /// Path of the in-progress file for a validated key.
     fn part_path(&self, key: &str) -> PathBuf {
-        self.root.join(format!("{key}{PART_SUFFIX}"))
+        self.root
+            .join(format!("{key}{}{PART_SUFFIX}", self.suffix()))
     }
 }
 
@@ -190,7 +241,7 @@ impl RecordingStorage for FsStorage {
         if let Some(parent) = part_path.parent() {
             fs::create_dir_all(parent).map_err(io_err("create directory"))?;
         }
-        let mut file = match OpenOptions::new()
+        let file = match OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&part_path)
@@ -203,11 +254,21 @@ impl RecordingStorage for FsStorage {
             }
             Err(e) => return Err(io_err("create")(e)),
         };
-        file.write_all(provisional_header)
+        let crypto_err = |source| StorageError::Crypto {
+            key: key.to_string(),
+            source,
+        };
+        let mut out = match &self.keys {
+            None => Output::Plain(file),
+            Some(keys) => Output::Encrypted(Box::new(
+                EncryptingWriter::new_patchable(file, keys).map_err(crypto_err)?,
+            )),
+        };
+        out.write_all(provisional_header)
             .map_err(io_err("write header"))?;
         Ok(Box::new(FsSink {
             key: key.to_string(),
-            file,
+            out,
             part_path,
             final_path,
             header_len: provisional_header.len(),
@@ -218,7 +279,15 @@ impl RecordingStorage for FsStorage {
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
         validate_key(key)?;
         match File::open(self.final_path(key)) {
-            Ok(file) => Ok(Box::new(file)),
+            Ok(file) => match &self.keys {
+                None => Ok(Box::new(file)),
+                Some(keys) => DecryptingReader::new(BufReader::new(file), keys)
+                    .map(|r| Box::new(r) as Box<dyn Read + Send>)
+                    .map_err(|source| StorageError::Crypto {
+                        key: key.to_string(),
+                        source,
+                    }),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::NotFound {
                 key: key.to_string(),
             }),
@@ -246,13 +315,68 @@ impl RecordingStorage for FsStorage {
     }
 }
 
+/// A store that holds nothing and refuses to record: used when no recording can happen (no
+/// master key configured, recording off), so nothing is ever written unencrypted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unavailable;
+
+impl RecordingStorage for Unavailable {
+    fn create(&self, key: &str, _: &[u8]) -> Result<Box<dyn RecordingSink>, StorageError> {
+        Err(StorageError::Unavailable {
+            key: key.to_string(),
+        })
+    }
+
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        Err(StorageError::NotFound {
+            key: key.to_string(),
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        Err(StorageError::NotFound {
+            key: key.to_string(),
+        })
+    }
+}
+
+/// The `.part` file of a sink, plain or behind the encrypting writer.
+#[derive(Debug)]
+enum Output {
+    /// Plain file, positioned at the end of the body.
+    Plain(File),
+    /// Encrypted file; the plaintext start stays patchable until `finish`.
+    Encrypted(Box<EncryptingWriter<File>>),
+}
+
+impl Output {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Plain(f) => f.write_all(bytes),
+            Output::Encrypted(w) => w.write_all(bytes),
+        }
+    }
+
+    /// Puts the final header in place and returns the file, with everything written.
+    fn finish(self, header: &[u8]) -> Result<File, AtRestError> {
+        match self {
+            Output::Plain(mut f) => {
+                f.seek(SeekFrom::Start(0))?;
+                f.write_all(header)?;
+                Ok(f)
+            }
+            Output::Encrypted(w) => w.finish_with_prefix(header),
+        }
+    }
+}
+
 /// An open `<key>.part` file of [`FsStorage`].
 #[derive(Debug)]
 struct FsSink {
     /// The recording's key, for errors and [`RecordingSink::key`].
     key: String,
-    /// The `.part` file, positioned at the end of the body.
-    file: File,
+    /// The `.part` file.
+    out: Output,
     /// Where the file is being written.
     part_path: PathBuf,
     /// Where it goes on `finish`.
@@ -280,13 +404,13 @@ impl RecordingSink for FsSink {
     }
 
     fn write(&mut self, body: &[u8]) -> Result<(), StorageError> {
-        let result = self.file.write_all(body);
+        let result = self.out.write_all(body);
         result.map_err(self.err("write"))?;
         self.bytes += body.len() as u64;
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, header: &[u8]) -> Result<u64, StorageError> {
+    fn finish(self: Box<Self>, header: &[u8]) -> Result<u64, StorageError> {
         if header.len() != self.header_len {
             return Err(StorageError::HeaderSize {
                 key: self.key.clone(),
@@ -294,24 +418,36 @@ impl RecordingSink for FsSink {
                 got: header.len(),
             });
         }
-        let result = self
-            .file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.file.write_all(header));
-        result.map_err(self.err("write final header"))?;
+        let FsSink {
+            key,
+            out,
+            part_path,
+            final_path,
+            bytes,
+            ..
+        } = *self;
+        let io_err = |op| {
+            let key = key.clone();
+            move |source| StorageError::Io { key, op, source }
+        };
+        let file = out.finish(header).map_err(|e| match e {
+            AtRestError::Io(source) => io_err("write final header")(source),
+            source => StorageError::Crypto {
+                key: key.clone(),
+                source,
+            },
+        })?;
         // Data on disk before the name: a crash never leaves a complete-looking broken file.
-        self.file.sync_all().map_err(self.err("sync"))?;
-        if self.final_path.exists() {
-            return Err(StorageError::AlreadyExists {
-                key: self.key.clone(),
-            });
+        file.sync_all().map_err(io_err("sync"))?;
+        if final_path.exists() {
+            return Err(StorageError::AlreadyExists { key });
         }
-        fs::rename(&self.part_path, &self.final_path).map_err(self.err("rename"))?;
-        if let Some(dir) = self.final_path.parent() {
+        fs::rename(&part_path, &final_path).map_err(io_err("rename"))?;
+        if let Some(dir) = final_path.parent() {
             // Best effort: persists the rename; not every platform can sync a directory.
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
-        Ok(self.bytes)
+        Ok(bytes)
     }
 
     fn abort(self: Box<Self>) -> Result<(), StorageError> {
@@ -412,6 +548,94 @@ mod tests {
             storage.create("k.wav", b""),
             Err(StorageError::AlreadyExists { .. })
         ));
+    }
+
+    fn test_keys() -> Arc<MasterKeyRing> {
+        Arc::new(
+            MasterKeyRing::parse("t1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "test")
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn encrypted_storage_never_writes_plaintext_and_reads_back_the_final_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::encrypted(dir.path(), test_keys());
+        let mut sink = storage
+            .create("day/call-1.wav", b"RIFF-provisional")
+            .unwrap();
+        let body: Vec<u8> = b"audio-sample-bytes-".repeat(10_000);
+        for piece in body.chunks(32_000) {
+            sink.write(piece).unwrap();
+        }
+        let part = dir.path().join("day/call-1.wav.enc.part");
+        let on_disk = fs::read(&part).unwrap();
+        assert!(on_disk.starts_with(b"LCENC1"));
+        assert!(!on_disk.windows(19).any(|w| w == b"audio-sample-bytes-"));
+        assert!(!on_disk.windows(4).any(|w| w == b"RIFF"));
+        assert!(matches!(
+            storage.open("day/call-1.wav"),
+            Err(StorageError::NotFound { .. })
+        ));
+        let bytes = sink.finish(b"RIFF-final-hdr!!").unwrap();
+        assert_eq!(bytes, 16 + body.len() as u64);
+        assert!(!part.exists());
+        let path = dir.path().join("day/call-1.wav.enc");
+        assert_eq!(storage.path_of("day/call-1.wav").unwrap(), path);
+        let on_disk = fs::read(&path).unwrap();
+        assert!(
+            !on_disk.windows(4).any(|w| w == b"RIFF"),
+            "header encrypted"
+        );
+        assert!(!dir.path().join("day/call-1.wav").exists());
+        let mut expected = b"RIFF-final-hdr!!".to_vec();
+        expected.extend_from_slice(&body);
+        assert_eq!(read_all(&storage, "day/call-1.wav"), expected);
+        // A plain store does not see it; one with another key cannot read it.
+        assert!(matches!(
+            FsStorage::new(dir.path()).open("day/call-1.wav"),
+            Err(StorageError::NotFound { .. })
+        ));
+        let other =
+            MasterKeyRing::parse("t2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=", "t").unwrap();
+        let err = FsStorage::encrypted(dir.path(), Arc::new(other))
+            .open("day/call-1.wav")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("\"t1\""), "{err}");
+        storage.delete("day/call-1.wav").unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn tampered_encrypted_recording_fails_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::encrypted(dir.path(), test_keys());
+        let mut sink = storage.create("t.wav", b"HDR").unwrap();
+        sink.write(&[7u8; 100_000]).unwrap();
+        sink.finish(b"hdr").unwrap();
+        let path = dir.path().join("t.wav.enc");
+        let mut bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 30] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let mut out = Vec::new();
+        let err = storage
+            .open("t.wav")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(out.len() < 100_003, "unverified bytes returned");
+        bytes[n - 30] ^= 1;
+        fs::write(&path, &bytes[..n - 1]).unwrap();
+        assert!(
+            storage
+                .open("t.wav")
+                .unwrap()
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
     }
 
     #[test]

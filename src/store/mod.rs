@@ -13,6 +13,7 @@ macro_rules! sql {
 }
 
 pub mod accounts;
+pub mod at_rest;
 pub mod agents;
 pub mod api_keys;
 pub mod audit;

@@ -1,7 +1,8 @@
 //! Shared helpers for integration tests that run the real `leadscaller` binary against
 //! real peers (sipp, baresip): free port blocks, a temporary server config, a server
 //! process that is killed on drop, bounded child processes, and small readers for the
-//! files the peers leave behind (sipp statistics, pcap captures, WAV recordings).
+//! files the peers leave behind (sipp statistics, pcap captures, WAV recordings, which the
+//! server stores encrypted: [`decrypt_recording`]).
 //!
 //! Every child process is owned by a guard whose `Drop` kills it by PID and reaps it, so
 //! a failing assertion never leaves a process behind.
@@ -659,6 +660,47 @@ pub fn tone(sample_rate: u32, freq_hz: f64, amplitude: f64, seconds: f64) -> Vec
 /// as written by recorders that were stopped before they could fix the header).
 pub fn read_wav(path: &Path) -> (u32, u16, Vec<i16>) {
     let d = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    parse_wav(&d, path)
+}
+
+/// The plain bytes of a recording the server stored encrypted at rest (`<key>.enc`),
+/// decrypted and verified by the library with the key ring the server created on first
+/// start (`<server dir>/master.key`, next to its `recordings/` dir). Asserts that the file
+/// on disk is an `LCENC1` object and not a plain RIFF/WAVE or Ogg file.
+pub fn decrypt_recording(server_dir: &Path, path: &Path) -> Vec<u8> {
+    use leadscaller::store::at_rest::{MasterKeyRing, decrypt_to_vec};
+    assert!(
+        path.to_string_lossy().ends_with(".enc"),
+        "{}: recordings must be stored as <key>.enc",
+        path.display()
+    );
+    let on_disk = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        on_disk.starts_with(b"LCENC1"),
+        "{}: not encrypted at rest",
+        path.display()
+    );
+    for plain_magic in [&b"RIFF"[..], b"WAVE", b"OggS", b"OpusHead"] {
+        assert!(
+            !on_disk.windows(plain_magic.len()).any(|w| w == plain_magic),
+            "{}: plain {:?} bytes on disk",
+            path.display(),
+            String::from_utf8_lossy(plain_magic)
+        );
+    }
+    let key_file = server_dir.join("master.key");
+    let keys = MasterKeyRing::from_file(&key_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", key_file.display()));
+    decrypt_to_vec(&keys, &on_disk).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// [`read_wav`] of an encrypted recording (see [`decrypt_recording`]).
+pub fn read_recording_wav(server_dir: &Path, path: &Path) -> (u32, u16, Vec<i16>) {
+    parse_wav(&decrypt_recording(server_dir, path), path)
+}
+
+/// [`read_wav`] of WAV bytes; `path` names them in failures.
+pub fn parse_wav(d: &[u8], path: &Path) -> (u32, u16, Vec<i16>) {
     assert!(
         d.len() >= 12 && &d[0..4] == b"RIFF" && &d[8..12] == b"WAVE",
         "{}: not a RIFF/WAVE file",
