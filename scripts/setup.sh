@@ -12,6 +12,7 @@ PACKAGES=(
   libpocketsphinx-dev pocketsphinx-en-us  # embedded offline STT (BSD) and its US English model
   flite1-dev               # embedded offline TTS (Flite, BSD-style): kal 8 kHz, slt 16 kHz voices
   python3-websockets       # stream tests: a real WebSocket client playing Twilio
+  postgresql               # store/API tests run on a real PostgreSQL server too
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -51,6 +51,16 @@ enum Command {
         #[arg(long, default_value = "sip-config/leadscaller.toml")]
         config: PathBuf,
     },
+    /// API keys (operator bootstrap: the first key of an account is made here).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The control-plane database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Stored recordings (encrypted at rest).
     Recordings {
         #[command(subcommand)]
@@ -79,6 +89,81 @@ enum RecordingsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key for an account (creating the account if it does not exist) and print
+    /// the token once.
+    Create {
+        /// The account's name.
+        #[arg(long)]
+        account: String,
+        /// `admin` (everything in the account) or `read` (GET only).
+        #[arg(long, default_value = "admin")]
+        scope: String,
+        /// A label for the key.
+        #[arg(long, default_value = "bootstrap")]
+        name: String,
+        #[arg(long, default_value = "sip-config/leadscaller.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply pending schema migrations (the server also does this at start).
+    Migrate {
+        #[arg(long, default_value = "sip-config/leadscaller.toml")]
+        config: PathBuf,
+    },
+}
+
+async fn open_store(config: &std::path::Path) -> Result<leadscaller::store::Store> {
+    let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let url = &cfg.server.database_url;
+    leadscaller::store::Store::connect(url)
+        .await
+        .with_context(|| format!("database {}", leadscaller::store::redact_url(url)))
+}
+
+async fn create_key(config: PathBuf, account: String, scope: String, name: String) -> Result<()> {
+    use leadscaller::store::StoreError;
+    use leadscaller::store::api_keys::Scope;
+    let scope = match scope.as_str() {
+        "admin" => Scope::Admin,
+        "read" => Scope::Read,
+        other => bail!("--scope {other:?}: expected admin or read"),
+    };
+    let store = open_store(&config).await?;
+    store.migrate().await?;
+    let acc = match store.account_by_name(&account).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound) => {
+            let a = store.create_account(&account).await?;
+            eprintln!("created account {} ({})", a.name, a.id);
+            a
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (key, token) = store.create_api_key(&acc.id, &name, scope).await?;
+    eprintln!(
+        "created {} key {} for account {}; the token is shown only now:",
+        scope.as_str(),
+        key.id,
+        acc.name
+    );
+    println!("{}", token.0);
+    store.close().await;
+    Ok(())
+}
+
+async fn db_migrate(config: PathBuf) -> Result<()> {
+    let store = open_store(&config).await?;
+    let ran = store.migrate().await?;
+    println!("{} database: {ran} migration(s) applied", store.engine());
+    store.close().await;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -94,6 +179,18 @@ fn main() -> Result<()> {
             duration,
             config,
         } => rt.block_on(dial(config, trunk, destination, duration)),
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    account,
+                    scope,
+                    name,
+                    config,
+                },
+        } => rt.block_on(create_key(config, account, scope, name)),
+        Command::Db {
+            command: DbCommand::Migrate { config },
+        } => rt.block_on(db_migrate(config)),
         Command::Recordings { command } => match command {
             RecordingsCommand::Decrypt { file, out, config } => {
                 decrypt_recording(&config, &file, out.as_deref())

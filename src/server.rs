@@ -218,8 +218,26 @@ pub async fn start(
                 .map(|k| crate::leg::stream_auth::StreamAuth::new(k.expose())),
             app: stream_app,
         }));
-    let http = crate::control::serve(s.http.listen, health, streams, shutdown_rx).await?;
-    tracing::info!(addr = %http, "HTTP listening (GET /health, WebSocket /media-stream)");
+    let store = crate::store::Store::open(&s.database_url)
+        .await
+        .map_err(|e| {
+            io::Error::other(format!(
+                "database {}: {e}",
+                crate::store::redact_url(&s.database_url)
+            ))
+        })?;
+    tracing::info!(engine = %store.engine(), "store open");
+    // Provider secrets stored through the API are sealed with the same master key ring.
+    let secret_keys = crate::call::recording::recording_keys(&s.recording, false)
+        .map_err(|e| io::Error::other(format!("[recording] master keys: {e}")))?
+        .map(|(keys, _)| keys);
+    let api = crate::control::api::router(crate::control::api::ApiState {
+        store,
+        keys: secret_keys,
+    });
+    let http =
+        crate::control::serve(s.http.listen, health, streams.merge(api), shutdown_rx).await?;
+    tracing::info!(addr = %http, "HTTP listening (GET /health, /v1 API, WebSocket /media-stream)");
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
         let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
             return (AppChoice::Reject(404), Ringing::default());

@@ -1,5 +1,7 @@
-//! The HTTP side of the server. For now only the unauthenticated health check that load
-//! balancers and orchestrators poll; the authenticated control-plane API joins it later.
+//! The HTTP side of the server: the unauthenticated health check that load balancers poll,
+//! the authenticated control-plane API ([`api`]) and the media-stream WebSocket routes.
+
+pub mod api;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -50,9 +52,12 @@ pub async fn serve(
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
         {
             tracing::warn!(error = %e, "HTTP server stopped");
         }

@@ -7,44 +7,7 @@ use sqlx::any::AnyRow;
 use super::ids::new_id;
 use super::{AccountId, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
 
-/// The consent a lead gave to be called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentStatus {
-    /// Prior express written consent.
-    ExpressWritten,
-    /// Verbal consent.
-    Verbal,
-    /// None recorded.
-    None,
-    /// Withdrawn.
-    Revoked,
-}
-
-impl ConsentStatus {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ExpressWritten => "express_written",
-            Self::Verbal => "verbal",
-            Self::None => "none",
-            Self::Revoked => "revoked",
-        }
-    }
-
-    /// Parses the stored (or user-given, case-insensitive) text.
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim().to_ascii_lowercase();
-        [
-            Self::ExpressWritten,
-            Self::Verbal,
-            Self::None,
-            Self::Revoked,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-    }
-}
+pub use crate::leads::csv_import::ConsentStatus;
 
 /// The fields of a lead a client provides.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -140,7 +103,9 @@ fn from_row(row: &AnyRow) -> Result<Lead, StoreError> {
             timezone: row.try_get("timezone")?,
             timezone_source: Some(tz_source),
             consent_status: Some(
-                ConsentStatus::parse(&consent).ok_or_else(|| corrupt("leads", "consent_status"))?,
+                consent
+                    .parse::<ConsentStatus>()
+                    .map_err(|()| corrupt("leads", "consent_status"))?,
             ),
             consent_source: row.try_get("consent_source")?,
             consent_at: row.try_get("consent_at")?,
@@ -374,8 +339,9 @@ impl Store {
                 Ok(ConsentEvent {
                     id: row.try_get("id")?,
                     lead_id: row.try_get("lead_id")?,
-                    status: ConsentStatus::parse(&status)
-                        .ok_or_else(|| corrupt("consent_events", "status"))?,
+                    status: status
+                        .parse::<ConsentStatus>()
+                        .map_err(|()| corrupt("consent_events", "status"))?,
                     source: row.try_get("source")?,
                     text: row.try_get("text")?,
                     call_id: row.try_get("call_id")?,

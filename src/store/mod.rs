@@ -13,9 +13,9 @@ macro_rules! sql {
 }
 
 pub mod accounts;
-pub mod at_rest;
 pub mod agents;
 pub mod api_keys;
+pub mod at_rest;
 pub mod audit;
 pub mod campaigns;
 pub mod dnc;
@@ -137,6 +137,14 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (engine, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = Path::new(path.split('?').next().unwrap_or_default());
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && path.as_os_str() != ":memory:"
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::BadUrl(format!("{}: {e}", dir.display())))?;
+            }
             // WAL lets the API read while the call layer writes; create the file on first start.
             let mut u = format!("sqlite:{rest}");
             let sep = if u.contains('?') { '&' } else { '?' };
