@@ -1,0 +1,68 @@
+//! The API inside the real `leadscaller serve` binary: operator bootstrap with
+//! `leadscaller keys create`, then authenticated calls over the server's HTTP port.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{PortBlock, Server, ServerConfig};
+
+fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
+        .args(args)
+        .arg("--config")
+        .arg(server.dir.path().join("leadscaller.toml"))
+        .current_dir(server.dir.path())
+        .output()
+        .expect("run leadscaller");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn operator_bootstraps_a_key_and_the_server_honours_it() {
+    let server = Server::start(&ServerConfig::new(PortBlock::allocate()));
+    server.log_when("HTTP listening", 1, Duration::from_secs(10));
+    let (ok, stdout, stderr) = cli(&server, &["keys", "create", "--account", "acme"]);
+    assert!(ok, "{stderr}");
+    let token = stdout.trim().to_owned();
+    assert!(token.starts_with("lc_"), "{stdout}");
+    assert!(stderr.contains("created account acme"), "{stderr}");
+    assert!(
+        !stderr.contains(&token),
+        "the token is printed only on stdout"
+    );
+
+    let (ok, stdout, _) = cli(&server, &["db", "migrate"]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "sqlite database: 0 migration(s) applied");
+
+    let base = format!("http://127.0.0.1:{}", server.ports.http());
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "health needs no key");
+    let anon = http.get(format!("{base}/v1/account")).send().await.unwrap();
+    assert_eq!(anon.status(), 401);
+    let me: serde_json::Value = http
+        .get(format!("{base}/v1/account"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["name"], "acme");
+    assert_eq!(
+        me["settings"]["recording_enabled"], false,
+        "recording is opt-in"
+    );
+    assert!(
+        !server.log().contains(&token),
+        "no secret in the server log"
+    );
+}
