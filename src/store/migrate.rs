@@ -14,11 +14,18 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../../migrations/sqlite/0001_control_plane.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_control_plane.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../../migrations/sqlite/0001_control_plane.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_control_plane.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../../migrations/sqlite/0002_calls.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_calls.sql"),
+    },
+];
 
 /// Arbitrary constant identifying our migration lock among PostgreSQL advisory locks.
 const PG_LOCK_KEY: i64 = 0x1ead_5ca1_1e40;
