@@ -231,9 +231,28 @@ pub async fn start(
     let secret_keys = crate::call::recording::recording_keys(&s.recording, false)
         .map_err(|e| io::Error::other(format!("[recording] master keys: {e}")))?
         .map(|(keys, _)| keys);
+    let call_account = match store.account_by_name(&s.account).await {
+        Ok(a) => a.id,
+        Err(crate::store::StoreError::NotFound) => {
+            store
+                .create_account(&s.account)
+                .await
+                .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?
+                .id
+        }
+        Err(e) => return Err(io::Error::other(format!("account {:?}: {e}", s.account))),
+    };
+    let finished = crate::call::cdr::spawn_writer(
+        store.clone(),
+        call_account,
+        recordings.clone(),
+        secret_keys.as_ref().map(|k| k.current_id().to_owned()),
+        finished,
+    );
     let api = crate::control::api::router(crate::control::api::ApiState {
         store,
         keys: secret_keys,
+        recordings: Some(recordings.clone()),
     });
     let http =
         crate::control::serve(s.http.listen, health, streams.merge(api), shutdown_rx).await?;

@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 async fn serve(store: Store) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(ApiState { store, keys: None });
+    let app = router(ApiState {
+        store,
+        keys: None,
+        recordings: None,
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -58,6 +62,34 @@ impl Api {
         let (status, v) = self.call(token, method.clone(), path, body).await;
         assert!(status.is_success(), "{method} {path}: {status} {v}");
         v
+    }
+}
+
+fn sample_call(from: &str) -> leadscaller::store::calls::CallRecordRow {
+    let now = leadscaller::store::now_ms();
+    leadscaller::store::calls::CallRecordRow {
+        id: String::new(),
+        direction: leadscaller::store::calls::Direction::Inbound,
+        from: from.into(),
+        to: "sip:agent@us".into(),
+        trunk: None,
+        campaign_id: None,
+        lead_id: None,
+        sip_call_id: Some("abc@host".into()),
+        status: "ended".into(),
+        setup_at: now,
+        ring_at: None,
+        answer_at: Some(now),
+        end_at: Some(now + 1000),
+        duration_ms: Some(1000),
+        outcome: Some("completed".into()),
+        disposition: None,
+        notes: None,
+        hangup_cause: None,
+        sip_code: None,
+        media_stats: json!({}),
+        latency: json!([]),
+        tool_calls: json!([]),
     }
 }
 
@@ -179,11 +211,57 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         .await;
     let keys = api.ok(&a, Method::GET, "/v1/api-keys", None).await;
     let key_id = keys["data"][0]["id"].as_str().unwrap().to_owned();
+    // A call with a transcript and a recording, as the call layer stores them.
+    let a_id = leadscaller::store::AccountId(
+        api.ok(&a, Method::GET, "/v1/account", None).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let call_id = db
+        .store
+        .insert_call(&a_id, &sample_call("sip:+14155552671@carrier"))
+        .await
+        .unwrap();
+    db.store
+        .add_transcript(
+            &a_id,
+            &call_id,
+            &[leadscaller::store::calls::TranscriptTurn {
+                seq: 0,
+                speaker: "caller".into(),
+                text: "Ada speaking".into(),
+                start_ms: 0,
+                end_ms: 900,
+                interrupted: false,
+            }],
+        )
+        .await
+        .unwrap();
+    let rec_id = db
+        .store
+        .insert_recording(
+            &a_id,
+            &leadscaller::store::calls::RecordingRow {
+                id: String::new(),
+                call_id: call_id.clone(),
+                storage_key: "call-a".into(),
+                format: "wav".into(),
+                bytes: 44,
+                duration_ms: 1000,
+                key_id: "k1".into(),
+                created_at: leadscaller::store::now_ms(),
+            },
+        )
+        .await
+        .unwrap();
     let secrets_of_a = [
         agent["id"].as_str().unwrap().to_owned(),
         campaign["id"].as_str().unwrap().to_owned(),
         lead["id"].as_str().unwrap().to_owned(),
         dnc["id"].as_str().unwrap().to_owned(),
+        call_id.clone(),
+        rec_id.clone(),
         key_id.clone(),
         "4155552671".to_owned(),
         "2079460958".to_owned(),
@@ -198,6 +276,10 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             &lead["id"]
         } else if path.starts_with("/v1/dnc") {
             &dnc["id"]
+        } else if path.starts_with("/v1/calls") {
+            return call_id.clone();
+        } else if path.starts_with("/v1/recordings") {
+            return rec_id.clone();
         } else {
             return key_id.clone();
         };
@@ -246,7 +328,7 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         let text = v.to_string();
         // B's own audit log names the paths B typed (A's ids among them), nothing else of A's.
         let checked = if *template == "/v1/audit-log" {
-            &secrets_of_a[5..]
+            &secrets_of_a[7..]
         } else {
             &secrets_of_a[..]
         };
@@ -312,6 +394,20 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         api.ok(&a, Method::GET, "/v1/account", None).await["settings"]["recording_enabled"],
         false
     );
+
+    let t = api
+        .ok(
+            &a,
+            Method::GET,
+            &format!("/v1/calls/{call_id}/transcript"),
+            None,
+        )
+        .await;
+    assert_eq!(t["turns"][0]["text"], "Ada speaking");
+    let r = api
+        .ok(&a, Method::GET, &format!("/v1/recordings/{rec_id}"), None)
+        .await;
+    assert_eq!(r["call_id"], call_id.as_str());
 
     // Closing B leaves A working.
     api.ok(

@@ -916,6 +916,74 @@ fn recording_config() -> ServerConfig {
     cfg
 }
 
+/// The call's CDR and recording reach the store: `/v1/calls` lists the call with its SIP
+/// Call-ID and timestamps, and `/v1/recordings/{id}/audio` serves exactly the decrypted audio.
+fn assert_api_serves_the_call_and_its_recording(server: &Server, plain: &[u8]) {
+    server.log_when("call record stored", 1, Duration::from_secs(10));
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
+        .args([
+            "keys",
+            "create",
+            "--account",
+            "default",
+            "--scope",
+            "read",
+            "--config",
+        ])
+        .arg(server.dir.path().join("leadscaller.toml"))
+        .current_dir(server.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let base = format!("http://127.0.0.1:{}", server.ports.http());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let req = http.get(format!("{base}{path}")).bearer_auth(&token);
+            async move { req.send().await.unwrap() }
+        };
+        let calls: serde_json::Value = get("/v1/calls".into()).await.json().await.unwrap();
+        let call = &calls["data"][0];
+        assert_eq!(calls["data"].as_array().unwrap().len(), 1, "{calls}");
+        assert_eq!(call["direction"], "inbound");
+        assert!(
+            call["sip_call_id"].as_str().is_some_and(|c| !c.is_empty()),
+            "{call}"
+        );
+        assert!(
+            call["answer_at"].is_string() && call["end_at"].is_string(),
+            "{call}"
+        );
+        assert!(call["duration_ms"].as_i64().unwrap() > 5000, "{call}");
+        assert!(
+            call["media_stats"]["frames_sent_audio"].as_u64().unwrap() > 300,
+            "{call}"
+        );
+        let recs: serde_json::Value = get("/v1/recordings".into()).await.json().await.unwrap();
+        let rec = &recs["data"][0];
+        assert_eq!(rec["call_id"], call["id"], "{recs}");
+        assert_eq!(rec["bytes"].as_u64(), Some(plain.len() as u64));
+        let audio = get(format!(
+            "/v1/recordings/{}/audio",
+            rec["id"].as_str().unwrap()
+        ))
+        .await;
+        assert_eq!(audio.status(), 200);
+        assert_eq!(audio.headers()["content-type"], "audio/wav");
+        assert_eq!(
+            &audio.bytes().await.unwrap()[..],
+            plain,
+            "download = decrypted file"
+        );
+    });
+}
+
 #[test]
 fn sipp_call_is_recorded_in_stereo_and_time_aligned() {
     let server = Server::start(&recording_config());
@@ -954,6 +1022,7 @@ fn sipp_call_is_recorded_in_stereo_and_time_aligned() {
         fs::read(&out).unwrap(),
         decrypt_recording(server.dir.path(), &done[0])
     );
+    assert_api_serves_the_call_and_its_recording(&server, &fs::read(&out).unwrap());
     assert_eq!(rate, 8000);
     let secs = caller.len() as f64 / 8000.0;
     assert!((6.0..12.0).contains(&secs), "recording lasts {secs:.2} s");

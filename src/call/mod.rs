@@ -3,6 +3,7 @@
 //! up when the app is done or the media times out.
 
 pub mod agent;
+pub mod cdr;
 pub mod echo;
 pub mod fork;
 pub mod play;
@@ -177,6 +178,18 @@ pub struct CallRecord {
     pub media: Option<LegStats>,
     /// Digits the caller pressed (RFC 4733, SIP INFO or in-band), in order, each once.
     pub dtmf: String,
+    /// The SIP Call-ID.
+    pub sip_call_id: Option<String>,
+    /// The trunk that admitted the call.
+    pub trunk: Option<String>,
+    /// When the INVITE arrived, epoch ms.
+    pub setup_at_ms: i64,
+    /// When we signalled ringing (180/183), epoch ms.
+    pub ring_at_ms: Option<i64>,
+    /// When we answered (200), epoch ms.
+    pub answer_at_ms: Option<i64>,
+    /// When the call ended, epoch ms.
+    pub end_at_ms: i64,
 }
 
 impl CallRecord {
@@ -217,7 +230,11 @@ pub async fn run(
                     .and_then(|u| u.user)
                     .unwrap_or_default();
                 tracing::info!(%call, from = %from.uri, to = %to.uri, "incoming call");
+                let sip_call_id = request.headers.get("Call-ID").map(str::to_owned);
                 let session = CallSession {
+                    setup_at_ms: crate::store::now_ms(),
+                    trunk: trunk.clone(),
+                    sip_call_id,
                     call,
                     cfg: cfg.clone(),
                     commands: commands.clone(),
@@ -292,6 +309,9 @@ struct CallSession {
     from: String,
     to: String,
     finished: Option<mpsc::UnboundedSender<CallRecord>>,
+    setup_at_ms: i64,
+    trunk: Option<String>,
+    sip_call_id: Option<String>,
 }
 
 /// What a call collected while it ran.
@@ -300,6 +320,8 @@ struct Outcome {
     app_result: Option<String>,
     media: Option<LegStats>,
     dtmf: String,
+    ring_at_ms: Option<i64>,
+    answer_at_ms: Option<i64>,
 }
 
 impl CallSession {
@@ -402,6 +424,12 @@ impl CallSession {
                 app_result: outcome.app_result,
                 media: outcome.media,
                 dtmf: outcome.dtmf,
+                sip_call_id: self.sip_call_id.clone(),
+                trunk: self.trunk.clone(),
+                setup_at_ms: self.setup_at_ms,
+                ring_at_ms: outcome.ring_at_ms,
+                answer_at_ms: outcome.answer_at_ms,
+                end_at_ms: crate::store::now_ms(),
             });
         }
     }
@@ -573,10 +601,12 @@ impl CallSession {
         let mut handle = None;
         if !ringing.after.is_zero() {
             if ringing.early_media {
+                outcome.ring_at_ms = Some(crate::store::now_ms());
                 self.respond(tx.clone(), 183, Some(sdp_answer.clone()))
                     .await;
                 handle = start_media();
             } else {
+                outcome.ring_at_ms = Some(crate::store::now_ms());
                 self.respond(tx.clone(), 180, None).await;
             }
             let ring = tokio::time::sleep(ringing.after);
@@ -598,6 +628,7 @@ impl CallSession {
             }
         }
         self.respond(tx, 200, Some(sdp_answer)).await;
+        outcome.answer_at_ms = Some(crate::store::now_ms());
         if handle.is_none() {
             handle = start_media();
         }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub stream_barge_in_ms: u32,
     /// Database connection URL.
     pub database_url: String,
+    /// The account that owns the records of calls taken by the SIP routes (created at start).
+    pub account: String,
     /// Inbound call routes, evaluated in order.
     pub routes: Vec<Route>,
     /// Users allowed to place calls to us with digest auth.
@@ -328,6 +330,7 @@ impl Default for ServerConfig {
             stream_flow: None,
             stream_barge_in_ms: 300,
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
+            account: "default".to_owned(),
             routes: Vec::new(),
             users: Vec::new(),
             trunks_dir: PathBuf::from("trunks"),
@@ -510,6 +513,7 @@ struct RawServer {
     log: Option<RawLog>,
     data_dir: Option<String>,
     database_url: Option<String>,
+    account: Option<String>,
     recording: Option<RawRecording>,
     streams: Option<RawStreams>,
     #[serde(default)]
@@ -657,6 +661,13 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         ));
     }
 
+    let account = ctx
+        .opt_str("account", raw.account.as_deref())?
+        .unwrap_or_else(|| "default".to_owned());
+    if account.trim().is_empty() || account.len() > 100 {
+        return Err(ctx.err("account", "must be 1 to 100 characters"));
+    }
+
     let routes = build_routes(raw.routes, ctx, base_dir)?;
     let users = build_users(raw.users, ctx)?;
     let recording = build_recording(raw.recording.unwrap_or_default(), ctx, base_dir)?;
@@ -705,6 +716,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         stream_flow,
         stream_barge_in_ms,
         database_url,
+        account,
         routes,
         users,
         trunks_dir,

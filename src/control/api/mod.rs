@@ -8,6 +8,7 @@
 mod account;
 mod agents;
 pub mod auth;
+mod calls;
 mod campaigns;
 mod dnc;
 pub mod error;
@@ -24,12 +25,14 @@ use crate::store::Store;
 pub use error::ApiError;
 
 /// What every handler can reach.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiState {
     /// The database.
     pub store: Store,
     /// Master keys that seal provider secrets at rest (none: secrets cannot be stored).
     pub keys: Option<std::sync::Arc<crate::store::at_rest::MasterKeyRing>>,
+    /// Where recordings are stored (none: recording downloads are unavailable).
+    pub recordings: Option<std::sync::Arc<dyn crate::media::storage::RecordingStorage>>,
 }
 
 /// Every route of the API, as `(method, path)`: the tenancy test walks this list.
@@ -62,6 +65,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/dnc/import"),
     ("GET", "/v1/dnc/{id}"),
     ("DELETE", "/v1/dnc/{id}"),
+    ("GET", "/v1/calls"),
+    ("GET", "/v1/calls/{id}"),
+    ("GET", "/v1/calls/{id}/transcript"),
+    ("GET", "/v1/recordings"),
+    ("GET", "/v1/recordings/{id}"),
+    ("GET", "/v1/recordings/{id}/audio"),
     ("GET", "/v1/audit-log"),
 ];
 
@@ -102,6 +111,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dnc", get(dnc::list).post(dnc::create))
         .route("/v1/dnc/import", post(dnc::import))
         .route("/v1/dnc/{id}", get(dnc::get_one).delete(dnc::delete))
+        .route("/v1/calls", get(calls::list))
+        .route("/v1/calls/{id}", get(calls::get_one))
+        .route("/v1/calls/{id}/transcript", get(calls::transcript))
+        .route("/v1/recordings", get(calls::list_recordings))
+        .route("/v1/recordings/{id}", get(calls::get_recording))
+        .route("/v1/recordings/{id}/audio", get(calls::recording_audio))
         .route("/v1/audit-log", get(account::audit_log))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(

@@ -1,0 +1,140 @@
+//! Writes the record of every finished call (CDR, media stats, recording) to the store.
+//!
+//! The call layer only sends a [`CallRecord`] on a channel; this task does the database work,
+//! so a slow database never holds up signalling or media.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::CallRecord;
+use crate::media::storage::RecordingStorage;
+use crate::store::calls::{CallRecordRow, Direction, RecordingRow};
+use crate::store::{AccountId, Store};
+
+/// Starts the writer; returns the sender the call layer reports finished calls on. Each record
+/// is also forwarded to `forward` (the demo and tests read it) after it is stored.
+pub fn spawn_writer(
+    store: Store,
+    account: AccountId,
+    recordings: Arc<dyn RecordingStorage>,
+    key_id: Option<String>,
+    forward: Option<mpsc::UnboundedSender<CallRecord>>,
+) -> Option<mpsc::UnboundedSender<CallRecord>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<CallRecord>();
+    tokio::spawn(async move {
+        while let Some(record) = rx.recv().await {
+            match store.insert_call(&account, &row(&record)).await {
+                Ok(id) => {
+                    tracing::info!(call = %record.call, cdr = %id, "call record stored");
+                    if let Some(key) = record.media.as_ref().and_then(|m| m.recording.clone()) {
+                        store_recording(&store, &account, &recordings, &id, &key, &key_id, &record)
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(call = %record.call, error = %e, "call record not stored")
+                }
+            }
+            if let Some(f) = &forward {
+                let _ = f.send(record);
+            }
+        }
+    });
+    Some(tx)
+}
+
+fn row(r: &CallRecord) -> CallRecordRow {
+    let media = r.media.as_ref().map_or(json!(null), |m| {
+        json!({
+            "frames_sent_audio": m.frames_sent_audio,
+            "frames_sent_silence": m.frames_sent_silence,
+            "frames_decoded": m.frames_decoded,
+            "frames_concealed": m.frames_concealed,
+            "decode_errors": m.decode_errors,
+            "srtp_rejected": m.srtp_rejected,
+            "mos": m.mos,
+            "duration_ms": m.duration.as_millis() as u64,
+            "dtmf": r.dtmf,
+        })
+    });
+    CallRecordRow {
+        id: String::new(),
+        direction: Direction::Inbound,
+        from: r.from.clone(),
+        to: r.to.clone(),
+        trunk: r.trunk.clone(),
+        campaign_id: None,
+        lead_id: None,
+        sip_call_id: r.sip_call_id.clone(),
+        status: "ended".to_owned(),
+        setup_at: r.setup_at_ms,
+        ring_at: r.ring_at_ms,
+        answer_at: r.answer_at_ms,
+        end_at: Some(r.end_at_ms),
+        duration_ms: r.answer_at_ms.map(|a| (r.end_at_ms - a).max(0)),
+        outcome: Some(
+            r.app_result
+                .clone()
+                .unwrap_or_else(|| "completed".to_owned()),
+        ),
+        disposition: None,
+        notes: None,
+        hangup_cause: Some(format!("{:?}", r.reason)),
+        sip_code: None,
+        media_stats: media,
+        latency: json!([]),
+        tool_calls: json!([]),
+    }
+}
+
+async fn store_recording(
+    store: &Store,
+    account: &AccountId,
+    recordings: &Arc<dyn RecordingStorage>,
+    call_id: &str,
+    key: &str,
+    key_id: &Option<String>,
+    record: &CallRecord,
+) {
+    // The plain size is what a download serves; counting it verifies the file once, too.
+    let storage = recordings.clone();
+    let k = key.to_owned();
+    let bytes = tokio::task::spawn_blocking(move || -> Option<i64> {
+        let mut reader = storage.open(&k).ok()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0i64;
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Some(total),
+                Ok(n) => total += n as i64,
+                Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(bytes) = bytes else {
+        tracing::error!(call = %record.call, %key, "recording unreadable; not indexed");
+        return;
+    };
+    let row = RecordingRow {
+        id: String::new(),
+        call_id: call_id.to_owned(),
+        storage_key: key.to_owned(),
+        format: if key.ends_with(".ogg") { "ogg" } else { "wav" }.to_owned(),
+        bytes,
+        duration_ms: record
+            .media
+            .as_ref()
+            .map_or(0, |m| m.duration.as_millis() as i64),
+        key_id: key_id.clone().unwrap_or_default(),
+        created_at: record.end_at_ms,
+    };
+    if let Err(e) = store.insert_recording(account, &row).await {
+        tracing::error!(call = %record.call, error = %e, "recording not indexed");
+    }
+}
