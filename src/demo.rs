@@ -52,8 +52,13 @@ fn say(line: &str) {
 
 /// Runs the demo, printing the call as it happens.
 pub async fn run(packets: u32) -> io::Result<DemoReport> {
-    let server_cfg = ServerConfig::from_toml_str(DEMO_CONFIG, "<demo>", Path::new("."), &|_| None)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut server_cfg =
+        ServerConfig::from_toml_str(DEMO_CONFIG, "<demo>", Path::new("."), &|_| None)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    // The demo keeps its call records in a throwaway database, not in the working directory.
+    let scratch = std::env::temp_dir().join(format!("leadscaller-demo-{}", std::process::id()));
+    server_cfg.database_url = format!("sqlite://{}", scratch.join("demo.db").display());
+    server_cfg.data_dir = scratch.clone();
     let cfg = Config {
         server: server_cfg,
         trunks: BTreeMap::new(),
@@ -73,6 +78,7 @@ pub async fn run(packets: u32) -> io::Result<DemoReport> {
         .ok()
         .flatten();
     srv.stop();
+    let _ = std::fs::remove_dir_all(&scratch);
     let mut report = result?;
     if let Some(r) = &record {
         say(&format!(
