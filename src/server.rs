@@ -253,6 +253,10 @@ pub async fn start(
         store,
         keys: secret_keys,
         recordings: Some(recordings.clone()),
+        stream_auth: s
+            .stream_secret
+            .as_ref()
+            .map(|k| Arc::new(crate::leg::stream_auth::StreamAuth::new(k.expose()))),
     });
     let http =
         crate::control::serve(s.http.listen, health, streams.merge(api), shutdown_rx).await?;

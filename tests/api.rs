@@ -11,12 +11,18 @@ use serde_json::{Value, json};
 
 /// The API served on a loopback port over `store`.
 async fn serve(store: Store) -> String {
+    serve_with(store, None).await
+}
+
+async fn serve_with(store: Store, stream_secret: Option<&str>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(ApiState {
         store,
         keys: None,
         recordings: None,
+        stream_auth: stream_secret
+            .map(|s| std::sync::Arc::new(leadscaller::leg::stream_auth::StreamAuth::new(s))),
     });
     tokio::spawn(async move {
         axum::serve(
@@ -291,7 +297,10 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         if *template == "/v1/account/close" {
             continue; // walked last: it ends B's access
         }
-        let path = template.replace("{id}", &id_for(template));
+        let mut path = template.replace("{id}", &id_for(template));
+        if *template == "/v1/streams/twiml" {
+            path.push_str("?base_url=wss://media.example");
+        }
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let body = match (*method, *template) {
             ("POST", "/v1/agents") | ("PATCH", "/v1/agents/{id}") => Some(json!({"name": "x"})),
@@ -663,4 +672,59 @@ both_engines!(mutations_are_audited_with_key_and_source, |db| {
     );
     assert_eq!(rows[0]["source_ip"], "127.0.0.1");
     assert!(rows[0]["key_id"].as_str().unwrap().starts_with("key_"));
+});
+
+both_engines!(twiml_connects_to_our_stream_with_a_valid_token, |db| {
+    let secret = "0123456789abcdef-stream";
+    let api = Api {
+        base: serve_with(db.store.clone(), Some(secret)).await,
+        http: Client::new(),
+    };
+    let a = tenant(&db.store, "a").await;
+    let r = api
+        .http
+        .get(format!(
+            "{}/v1/streams/twiml?base_url=wss://media.example/&ttl_s=600",
+            api.base
+        ))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/xml; charset=utf-8");
+    let doc = r.text().await.unwrap();
+    assert!(
+        doc.contains("<Stream url=\"wss://media.example/media-stream\">"),
+        "{doc}"
+    );
+    let token = doc
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let auth = leadscaller::leg::stream_auth::StreamAuth::new(secret);
+    let now = leadscaller::leg::stream_auth::unix_now();
+    assert_eq!(auth.verify(Some(token), now), Ok(()));
+    assert!(
+        auth.verify(Some(token), now + 601).is_err(),
+        "expires after ttl_s"
+    );
+    let (status, v) = api
+        .call(
+            &a,
+            Method::GET,
+            "/v1/streams/twiml?base_url=https://x?y=1",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("base_url"))
+    );
+    let (status, v) = api.call(&a, Method::GET, "/v1/streams/twiml", None).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
 });

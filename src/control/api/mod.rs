@@ -15,6 +15,7 @@ pub mod error;
 mod extract;
 mod keys;
 mod leads;
+mod streams;
 
 use axum::Router;
 use axum::middleware;
@@ -33,6 +34,8 @@ pub struct ApiState {
     pub keys: Option<std::sync::Arc<crate::store::at_rest::MasterKeyRing>>,
     /// Where recordings are stored (none: recording downloads are unavailable).
     pub recordings: Option<std::sync::Arc<dyn crate::media::storage::RecordingStorage>>,
+    /// Signs media-stream tokens (none: `[streams] secret` is not set).
+    pub stream_auth: Option<std::sync::Arc<crate::leg::stream_auth::StreamAuth>>,
 }
 
 /// Every route of the API, as `(method, path)`: the tenancy test walks this list.
@@ -71,6 +74,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/recordings"),
     ("GET", "/v1/recordings/{id}"),
     ("GET", "/v1/recordings/{id}/audio"),
+    ("GET", "/v1/streams/twiml"),
     ("GET", "/v1/audit-log"),
 ];
 
@@ -117,6 +121,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/recordings", get(calls::list_recordings))
         .route("/v1/recordings/{id}", get(calls::get_recording))
         .route("/v1/recordings/{id}/audio", get(calls::recording_audio))
+        .route("/v1/streams/twiml", get(streams::get_twiml))
         .route("/v1/audit-log", get(account::audit_log))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(
