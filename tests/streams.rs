@@ -416,7 +416,10 @@ fn twilio_stream_over_wss_with_a_self_signed_certificate() {
         ("cert.pem".into(), cert.into_bytes()),
         ("key.pem".into(), key.into_bytes()),
     ];
-    cfg.http_extra = vec!["tls_cert = \"cert.pem\"".into(), "tls_key = \"key.pem\"".into()];
+    cfg.http_extra = vec![
+        "tls_cert = \"cert.pem\"".into(),
+        "tls_key = \"key.pem\"".into(),
+    ];
     cfg.extra_toml = format!("\n[streams]\nsecret = \"{SECRET}\"\nping_interval_s = 1\n");
     let server = Server::start(&cfg);
     let ca = server.dir.path().join("cert.pem");
@@ -428,7 +431,10 @@ fn twilio_stream_over_wss_with_a_self_signed_certificate() {
         &["150", "--secret", SECRET, "--cafile", ca.to_str().unwrap()],
     );
     let back = v["media"].as_array().unwrap().len();
-    assert!(back >= 147, "only {back} of 150 frames came back over wss\n{v}");
+    assert!(
+        back >= 147,
+        "only {back} of 150 frames came back over wss\n{v}"
+    );
     assert_eq!(v["close_code"].as_u64(), Some(1000), "{v}");
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("HTTPS listening"), "{log}");
@@ -436,7 +442,10 @@ fn twilio_stream_over_wss_with_a_self_signed_certificate() {
     // Plain ws:// to the TLS listener does not get a stream.
     let plain = Command::new("/usr/bin/python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/twilio_client.py"))
-        .arg(format!("ws://127.0.0.1:{}/media-stream", server.ports.http()))
+        .arg(format!(
+            "ws://127.0.0.1:{}/media-stream",
+            server.ports.http()
+        ))
         .arg("5")
         .output()
         .unwrap();
@@ -458,7 +467,12 @@ fn a_peer_that_stops_reading_is_closed_with_4010() {
         "/media-stream",
         &["0", "--secret", SECRET, "--deaf", "4"],
     );
-    assert_eq!(v["close_code"].as_u64(), Some(4010), "{v}\n{}", server.log());
+    assert_eq!(
+        v["close_code"].as_u64(),
+        Some(4010),
+        "{v}\n{}",
+        server.log()
+    );
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("answered no ping"), "{log}");
     let end = log.lines().find(|l| l.contains("stream ended")).unwrap();
@@ -470,7 +484,12 @@ fn a_peer_that_stops_reading_is_closed_with_4010() {
         "/media-stream",
         &["0", "--secret", SECRET, "--deaf", "4", "--quiet"],
     );
-    assert_eq!(v["close_code"].as_u64(), Some(1000), "{v}\n{}", server.log());
+    assert_eq!(
+        v["close_code"].as_u64(),
+        Some(1000),
+        "{v}\n{}",
+        server.log()
+    );
     let log = server.log_when("stream ended", 2, Duration::from_secs(5));
     assert_eq!(log.matches("answered no ping").count(), 1, "{log}");
 }
