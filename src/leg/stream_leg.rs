@@ -485,4 +485,52 @@ mod tests {
             "{evs:?}"
         );
     }
+
+    #[test]
+    fn audio_past_the_buffer_cap_is_dropped_not_queued() {
+        let mut h = harness(Box::new(NoApp));
+        h.leg = Box::new(
+            std::mem::replace(&mut *h.leg, dummy_leg())
+                .with_max_buffered(Duration::from_millis(100), "MZtest"),
+        );
+        // 100 ms = 800 samples fit; the next 1600 do not and are dropped whole.
+        for n in [800, 1600] {
+            h.commands
+                .send(LegCommand::Play {
+                    samples: vec![500; n],
+                    mark: None,
+                })
+                .unwrap();
+        }
+        let sent: usize = (0..20).map(|_| h.tick().len()).sum();
+        assert_eq!(sent, 5, "only the 100 ms under the cap is played");
+        assert_eq!(h.leg.overflow_samples, 1600);
+        // Once the queue has drained, audio is accepted again.
+        h.commands
+            .send(LegCommand::Play {
+                samples: vec![500; 160],
+                mark: None,
+            })
+            .unwrap();
+        assert_eq!(h.tick().len(), 1);
+    }
+
+    fn dummy_leg() -> StreamLeg {
+        let (_in_tx, in_rx) = mpsc::channel(1);
+        let (out_tx, _out_rx) = mpsc::channel(1);
+        let (_cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, _ev_rx) = mpsc::unbounded_channel();
+        StreamLeg::new(
+            StreamAudio::Pcmu,
+            StreamLegChannels {
+                inbound: in_rx,
+                outbound: out_tx,
+                commands: cmd_rx,
+                events: ev_tx,
+            },
+            Box::new(NoApp),
+            None,
+            Instant::now(),
+        )
+    }
 }
