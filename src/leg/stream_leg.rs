@@ -489,10 +489,8 @@ mod tests {
     #[test]
     fn audio_past_the_buffer_cap_is_dropped_not_queued() {
         let mut h = harness(Box::new(NoApp));
-        h.leg = Box::new(
-            std::mem::replace(&mut *h.leg, dummy_leg())
-                .with_max_buffered(Duration::from_millis(100), "MZtest"),
-        );
+        let leg = std::mem::replace(&mut *h.leg, dummy_leg());
+        *h.leg = leg.with_max_buffered(Duration::from_millis(100), "MZtest");
         // 100 ms = 800 samples fit; the next 1600 do not and are dropped whole.
         for n in [800, 1600] {
             h.commands
