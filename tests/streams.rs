@@ -465,7 +465,7 @@ fn a_peer_that_stops_reading_is_closed_with_4010() {
         &server,
         "twilio_client.py",
         "/media-stream",
-        &["0", "--secret", SECRET, "--deaf", "4"],
+        &["0", "--secret", SECRET, "--deaf", "2.5"],
     );
     assert_eq!(
         v["close_code"].as_u64(),
@@ -477,6 +477,17 @@ fn a_peer_that_stops_reading_is_closed_with_4010() {
     assert!(log.contains("answered no ping"), "{log}");
     let end = log.lines().find(|l| l.contains("stream ended")).unwrap();
     assert!(end.contains("close_code=4010"), "{end}");
+    // Two 1 s intervals after the peer's last frame (its `start`), not later.
+    let at = |needle: &str| {
+        let line = log.lines().find(|l| l.contains(needle)).unwrap();
+        log_time(line).unwrap_or_else(|| panic!("no time in {line}"))
+    };
+    let after = at("answered no ping") - at("stream started");
+    eprintln!("keep-alive: a deaf peer was closed {after:.3} s after its start");
+    assert!(
+        (1.95..2.5).contains(&after),
+        "closed {after:.3} s after start"
+    );
 
     let v = run_script(
         &server,
@@ -492,4 +503,15 @@ fn a_peer_that_stops_reading_is_closed_with_4010() {
     );
     let log = server.log_when("stream ended", 2, Duration::from_secs(5));
     assert_eq!(log.matches("answered no ping").count(), 1, "{log}");
+}
+
+/// Seconds into the day of a log line's RFC 3339 timestamp (`2026-11-28T03:18:59.123456Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?;
+    let time = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }

@@ -311,8 +311,11 @@ async fn send(ws: &mut Ws, frame: Frame, deadline: Instant) -> Result<(), ()> {
     }
 }
 
-/// Closes with 4010 (best effort, a second at most) after a keep-alive timeout.
-async fn close_dead(ws: &mut Ws, stream_sid: &str) {
+/// Closes with 4010 after a keep-alive timeout (the frame best effort within a second),
+/// then waits up to one `interval` (a second at most: the caller is waiting for a new
+/// stream) for the bot's close reply, so a late bot's pongs do not meet a reset that can
+/// cost it our close frame.
+async fn close_dead(ws: &mut Ws, interval: Duration, stream_sid: &str) {
     tracing::warn!(
         stream_sid,
         "fork: the bot answered no ping for two keep-alive intervals; closing"
@@ -322,6 +325,14 @@ async fn close_dead(ws: &mut Ws, stream_sid: &str) {
         reason: "keep-alive timeout".into(),
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(interval.min(Duration::from_secs(1)), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(_) = msg {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// One connection: `connected` + `start`, then media both ways until it ends.
@@ -427,12 +438,12 @@ async fn session(
                     KeepAliveAction::Ping => {
                         let ping = tokio::time::timeout_at(deadline(&keep), ws.send(Message::Ping(Vec::new().into())));
                         if !matches!(ping.await, Ok(Ok(()))) {
-                            close_dead(&mut ws, &stream_sid).await;
+                            close_dead(&mut ws, keep.interval(), &stream_sid).await;
                             break End::Lost;
                         }
                     }
                     KeepAliveAction::Dead => {
-                        close_dead(&mut ws, &stream_sid).await;
+                        close_dead(&mut ws, keep.interval(), &stream_sid).await;
                         break End::Lost;
                     }
                 }

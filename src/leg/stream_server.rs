@@ -140,16 +140,27 @@ async fn keep_alive(socket: &mut WebSocket, keep: &mut KeepAlive, id: &str) -> b
         KeepAliveAction::Ping => {
             // A ping we cannot even hand to the socket before the deadline is a dead peer.
             send_msg(socket, Message::Ping(Vec::new().into()), keep.deadline()).await
-                || dead(socket, id).await
+                || dead(socket, keep.interval(), id).await
         }
-        KeepAliveAction::Dead => dead(socket, id).await,
+        KeepAliveAction::Dead => dead(socket, keep.interval(), id).await,
     }
 }
 
-async fn dead(socket: &mut WebSocket, id: &str) -> bool {
+async fn dead(socket: &mut WebSocket, interval: Duration, id: &str) -> bool {
     tracing::warn!(stream = %id, "stream peer answered no ping for two keep-alive intervals; closing");
     let soon = Instant::now() + Duration::from_secs(1);
     close(socket, CLOSE_KEEPALIVE_TIMEOUT, "keep-alive timeout", soon).await;
+    // Wait one more interval for the close reply (RFC 6455 §7.1.1: the server closes TCP
+    // after the handshake): dropping the socket at once would answer a late peer's pongs
+    // with a reset that can cost it our close frame.
+    let _ = tokio::time::timeout(interval, async {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Close(_) = msg {
+                break;
+            }
+        }
+    })
+    .await;
     false
 }
 

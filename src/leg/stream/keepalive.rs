@@ -42,6 +42,11 @@ impl KeepAlive {
         self.last_heard = self.last_heard.max(now);
     }
 
+    /// The ping period.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// When the driver must call [`KeepAlive::poll`] next.
     pub fn next_wakeup(&self) -> Instant {
         self.next_ping.min(self.deadline())

@@ -17,7 +17,7 @@ MODE:
   flood  0.3 s after `start`: send 250 frames (5 s) of tone and a mark "end" at once (more
          than the server's buffer cap in the flood test), and log the `error` event it gets
   deaf   on the first connection only: stop reading the socket right after `start` for
-         4 s (pings pile up unanswered), then read again
+         2.5 s (pings pile up unanswered), then read again
 
 Media payloads are not logged (only their size); everything else is logged whole.
 Prints "listening" once the socket is bound.
@@ -114,7 +114,7 @@ async def handler(ws, path=None):
                 if MODE == "deaf" and first:
                     log("conn", {"event": "deaf"})
                     ws.transport.pause_reading()
-                    await asyncio.sleep(4)
+                    await asyncio.sleep(2.5)
                     ws.transport.resume_reading()
                     log("conn", {"event": "hearing"})
     except websockets.ConnectionClosed:
