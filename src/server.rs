@@ -217,6 +217,8 @@ pub async fn start(
                 .as_ref()
                 .map(|k| crate::leg::stream_auth::StreamAuth::new(k.expose())),
             app: stream_app,
+            ping_interval: s.stream_ping_interval,
+            max_buffered: s.stream_max_buffered,
         }));
     let store = crate::store::Store::open(&s.database_url)
         .await
@@ -258,9 +260,35 @@ pub async fn start(
             .as_ref()
             .map(|k| Arc::new(crate::leg::stream_auth::StreamAuth::new(k.expose()))),
     });
-    let http =
-        crate::control::serve(s.http.listen, health, streams.merge(api), shutdown_rx).await?;
-    tracing::info!(addr = %http, "HTTP listening (GET /health, /v1 API, WebSocket /media-stream)");
+    let http_tls = match (&s.http.tls_cert, &s.http.tls_key) {
+        (Some(c), Some(k)) => Some(crate::sip::tls::server_config_from_files(c, k)?),
+        _ => None,
+    };
+    let scheme = if http_tls.is_some() { "HTTPS" } else { "HTTP" };
+    let http = crate::control::serve(
+        s.http.listen,
+        health,
+        streams.merge(api),
+        http_tls,
+        shutdown_rx,
+    )
+    .await?;
+    tracing::info!(addr = %http, "{scheme} listening (GET /health, /v1 API, WebSocket /media-stream)");
+    let wss_fork = s
+        .routes
+        .iter()
+        .any(|r| matches!(&r.app, App::Fork { url, .. } if url.starts_with("wss://")));
+    let fork = crate::leg::stream_client::ForkSettings {
+        ping_interval: s.stream_ping_interval,
+        max_buffered: s.stream_max_buffered,
+        tls: if wss_fork || s.fork_ca_file.is_some() {
+            Some(crate::leg::stream_client::tls_client(
+                s.fork_ca_file.as_deref(),
+            )?)
+        } else {
+            None
+        },
+    };
     let router: call::Router = Arc::new(move |user: &str, trunk: Option<&str>| {
         let Some(route) = routes.iter().find(|r| r.matches(user, trunk)) else {
             return (AppChoice::Reject(404), Ringing::default());
@@ -309,6 +337,7 @@ pub async fn start(
     });
     let recording_writer = crate::call::recording::RecordingWriter::start();
     let call_cfg = CallServerConfig {
+        fork,
         bind_ip: if first_bind.is_unspecified() {
             first_bind
         } else {

@@ -26,7 +26,7 @@ fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn operator_bootstraps_a_key_and_the_server_honours_it() {
     let server = Server::start(&ServerConfig::new(PortBlock::allocate()));
-    server.log_when("HTTP listening", 1, Duration::from_secs(10));
+    server.log_when("listening (GET /health", 1, Duration::from_secs(10));
     let (ok, stdout, stderr) = cli(&server, &["keys", "create", "--account", "acme"]);
     assert!(ok, "{stderr}");
     let token = stdout.trim().to_owned();

@@ -98,10 +98,16 @@ fn run_sipp(server: &Server, scenario: &Path, limit: Duration) -> (bool, String)
 
 /// The bot server; SIGKILLed when dropped.
 fn start_bot(port: u16, log: &Path, mode: &str, dir: &Path) -> Proc {
+    start_bot_with(port, log, mode, dir, &[])
+}
+
+/// The bot server with extra arguments (`CERT KEY` for wss).
+fn start_bot_with(port: u16, log: &Path, mode: &str, dir: &Path, extra: &[&Path]) -> Proc {
     require_tool("python3", "python3-websockets");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/bot_server.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script).arg(port.to_string()).arg(log).arg(mode);
+    cmd.args(extra);
     let bot = Proc::spawn("bot", cmd, dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !bot.stdout().contains("listening") {
@@ -507,4 +513,136 @@ fn fork_reconnects_with_a_new_stream_sid_and_the_same_call_sid() {
     assert_eq!(new_media[0]["media"]["chunk"], "1");
     let connected = events(&log, "in", "connected");
     assert_eq!(connected.len(), 2);
+}
+
+/// A call forked to a bot in `mode` (wss with a self-signed certificate when `tls`), with
+/// `streams` lines in the server's `[streams]` table.
+struct ForkRun {
+    _dir: tempfile::TempDir,
+    server: Server,
+    log: Vec<Value>,
+}
+
+fn fork_call(mode: &str, tls: bool, streams: &str, hold_ms: u32) -> ForkRun {
+    let dir = temp_dir("leadscaller-fork-");
+    let ports = PortBlock::allocate();
+    let bot_port = ports.port(BOT_OFFSET);
+    let log_path = dir.path().join("bot.jsonl");
+    let mut cfg = ServerConfig::new(ports);
+    let mut streams = format!("\n[streams]\n{streams}\n");
+    let scheme = if tls {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        cfg.files = vec![("bot-ca.pem".into(), cert.pem().into_bytes())];
+        streams.push_str("fork_ca_file = \"bot-ca.pem\"\n");
+        "wss"
+    } else {
+        "ws"
+    };
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let extra: Vec<&Path> = if tls { vec![&cert, &key] } else { vec![] };
+    let _bot = start_bot_with(bot_port, &log_path, mode, dir.path(), &extra);
+    cfg.routes = vec![Route {
+        match_user: "fork".into(),
+        app: "fork".into(),
+        reject_code: None,
+        extra: vec![
+            format!("url = \"{scheme}://{LOOPBACK}:{bot_port}/bot\""),
+            "reconnect_window_s = 30".into(),
+        ],
+    }];
+    cfg.extra_toml = streams;
+    let server = Server::start(&cfg);
+    let (ok, screen) = run_sipp(
+        &server,
+        &scenario(dir.path(), hold_ms),
+        Duration::from_secs(25),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = bot_log(&log_path);
+    assert!(
+        ok,
+        "sipp failed: {}\n{}",
+        tail(&screen, 2000),
+        diag(&server, &log)
+    );
+    ForkRun {
+        _dir: dir,
+        server,
+        log,
+    }
+}
+
+/// `wss://`: the fork client trusts `[streams] fork_ca_file` (the bot's self-signed
+/// certificate) and speaks the same protocol over TLS: start, media, the mark echo.
+#[test]
+fn fork_to_a_wss_bot_with_a_self_signed_certificate() {
+    let ForkRun { server, log, .. } = fork_call("mark", true, "", 2000);
+    let starts = events(&log, "in", "start");
+    assert_eq!(starts.len(), 1, "{}", diag(&server, &log));
+    let media = events(&log, "in", "media");
+    assert!(media.len() > 80, "media over wss: {}", media.len());
+    let echo = events(&log, "in", "mark");
+    assert_eq!(echo.len(), 1, "{}", diag(&server, &log));
+    assert_eq!(echo[0]["mark"]["name"], "m1");
+    assert_eq!(events(&log, "in", "stop").len(), 1);
+    eprintln!("fork over wss: {} media frames, mark echoed", media.len());
+}
+
+/// Backpressure: with `max_buffered_s = 2` a bot that sends 5 s of audio at once gets
+/// 2 s played, the rest dropped, one `error` event (code 4100) and its mark echoed when
+/// the 2 s have been played.
+#[test]
+fn a_flooding_bot_is_capped_and_told_once() {
+    let ForkRun { server, log, .. } = fork_call("flood", false, "max_buffered_s = 2", 2000);
+    let sent = events(&log, "out", "media");
+    assert_eq!(sent.len(), 250);
+    let errors = events(&log, "in", "error");
+    assert_eq!(errors.len(), 1, "{}", diag(&server, &log));
+    let e = &errors[0];
+    assert_eq!(e["error"]["code"], 4100);
+    assert_eq!(e["error"]["title"], "audio_buffer_full");
+    let sid = events(&log, "in", "start")[0]["start"]["streamSid"].clone();
+    assert_eq!(e["streamSid"], sid);
+    let echo = events(&log, "in", "mark");
+    assert_eq!(echo.len(), 1, "{}", diag(&server, &log));
+    let played_s = t(echo[0]) - t(sent[0]);
+    eprintln!(
+        "fork flood: 5 s sent at once, error event after {:.0} ms, mark echoed after {played_s:.3} s",
+        (t(e) - t(sent[0])) * 1000.0
+    );
+    assert!(
+        (1.9..2.3).contains(&played_s),
+        "the mark after the flood was echoed after {played_s:.3} s, not after the 2 s cap"
+    );
+    let server_log = server.log_when("fork: stream ended", 1, Duration::from_secs(5));
+    assert_eq!(
+        server_log.matches("extra audio dropped").count(),
+        1,
+        "{server_log}"
+    );
+}
+
+/// Keep-alive: with `ping_interval_s = 1` a bot that stops reading is closed with 4010
+/// about 2 s after it last sent anything, and the client reconnects (a new start).
+#[test]
+fn fork_closes_a_deaf_bot_with_4010_and_reconnects() {
+    let ForkRun { server, log, .. } = fork_call("deaf", false, "ping_interval_s = 1", 5000);
+    let closed: Vec<&Value> = log
+        .iter()
+        .filter(|v| v["dir"] == "conn" && v["event"] == "closed")
+        .collect();
+    assert!(!closed.is_empty(), "{}", diag(&server, &log));
+    assert_eq!(closed[0]["code"], 4010, "{}", diag(&server, &log));
+    let starts = events(&log, "in", "start");
+    assert_eq!(starts.len(), 2, "{}", diag(&server, &log));
+    let gap = t(starts[1]) - t(starts[0]);
+    eprintln!("fork keep-alive: deaf bot replaced by a new stream {gap:.2} s after its start");
+    assert!((1.9..3.5).contains(&gap), "new start after {gap:.2} s");
+    assert!(server.log().contains("answered no ping"));
 }

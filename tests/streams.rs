@@ -25,15 +25,20 @@ struct Run {
 /// Runs one of the client scripts in `tests/peers/streams/` against `path` on the server
 /// and returns the JSON object it prints.
 fn run_script(server: &Server, script: &str, path: &str, args: &[&str]) -> serde_json::Value {
+    let url = format!("ws://127.0.0.1:{}{path}", server.ports.http());
+    run_script_url(server, script, &url, args)
+}
+
+/// Runs a client script against `url` (`ws://` or `wss://`).
+fn run_script_url(server: &Server, script: &str, url: &str, args: &[&str]) -> serde_json::Value {
     // Debian's interpreter, where python3-websockets installs (not a pyenv one on PATH).
     let python = "/usr/bin/python3";
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers/streams")
         .join(script);
-    let url = format!("ws://127.0.0.1:{}{path}", server.ports.http());
     let out = Command::new(python)
         .arg(&script)
-        .arg(&url)
+        .arg(url)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
@@ -149,6 +154,12 @@ fn twilio_stream_is_echoed_in_real_time_and_closed_on_stop() {
     assert_eq!(run.close_code, Some(1000), "{}", run.stdout);
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("stream frame dropped"), "{log}");
+    // The three broken frames, counted by reason in the stream's end line.
+    let end = log.lines().find(|l| l.contains("stream ended")).unwrap();
+    assert!(
+        end.contains("drops=invalid_json=1 unknown_event=1 bad_base64=1"),
+        "{end}"
+    );
     assert!(
         log.contains("digit=5") || log.contains("digit='5'"),
         "{log}"
@@ -382,4 +393,125 @@ fn telnyx_stream_is_reordered_and_echoed() {
     assert_eq!(run.close_code, Some(1000), "{}", run.stdout);
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("dialect=Telnyx"), "{log}");
+}
+
+/// A self-signed certificate for 127.0.0.1, as (cert PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// wss: the HTTP listener serves TLS with `[http] tls_cert`/`tls_key`; a Twilio client
+/// trusting the test's self-signed certificate streams over it as over ws. Keep-alive at
+/// 1 s on a stream that runs 3 s: answered pings keep it up.
+#[test]
+fn twilio_stream_over_wss_with_a_self_signed_certificate() {
+    let (cert, key) = self_signed();
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files = vec![
+        ("cert.pem".into(), cert.into_bytes()),
+        ("key.pem".into(), key.into_bytes()),
+    ];
+    cfg.http_extra = vec![
+        "tls_cert = \"cert.pem\"".into(),
+        "tls_key = \"key.pem\"".into(),
+    ];
+    cfg.extra_toml = format!("\n[streams]\nsecret = \"{SECRET}\"\nping_interval_s = 1\n");
+    let server = Server::start(&cfg);
+    let ca = server.dir.path().join("cert.pem");
+    let url = format!("wss://127.0.0.1:{}/media-stream", server.ports.http());
+    let v = run_script_url(
+        &server,
+        "twilio_client.py",
+        &url,
+        &["150", "--secret", SECRET, "--cafile", ca.to_str().unwrap()],
+    );
+    let back = v["media"].as_array().unwrap().len();
+    assert!(
+        back >= 147,
+        "only {back} of 150 frames came back over wss\n{v}"
+    );
+    assert_eq!(v["close_code"].as_u64(), Some(1000), "{v}");
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("HTTPS listening"), "{log}");
+    assert!(!log.contains("keep-alive"), "{log}");
+    // Plain ws:// to the TLS listener does not get a stream.
+    let plain = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/streams/twilio_client.py"))
+        .arg(format!(
+            "ws://127.0.0.1:{}/media-stream",
+            server.ports.http()
+        ))
+        .arg("5")
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "ws:// to a TLS listener worked");
+    eprintln!("wss stream: {back} of 150 frames echoed");
+}
+
+/// Keep-alive: with `ping_interval_s = 1`, a peer that stops reading (its pings pile up
+/// unanswered) is closed with 4010 about two intervals after it last sent anything; a
+/// peer that is silent but listening answers the pings and is kept.
+#[test]
+fn a_peer_that_stops_reading_is_closed_with_4010() {
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.extra_toml = format!("\n[streams]\nsecret = \"{SECRET}\"\nping_interval_s = 1\n");
+    let server = Server::start(&cfg);
+    let v = run_script(
+        &server,
+        "twilio_client.py",
+        "/media-stream",
+        &["0", "--secret", SECRET, "--deaf", "2.5"],
+    );
+    assert_eq!(
+        v["close_code"].as_u64(),
+        Some(4010),
+        "{v}\n{}",
+        server.log()
+    );
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("answered no ping"), "{log}");
+    let end = log.lines().find(|l| l.contains("stream ended")).unwrap();
+    assert!(end.contains("close_code=4010"), "{end}");
+    // Two 1 s intervals after the peer's last frame (its `start`), not later.
+    let at = |needle: &str| {
+        let line = log.lines().find(|l| l.contains(needle)).unwrap();
+        log_time(line).unwrap_or_else(|| panic!("no time in {line}"))
+    };
+    let after = at("answered no ping") - at("stream started");
+    eprintln!("keep-alive: a deaf peer was closed {after:.3} s after its start");
+    assert!(
+        (1.95..2.5).contains(&after),
+        "closed {after:.3} s after start"
+    );
+
+    let v = run_script(
+        &server,
+        "twilio_client.py",
+        "/media-stream",
+        &["0", "--secret", SECRET, "--deaf", "4", "--quiet"],
+    );
+    assert_eq!(
+        v["close_code"].as_u64(),
+        Some(1000),
+        "{v}\n{}",
+        server.log()
+    );
+    let log = server.log_when("stream ended", 2, Duration::from_secs(5));
+    assert_eq!(log.matches("answered no ping").count(), 1, "{log}");
+}
+
+/// Seconds into the day of a log line's RFC 3339 timestamp (`2026-11-28T03:18:59.123456Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?;
+    let time = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }

@@ -15,8 +15,9 @@ use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
 /// Samples in 20 ms at the protocol's 8 kHz.
 const FRAME_8K: usize = 160;
-/// Most bot messages taken per tick (the rest wait for the next tick).
-const MAX_FROM_BOT_PER_TICK: usize = 4096;
+/// Most bot messages taken per tick (the rest wait for the next tick): 10 s of audio
+/// a tick at most, so a flooding bot costs the media thread little per tick.
+const MAX_FROM_BOT_PER_TICK: usize = 512;
 
 /// Forks the call to a bot.
 pub struct ForkApp {
@@ -39,11 +40,19 @@ pub struct ForkApp {
     pub dropped_to_bot: u64,
     /// Bot samples dropped because the playout queue was full.
     pub dropped_playout: u64,
+    /// Most samples (at the leg's rate) queued ahead of real time (`[streams] max_buffered_s`).
+    max_buffered: usize,
+    max_buffered_s: u64,
+    /// The bot has been told (this stream) that its extra audio is dropped.
+    told_full: bool,
 }
 
 impl ForkApp {
     /// Starts the fork client (on the current tokio runtime) for a leg at `rate`.
     pub fn new(cfg: ForkConfig, rate: u32) -> Result<ForkApp, String> {
+        let max_buffered_s = cfg.settings.max_buffered.as_secs().max(1);
+        let max_buffered =
+            (cfg.settings.max_buffered.as_millis() as usize * rate as usize / 1000).max(1);
         let (up, down) = if rate == 8000 {
             (None, None)
         } else {
@@ -65,6 +74,9 @@ impl ForkApp {
             stopped: false,
             dropped_to_bot: 0,
             dropped_playout: 0,
+            max_buffered,
+            max_buffered_s,
+            told_full: false,
         })
     }
 
@@ -84,14 +96,33 @@ impl ForkApp {
         }
     }
 
+    /// Whether `samples` more would pass the buffer cap.
+    fn over_cap(&self, io: &AppIo<'_>, samples: usize) -> bool {
+        io.queued_samples() + samples > self.max_buffered
+    }
+
+    /// Audio beyond the cap is dropped; the bot hears about it once per stream (the client
+    /// logs it once with the streamSid and sends the `error` event).
+    fn overflow(&mut self, samples: usize) {
+        self.dropped_playout += samples as u64;
+        if !std::mem::replace(&mut self.told_full, true) {
+            let max_buffered_s = self.max_buffered_s;
+            self.send_to_bot(ToBot::BufferFull { max_buffered_s });
+        }
+    }
+
     fn queue(&mut self, io: &mut AppIo<'_>, samples: &[i16], mark: Option<Mark>) {
+        if !samples.is_empty() && self.over_cap(io, samples.len()) {
+            self.overflow(samples.len());
+            return;
+        }
         if let Err(e) = io.play(samples, mark) {
-            self.dropped_playout += samples.len() as u64;
             if let Some(m) = mark {
                 self.marks.remove(&m.0);
             }
             tracing::warn!(error = %e, dropped_samples = self.dropped_playout,
-                "fork: playout queue full (bot sends faster than real time); audio dropped");
+                "fork: playout queue refused audio; dropped");
+            self.overflow(samples.len());
         }
     }
 
@@ -125,8 +156,17 @@ impl ForkApp {
 
     fn handle_bot(&mut self, msg: FromBot, io: &mut AppIo<'_>) {
         match msg {
-            FromBot::Started { .. } => self.streaming = true,
+            FromBot::Started { .. } => {
+                self.streaming = true;
+                self.told_full = false;
+            }
             FromBot::Media(payload) => {
+                // Checked before decoding: a flood past the cap costs almost nothing.
+                let at_rate = payload.len() * io.rate as usize / 8000;
+                if self.over_cap(io, at_rate + self.pending.len()) {
+                    self.overflow(at_rate);
+                    return;
+                }
                 self.pcm.extend(payload.iter().map(|&b| ulaw_to_linear(b)));
                 self.play_8k(io, false);
             }

@@ -102,6 +102,8 @@ pub struct CallServerConfig {
     pub agent_services: Option<Arc<agent::AgentServices>>,
     pub recording_format: crate::media::recorder::RecordingFormat,
     pub router: Router,
+    /// Keep-alive, buffer cap and TLS of the fork app's WebSocket (`[streams]`).
+    pub fork: crate::leg::stream_client::ForkSettings,
 }
 
 /// Per-leg media settings from `[rtp]`.
@@ -488,6 +490,7 @@ impl CallSession {
                     call_sid: self.call.to_string(),
                     account_sid: None,
                     custom_parameters: params,
+                    settings: self.cfg.fork.clone(),
                 };
                 Ok(Box::new(fork::ForkApp::new(cfg, rate)?))
             }

@@ -38,6 +38,12 @@ pub struct ServerConfig {
     pub stream_flow: Option<PathBuf>,
     /// `[streams] barge_in_ms`: the agent's barge-in minimum on streams.
     pub stream_barge_in_ms: u32,
+    /// `[streams] ping_interval_s`: WebSocket keep-alive ping period (server and fork client).
+    pub stream_ping_interval: Duration,
+    /// `[streams] max_buffered_s`: most outbound audio queued ahead of real time per stream.
+    pub stream_max_buffered: Duration,
+    /// `[streams] fork_ca_file`: extra PEM root(s) the fork client trusts for `wss://`.
+    pub fork_ca_file: Option<PathBuf>,
     /// Database connection URL.
     pub database_url: String,
     /// The account that owns the records of calls taken by the SIP routes (created at start).
@@ -154,10 +160,14 @@ impl Default for RecordingConfig {
 }
 
 /// `[http]` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Address of the HTTP control API.
     pub listen: SocketAddr,
+    /// PEM certificate chain: with `tls_key`, the listener serves HTTPS and `wss://`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[log]` settings.
@@ -238,7 +248,7 @@ pub enum App {
     /// Answer and fork the call to a customer's bot over a WebSocket speaking the Twilio
     /// Media Streams protocol (we are the Twilio side); the caller hears the bot.
     Fork {
-        /// The bot's WebSocket URL (`ws://`).
+        /// The bot's WebSocket URL (`ws://` or `wss://`).
         url: String,
         /// How long to keep reconnecting after the socket drops before hanging up.
         reconnect_window_s: u32,
@@ -329,6 +339,9 @@ impl Default for ServerConfig {
             stream_secret: None,
             stream_flow: None,
             stream_barge_in_ms: 300,
+            stream_ping_interval: Duration::from_secs(20),
+            stream_max_buffered: Duration::from_secs(600),
+            fork_ca_file: None,
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
             account: "default".to_owned(),
             routes: Vec::new(),
@@ -405,6 +418,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -564,6 +579,8 @@ struct RawRtp {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -579,6 +596,9 @@ struct RawStreams {
     secret: Option<String>,
     flow: Option<String>,
     barge_in_ms: Option<i64>,
+    ping_interval_s: Option<i64>,
+    max_buffered_s: Option<i64>,
+    fork_ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -643,7 +663,7 @@ fn default_listeners() -> Vec<Listener> {
 fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerConfig, ConfigError> {
     let sip = build_sip(raw.sip.unwrap_or_default(), ctx, base_dir)?;
     let rtp = build_rtp(raw.rtp.unwrap_or_default(), ctx)?;
-    let http = build_http(raw.http.unwrap_or_default(), ctx)?;
+    let http = build_http(raw.http.unwrap_or_default(), ctx, base_dir)?;
     let log = build_log(raw.log.unwrap_or_default(), ctx)?;
 
     let data_dir = ctx
@@ -684,6 +704,31 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
     };
     let stream_barge_in_ms =
         ctx.int("streams.barge_in_ms", raw_streams.barge_in_ms, 300, 0, 5000)?;
+    let stream_ping_interval = Duration::from_secs(ctx.int(
+        "streams.ping_interval_s",
+        raw_streams.ping_interval_s,
+        20u64,
+        1,
+        3600,
+    )?);
+    let stream_max_buffered = Duration::from_secs(ctx.int(
+        "streams.max_buffered_s",
+        raw_streams.max_buffered_s,
+        600u64,
+        1,
+        3600,
+    )?);
+    let fork_ca_file =
+        match ctx.opt_str("streams.fork_ca_file", raw_streams.fork_ca_file.as_deref())? {
+            None => None,
+            Some(f) => {
+                let path = base_dir.join(f);
+                if let Err(e) = crate::leg::stream_client::load_ca_file(&path) {
+                    return Err(ctx.err("streams.fork_ca_file", e.to_string()));
+                }
+                Some(path)
+            }
+        };
     let stream_secret = match ctx.opt_str("streams.secret", raw_streams.secret.as_deref())? {
         Some(s) if s.len() < 16 => {
             return Err(ctx.err("streams.secret", "must be at least 16 characters"));
@@ -715,6 +760,9 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         stream_secret,
         stream_flow,
         stream_barge_in_ms,
+        stream_ping_interval,
+        stream_max_buffered,
+        fork_ca_file,
         database_url,
         account,
         routes,
@@ -976,13 +1024,47 @@ fn build_rtp(raw: RawRtp, ctx: &Ctx<'_>) -> Result<RtpConfig, ConfigError> {
     })
 }
 
-fn build_http(raw: RawHttp, ctx: &Ctx<'_>) -> Result<HttpConfig, ConfigError> {
+fn build_http(raw: RawHttp, ctx: &Ctx<'_>, base_dir: &Path) -> Result<HttpConfig, ConfigError> {
     let listen = match ctx.opt_str("http.listen", raw.listen.as_deref())? {
         None => HttpConfig::default().listen,
         Some(a) => parse_socket_addr(&a, 8080)
             .ok_or_else(|| ctx.err("http.listen", bad_socket_addr(&a, "0.0.0.0:8080")))?,
     };
-    Ok(HttpConfig { listen })
+    let tls_cert = ctx.opt_str("http.tls_cert", raw.tls_cert.as_deref())?;
+    let tls_key = ctx.opt_str("http.tls_key", raw.tls_key.as_deref())?;
+    let (tls_cert, tls_key) = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => (base_dir.join(c), base_dir.join(k)),
+        (None, None) => {
+            return Ok(HttpConfig {
+                listen,
+                tls_cert: None,
+                tls_key: None,
+            });
+        }
+        (Some(_), None) => {
+            return Err(ctx.err("http.tls_key", "is required when http.tls_cert is set"));
+        }
+        (None, Some(_)) => {
+            return Err(ctx.err("http.tls_cert", "is required when http.tls_key is set"));
+        }
+    };
+    // Loaded here so that a bad file fails at start naming the key, not at the first client.
+    for (key, path) in [("http.tls_cert", &tls_cert), ("http.tls_key", &tls_key)] {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(ctx.err(
+                key,
+                format!("cannot read {:?}: {e}", path.display().to_string()),
+            ));
+        }
+    }
+    if let Err(e) = crate::sip::tls::server_config_from_files(&tls_cert, &tls_key) {
+        return Err(ctx.err("http.tls_cert", e.to_string()));
+    }
+    Ok(HttpConfig {
+        listen,
+        tls_cert: Some(tls_cert),
+        tls_key: Some(tls_key),
+    })
 }
 
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -1159,14 +1241,14 @@ fn build_routes(
             }
             "fork" => {
                 let url = ctx.req_str(&key("url"), r.url.as_deref())?;
-                let host = url.strip_prefix("ws://").unwrap_or("");
+                let host = url
+                    .strip_prefix("ws://")
+                    .or_else(|| url.strip_prefix("wss://"))
+                    .unwrap_or("");
                 if host.is_empty() || host.starts_with('/') || url.contains(char::is_whitespace) {
-                    let why = if url.starts_with("wss://") {
-                        format!("{url:?}: wss:// is not supported yet, use ws://")
-                    } else {
-                        format!("{url:?} is not a ws:// URL")
-                    };
-                    return Err(ctx.err(&key("url"), why));
+                    return Err(
+                        ctx.err(&key("url"), format!("{url:?} is not a ws:// or wss:// URL"))
+                    );
                 }
                 App::Fork {
                     url,
@@ -1787,6 +1869,87 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with(&format!("{}: ", missing.display()))
+        );
+    }
+
+    #[test]
+    fn http_tls_and_stream_keys() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.http.tls_cert.as_ref(), c.http.tls_key.as_ref()),
+            (None, None)
+        );
+        assert_eq!(c.stream_ping_interval, Duration::from_secs(20));
+        assert_eq!(c.stream_max_buffered, Duration::from_secs(600));
+        assert_eq!(c.fork_ca_file, None);
+        assert_eq!(
+            err("[http]\ntls_cert = 'c.pem'\n"),
+            "leadscaller.toml:http.tls_key: is required when http.tls_cert is set"
+        );
+        assert_eq!(
+            err("[http]\ntls_key = 'k.pem'\n"),
+            "leadscaller.toml:http.tls_cert: is required when http.tls_key is set"
+        );
+        let e = err("[http]\ntls_cert = 'nope.pem'\ntls_key = 'nope.key'\n");
+        assert!(
+            e.starts_with("leadscaller.toml:http.tls_cert: cannot read \"/etc/lc/nope.pem\""),
+            "{e}"
+        );
+        assert_eq!(
+            err("[streams]\nping_interval_s = 0\n"),
+            "leadscaller.toml:streams.ping_interval_s: must be >= 1, got 0"
+        );
+        assert_eq!(
+            err("[streams]\nmax_buffered_s = 4000\n"),
+            "leadscaller.toml:streams.max_buffered_s: must be <= 3600, got 4000"
+        );
+        let e = err("[streams]\nfork_ca_file = 'ca.pem'\n");
+        assert!(
+            e.starts_with("leadscaller.toml:streams.fork_ca_file: cannot read \"/etc/lc/ca.pem\""),
+            "{e}"
+        );
+        let c = parse("[streams]\nping_interval_s = 1\nmax_buffered_s = 2\n").unwrap();
+        assert_eq!(c.stream_ping_interval, Duration::from_secs(1));
+        assert_eq!(c.stream_max_buffered, Duration::from_secs(2));
+        let c =
+            parse("[[routes]]\nmatch_user = '*'\napp = 'fork'\nurl = 'wss://bot.example.com/x'\n")
+                .unwrap();
+        assert!(
+            matches!(&c.routes[0].app, App::Fork { url, .. } if url == "wss://bot.example.com/x")
+        );
+        assert_eq!(
+            err("[[routes]]\nmatch_user = '*'\napp = 'fork'\nurl = 'http://bot'\n"),
+            "leadscaller.toml:routes[0].url: \"http://bot\" is not a ws:// or wss:// URL"
+        );
+    }
+
+    #[test]
+    fn http_tls_files_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "not pem").unwrap();
+        let load =
+            |toml: &str| ServerConfig::from_toml_str(toml, "leadscaller.toml", dir.path(), &env);
+        let c = load("[http]\ntls_cert = 'cert.pem'\ntls_key = 'key.pem'\n[streams]\nfork_ca_file = 'cert.pem'\n").unwrap();
+        assert_eq!(c.http.tls_cert, Some(dir.path().join("cert.pem")));
+        assert_eq!(c.fork_ca_file, Some(dir.path().join("cert.pem")));
+        let e = load("[http]\ntls_cert = 'junk.pem'\ntls_key = 'key.pem'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("leadscaller.toml:http.tls_cert: "), "{e}");
+        assert!(e.contains("no certificate"), "{e}");
+        let e = load("[streams]\nfork_ca_file = 'junk.pem'\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "leadscaller.toml:streams.fork_ca_file: no certificate in PEM"
         );
     }
 }

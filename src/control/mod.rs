@@ -3,14 +3,19 @@
 
 pub mod api;
 
+pub mod listener;
+
 use axum::extract::State;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::rustls;
 
 /// What `/health` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -25,12 +30,13 @@ async fn health(State(h): State<Health>) -> Json<Health> {
     Json(h)
 }
 
-/// Binds `addr` and serves the HTTP routes until `shutdown` becomes true. Returns the bound
-/// address (useful with port 0).
+/// Binds `addr` and serves the HTTP routes (over TLS with `tls`: `https://`, `wss://`) until
+/// `shutdown` becomes true. Returns the bound address (useful with port 0).
 pub async fn serve(
     addr: SocketAddr,
     health_info: Health,
     extra: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -40,6 +46,10 @@ pub async fn serve(
         )
     })?;
     let bound = listener.local_addr()?;
+    // Media streams are small urgent messages: no Nagle delay.
+    let listener = listener::HttpListener::new(listener, tls)?.tap_io(|io| {
+        let _ = io.tcp().set_nodelay(true);
+    });
     let app = Router::new()
         .route("/health", get(health))
         .with_state(health_info)

@@ -105,6 +105,10 @@ pub struct StreamLeg {
     stats: LegStats,
     /// Commands the driver could not take (its queue was full).
     pub outbound_dropped: u64,
+    /// The stream's id, for the one log line when the playout cap drops audio.
+    stream_id: String,
+    /// Samples refused because more than the cap was queued (logged once).
+    overflow_samples: u64,
 }
 
 impl StreamLeg {
@@ -140,7 +144,19 @@ impl StreamLeg {
             started: now,
             stats: LegStats::default(),
             outbound_dropped: 0,
+            stream_id: String::new(),
+            overflow_samples: 0,
         }
+    }
+
+    /// Caps the audio queued for the carrier ahead of real time at `max` (default ten
+    /// minutes, as Twilio); beyond it audio is dropped and logged once with `stream_id`.
+    pub fn with_max_buffered(mut self, max: Duration, stream_id: &str) -> StreamLeg {
+        let fs = self.frame_samples();
+        let frames = (max.as_millis() / 20).max(1) as usize;
+        self.playout = PlayoutQueue::new(fs, fs * frames).with_silence_mode(SilenceMode::Nothing);
+        self.stream_id = stream_id.to_string();
+        self
     }
 
     fn frame_samples(&self) -> usize {
@@ -245,7 +261,11 @@ impl StreamLeg {
         match cmd {
             LegCommand::Play { samples, mark } => {
                 if let Err(e) = self.playout.push(&samples, mark) {
-                    tracing::warn!(error = %e, "stream playout queue full; audio dropped");
+                    if self.overflow_samples == 0 {
+                        tracing::error!(stream = %self.stream_id, error = %e,
+                            "stream playout buffer full (audio sent faster than real time); extra audio dropped");
+                    }
+                    self.overflow_samples += samples.len() as u64;
                 }
             }
             LegCommand::Clear(reply) => {
@@ -464,5 +484,51 @@ mod tests {
             evs.contains(&LegEvent::AppFinished("stream stopped".into())),
             "{evs:?}"
         );
+    }
+
+    #[test]
+    fn audio_past_the_buffer_cap_is_dropped_not_queued() {
+        let mut h = harness(Box::new(NoApp));
+        let leg = std::mem::replace(&mut *h.leg, dummy_leg());
+        *h.leg = leg.with_max_buffered(Duration::from_millis(100), "MZtest");
+        // 100 ms = 800 samples fit; the next 1600 do not and are dropped whole.
+        for n in [800, 1600] {
+            h.commands
+                .send(LegCommand::Play {
+                    samples: vec![500; n],
+                    mark: None,
+                })
+                .unwrap();
+        }
+        let sent: usize = (0..20).map(|_| h.tick().len()).sum();
+        assert_eq!(sent, 5, "only the 100 ms under the cap is played");
+        assert_eq!(h.leg.overflow_samples, 1600);
+        // Once the queue has drained, audio is accepted again.
+        h.commands
+            .send(LegCommand::Play {
+                samples: vec![500; 160],
+                mark: None,
+            })
+            .unwrap();
+        assert_eq!(h.tick().len(), 1);
+    }
+
+    fn dummy_leg() -> StreamLeg {
+        let (_in_tx, in_rx) = mpsc::channel(1);
+        let (out_tx, _out_rx) = mpsc::channel(1);
+        let (_cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, _ev_rx) = mpsc::unbounded_channel();
+        StreamLeg::new(
+            StreamAudio::Pcmu,
+            StreamLegChannels {
+                inbound: in_rx,
+                outbound: out_tx,
+                commands: cmd_rx,
+                events: ev_tx,
+            },
+            Box::new(NoApp),
+            None,
+            Instant::now(),
+        )
     }
 }

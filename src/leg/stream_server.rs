@@ -5,8 +5,16 @@
 //!
 //! Close codes: 1000 when the stream or the app ends; 1003 when the peer is not speaking
 //! the dialect or announces audio we cannot carry; 1008 when the stream's token is
-//! missing, expired or forged (`docs/streams.md`).
+//! missing, expired or forged; 4010 when the peer answered no ping for two keep-alive
+//! intervals (`docs/streams.md`).
+//!
+//! Nothing here waits on the media workers: the leg takes events through a bounded channel
+//! (`try_send`; a full queue drops the frame and counts it), and a peer that stops reading
+//! blocks only this task, whose writes give up at the keep-alive deadline.
 
+use super::stream::drops::{DropCounters, DropReason};
+use super::stream::error::CLOSE_KEEPALIVE_TIMEOUT;
+use super::stream::keepalive::{KeepAlive, KeepAliveAction};
 use super::stream::{DialectKind, Event, Frame, FrameRef};
 use super::stream_auth::{StreamAuth, unix_now};
 use super::stream_leg::{StreamAudio, StreamLeg, StreamLegChannels};
@@ -33,6 +41,10 @@ pub struct StreamContext {
     /// `None` accepts unauthenticated streams (development only; logged at start).
     pub auth: Option<StreamAuth>,
     pub app: StreamAppFactory,
+    /// `[streams] ping_interval_s`: keep-alive ping period.
+    pub ping_interval: Duration,
+    /// `[streams] max_buffered_s`: most audio queued for the carrier ahead of real time.
+    pub max_buffered: Duration,
 }
 
 /// The stream routes, to merge into the HTTP server.
@@ -75,30 +87,93 @@ fn as_frame(msg: &Message) -> Option<FrameRef<'_>> {
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.to_string().into(),
-        })))
-        .await;
+/// Sends a close frame, giving up at `deadline` (a peer that stopped reading).
+async fn close(socket: &mut WebSocket, code: u16, reason: &str, deadline: Instant) {
+    let msg = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    }));
+    let _ = tokio::time::timeout_at(deadline.into(), socket.send(msg)).await;
 }
 
-async fn send_frame(socket: &mut WebSocket, frame: Frame) -> bool {
-    let msg = match frame {
+/// Sends one frame; false when the socket failed or the peer did not take it before
+/// `deadline` (its keep-alive deadline: it is not reading).
+async fn send_msg(socket: &mut WebSocket, msg: Message, deadline: Instant) -> bool {
+    matches!(
+        tokio::time::timeout_at(deadline.into(), socket.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+fn frame_msg(frame: Frame) -> Message {
+    match frame {
         Frame::Text(t) => Message::Text(t.into()),
         Frame::Binary(b) => Message::Binary(b.into()),
-    };
-    socket.send(msg).await.is_ok()
+    }
+}
+
+/// The next message, or `None` when the socket ended or keep-alive says the peer is dead
+/// (then it has been closed with 4010). Pings go out meanwhile; any frame counts as life.
+async fn recv(socket: &mut WebSocket, keep: &mut KeepAlive, id: &str) -> Option<Message> {
+    loop {
+        let wake = keep.next_wakeup();
+        tokio::select! {
+            msg = socket.recv() => {
+                let msg = msg?.ok()?;
+                keep.heard(Instant::now());
+                return Some(msg);
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if !keep_alive(socket, keep, id).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the keep-alive due now; false when the peer is dead (the socket is closed).
+async fn keep_alive(socket: &mut WebSocket, keep: &mut KeepAlive, id: &str) -> bool {
+    let now = Instant::now();
+    match keep.poll(now) {
+        KeepAliveAction::Wait => true,
+        KeepAliveAction::Ping => {
+            // A ping we cannot even hand to the socket before the deadline is a dead peer.
+            send_msg(socket, Message::Ping(Vec::new().into()), keep.deadline()).await
+                || dead(socket, keep.interval(), id).await
+        }
+        KeepAliveAction::Dead => dead(socket, keep.interval(), id).await,
+    }
+}
+
+async fn dead(socket: &mut WebSocket, interval: Duration, id: &str) -> bool {
+    tracing::warn!(stream = %id, "stream peer answered no ping for two keep-alive intervals; closing");
+    let soon = Instant::now() + Duration::from_secs(1);
+    close(socket, CLOSE_KEEPALIVE_TIMEOUT, "keep-alive timeout", soon).await;
+    // Wait one more interval for the close reply (RFC 6455 §7.1.1: the server closes TCP
+    // after the handshake): dropping the socket at once would answer a late peer's pongs
+    // with a reset that can cost it our close frame.
+    let _ = tokio::time::timeout(interval, async {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Close(_) = msg {
+                break;
+            }
+        }
+    })
+    .await;
+    false
 }
 
 /// Runs one stream socket to its end.
 async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) {
     let mut codec = kind.codec();
     let mut early: Vec<Event> = Vec::new();
+    let mut keep = KeepAlive::new(ctx.ping_interval, Instant::now());
+    let mut drops = DropCounters::default();
+    let soon = || Instant::now() + Duration::from_secs(1);
     // Until `start`: `connected` and the like are fine; anything broken is dropped.
     let start = loop {
-        let Some(Ok(msg)) = socket.recv().await else {
+        let Some(msg) = recv(&mut socket, &mut keep, "(before start)").await else {
             return;
         };
         if let Message::Close(_) = msg {
@@ -122,9 +197,16 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
                 }
             }
             Err(e) => {
-                tracing::warn!(dialect = ?kind, error = %e, "stream frame dropped before start");
+                let reason = drops.record(&e);
+                tracing::warn!(dialect = ?kind, error = %e, reason = reason.name(), "stream frame dropped before start");
                 if e.is_fatal() {
-                    close(&mut socket, e.close_code(), "not speaking the dialect").await;
+                    close(
+                        &mut socket,
+                        e.close_code(),
+                        "not speaking the dialect",
+                        soon(),
+                    )
+                    .await;
                     return;
                 }
             }
@@ -138,12 +220,12 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
         )
     {
         tracing::warn!(stream = %stream_id, call = %start.call_id, error = %e, "stream refused");
-        close(&mut socket, 1008, "unauthenticated stream").await;
+        close(&mut socket, 1008, "unauthenticated stream", soon()).await;
         return;
     }
     let Some(audio) = StreamAudio::from_format(&start.media_format) else {
         tracing::warn!(stream = %stream_id, format = ?start.media_format, "unsupported stream audio");
-        close(&mut socket, 1003, "unsupported audio format").await;
+        close(&mut socket, 1003, "unsupported audio format", soon()).await;
         return;
     };
     tracing::info!(stream = %stream_id, call = %start.call_id, dialect = ?kind, ?audio, "stream started");
@@ -163,18 +245,23 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
         (ctx.app)(audio.rate()),
         None,
         Instant::now(),
-    );
+    )
+    .with_max_buffered(ctx.max_buffered, &stream_id);
     ctx.engine.attach_paced(Box::new(leg));
     for ev in early {
-        let _ = in_tx.try_send(ev);
+        if in_tx.try_send(ev).is_err() {
+            drops.add(DropReason::QueueFull);
+        }
     }
-    let mut dropped_frames = 0u64;
     let mut bad_in_a_row = 0u32;
     let mut digits = String::new();
+    let mut close_code = None;
     loop {
+        let wake = keep.next_wakeup();
         tokio::select! {
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { break };
+                keep.heard(Instant::now());
                 if let Message::Close(_) = msg { break; }
                 let Some(frame) = as_frame(&msg) else { continue };
                 match codec.decode(frame) {
@@ -182,28 +269,39 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
                         bad_in_a_row = 0;
                         for ev in events {
                             if in_tx.try_send(ev).is_err() {
-                                dropped_frames += 1;
+                                drops.add(DropReason::QueueFull);
                             }
                         }
                     }
                     Err(e) => {
                         // After a good start one bad frame is dropped and counted; a peer
                         // that sends nothing but garbage is not speaking the dialect.
-                        dropped_frames += 1;
+                        let reason = drops.record(&e);
                         bad_in_a_row += 1;
-                        tracing::warn!(stream = %stream_id, error = %e, dropped_frames, "stream frame dropped");
+                        tracing::warn!(stream = %stream_id, error = %e, reason = reason.name(), dropped_frames = drops.total(), "stream frame dropped");
                         if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW {
-                            close(&mut socket, e.close_code(), "not speaking the dialect").await;
+                            close(&mut socket, e.close_code(), "not speaking the dialect", soon()).await;
+                            close_code = Some(e.close_code());
                             break;
                         }
                     }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if !keep_alive(&mut socket, &mut keep, &stream_id).await {
+                    close_code = Some(CLOSE_KEEPALIVE_TIMEOUT);
+                    break;
                 }
             }
             cmd = out_rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 match codec.encode(&cmd) {
                     Ok(frame) => {
-                        if !send_frame(&mut socket, frame).await { break; }
+                        if !send_msg(&mut socket, frame_msg(frame), keep.deadline()).await {
+                            tracing::warn!(stream = %stream_id, "stream peer is not reading; closing");
+                            close_code = Some(CLOSE_KEEPALIVE_TIMEOUT);
+                            break;
+                        }
                     }
                     Err(e) => tracing::warn!(stream = %stream_id, error = %e, "cannot encode for the stream"),
                 }
@@ -216,12 +314,16 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
                 Some(LegEvent::AppFinished(why)) => {
                     tracing::info!(stream = %stream_id, reason = %why, "stream app finished");
                     // Flush what the leg already queued for the carrier, then close.
+                    let deadline = soon() + Duration::from_secs(1);
                     while let Ok(cmd) = out_rx.try_recv() {
-                        if let Ok(frame) = codec.encode(&cmd) {
-                            let _ = send_frame(&mut socket, frame).await;
+                        if let Ok(frame) = codec.encode(&cmd)
+                            && !send_msg(&mut socket, frame_msg(frame), deadline).await
+                        {
+                            break;
                         }
                     }
-                    close(&mut socket, 1000, "done").await;
+                    close(&mut socket, 1000, "done", deadline).await;
+                    close_code = Some(1000);
                     break;
                 }
                 Some(LegEvent::Stopped(_)) | None => break,
@@ -245,7 +347,10 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
         stream = %stream_id,
         frames_in = stats.as_ref().map_or(0, |s| s.frames_decoded),
         frames_out = stats.as_ref().map_or(0, |s| s.frames_sent_audio),
-        dropped_frames,
+        out_dropped = stats.as_ref().map_or(0, |s| s.send_errors),
+        dropped_frames = drops.total(),
+        drops = %drops,
+        close_code,
         dtmf = %digits,
         "stream ended"
     );

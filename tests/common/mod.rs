@@ -204,6 +204,8 @@ pub struct ServerConfig {
     pub extra_toml: String,
     /// Further `key = value` lines inside the `[rtp]` table (e.g. `codecs = ["opus"]`).
     pub rtp_extra: Vec<String>,
+    /// Further `key = value` lines inside the `[http]` table (e.g. `tls_cert = "cert.pem"`).
+    pub http_extra: Vec<String>,
     /// Files written next to the config before the server starts: (name relative to the
     /// config's directory, contents), e.g. a prompt for a `play` route.
     pub files: Vec<(String, Vec<u8>)>,
@@ -219,6 +221,7 @@ impl ServerConfig {
             routes: vec![Route::echo("*")],
             extra_toml: String::new(),
             rtp_extra: Vec::new(),
+            http_extra: Vec::new(),
             files: Vec::new(),
         }
     }
@@ -241,6 +244,9 @@ impl ServerConfig {
             let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(s, "\n[http]\nlisten = \"{LOOPBACK}:{}\"", p.http());
+        for line in &self.http_extra {
+            let _ = writeln!(s, "{line}");
+        }
         let _ = writeln!(
             s,
             "\n[log]\nformat = \"text\"\nlevel = \"{}\"",

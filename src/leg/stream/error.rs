@@ -60,6 +60,9 @@ pub const CLOSE_INVALID_FIELD: u16 = 4003;
 pub const CLOSE_BAD_BASE64: u16 = 4004;
 /// Application close code: a payload of the wrong size.
 pub const CLOSE_PAYLOAD_SIZE: u16 = 4005;
+/// Application close code: the peer answered no ping (nor sent anything) for two
+/// keep-alive intervals.
+pub const CLOSE_KEEPALIVE_TIMEOUT: u16 = 4010;
 
 impl StreamError {
     /// The close code to send if the caller decides to close the stream over this error.

@@ -6,7 +6,9 @@
 //! carrier's side, for forking a call to a customer's bot); [`telnyx`], [`vonage`] and
 //! [`plivo`] are the other carriers' dialects. See `docs/streams.md` for the message tables.
 
+pub mod drops;
 pub mod error;
+pub mod keepalive;
 pub mod plivo;
 pub mod reorder;
 pub mod telnyx;

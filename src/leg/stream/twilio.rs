@@ -104,7 +104,8 @@ impl TwilioCarrierCodec {
 
     /// Encodes one event as Twilio would send it. The `sequenceNumber` is ours to count:
     /// a [`MediaChunk::sequence`] given here is ignored; `chunk` and `timestamp_ms` are sent
-    /// as given. `Cleared` and `Error` have no Twilio form and are refused.
+    /// as given. `Cleared` has no Twilio form and is refused; `Error` is our own extension
+    /// (`{"event":"error","sequenceNumber","streamSid","error":{"code","title","detail"}}`).
     pub fn encode(&mut self, event: &Event) -> Result<Frame, StreamError> {
         if let Event::Connected { protocol, version } = event {
             let msg = ConnectedOut {
@@ -167,6 +168,20 @@ impl TwilioCarrierCodec {
                 sequence_number: seq,
                 stream_sid: sid,
                 mark: NameOut { name },
+            }),
+            Event::Error {
+                code,
+                title,
+                detail,
+            } => wire::to_text(&ErrorOut {
+                event: "error",
+                sequence_number: seq,
+                stream_sid: sid,
+                error: ErrorBodyOut {
+                    code: *code,
+                    title: title.as_deref(),
+                    detail: detail.as_deref(),
+                },
             }),
             Event::Stop => wire::to_text(&StopOut {
                 event: "stop",
@@ -468,6 +483,26 @@ struct MarkOut<'a> {
     sequence_number: StrNum,
     stream_sid: &'a str,
     mark: NameOut<'a>,
+}
+
+/// Our own `error` event to a bot (Twilio has none; the shape follows Telnyx's `error`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorOut<'a> {
+    event: &'static str,
+    sequence_number: StrNum,
+    stream_sid: &'a str,
+    error: ErrorBodyOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBodyOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -861,5 +896,31 @@ mod tests {
             Err(StreamError::InvalidField("event"))
         );
         assert_eq!(carrier.sequence(), 1);
+    }
+
+    #[test]
+    fn carrier_side_encodes_our_error_event() {
+        let mut carrier = TwilioCarrierCodec::new();
+        carrier.encode(&Event::Start(expected_start())).unwrap();
+        let Frame::Text(t) = carrier
+            .encode(&Event::Error {
+                code: Some(4100),
+                title: Some("audio_buffer_full".into()),
+                detail: Some("more than 600 s queued".into()),
+            })
+            .unwrap()
+        else {
+            panic!("text expected")
+        };
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "event": "error",
+                "sequenceNumber": "2",
+                "streamSid": expected_start().stream_id,
+                "error": {"code": 4100, "title": "audio_buffer_full", "detail": "more than 600 s queued"}
+            })
+        );
     }
 }

@@ -4,7 +4,9 @@ call in the Twilio Media Streams protocol (LeadsCaller is the Twilio side) and l
 message it gets and sends, one JSON line each with the wall clock (`t`, time.time()), so the
 test can line its log up with a packet capture.
 
-    bot_server.py PORT LOG MODE
+    bot_server.py PORT LOG MODE [CERT KEY]
+
+With CERT and KEY (PEM files) it serves wss:// instead of ws://.
 
 MODE:
   idle   only listen and log
@@ -12,6 +14,10 @@ MODE:
          then a mark "m1"
   clear  0.3 s after `start`: send 250 frames (5 s) of tone and a mark "end" at once, then
          1.5 s later a `clear`
+  flood  0.3 s after `start`: send 250 frames (5 s) of tone and a mark "end" at once (more
+         than the server's buffer cap in the flood test), and log the `error` event it gets
+  deaf   on the first connection only: stop reading the socket right after `start` for
+         2.5 s (pings pile up unanswered), then read again
 
 Media payloads are not logged (only their size); everything else is logged whole.
 Prints "listening" once the socket is bound.
@@ -21,6 +27,7 @@ import asyncio
 import base64
 import json
 import math
+import ssl
 import sys
 import time
 
@@ -29,7 +36,9 @@ import websockets
 PORT = int(sys.argv[1])
 LOG = open(sys.argv[2], "a", buffering=1)
 MODE = sys.argv[3]
+TLS = sys.argv[4:6] if len(sys.argv) >= 6 else None
 FRAMES = 50
+CONNECTIONS = 0
 
 
 def log(direction, msg):
@@ -82,6 +91,8 @@ async def script(ws, sid):
     await asyncio.sleep(0.3)
     if MODE == "mark":
         await play(ws, sid, FRAMES, "m1")
+    elif MODE == "flood":
+        await play(ws, sid, 250, "end")
     elif MODE == "clear":
         await play(ws, sid, 250, "end")
         await asyncio.sleep(1.5)
@@ -89,6 +100,9 @@ async def script(ws, sid):
 
 
 async def handler(ws, path=None):
+    global CONNECTIONS
+    CONNECTIONS += 1
+    first = CONNECTIONS == 1
     log("conn", {"event": "open"})
     tasks = []
     try:
@@ -97,16 +111,26 @@ async def handler(ws, path=None):
             log("in", msg)
             if msg.get("event") == "start":
                 tasks.append(asyncio.ensure_future(script(ws, msg["start"]["streamSid"])))
+                if MODE == "deaf" and first:
+                    log("conn", {"event": "deaf"})
+                    ws.transport.pause_reading()
+                    await asyncio.sleep(2.5)
+                    ws.transport.resume_reading()
+                    log("conn", {"event": "hearing"})
     except websockets.ConnectionClosed:
         pass
     finally:
         for t in tasks:
             t.cancel()
-        log("conn", {"event": "closed"})
+        log("conn", {"event": "closed", "code": ws.close_code})
 
 
 async def main():
-    async with websockets.serve(handler, "127.0.0.1", PORT):
+    ctx = None
+    if TLS:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(TLS[0], TLS[1])
+    async with websockets.serve(handler, "127.0.0.1", PORT, ssl=ctx, ping_interval=None):
         print("listening", flush=True)
         await asyncio.Future()
 

@@ -13,8 +13,16 @@ With --dialect telnyx it speaks Telnyx's variant instead (snake_case names, `str
 `call_control_id`, PCMU `media_format`) and, with --shuffle, sends every pair of media frames
 in swapped order, as a network that reorders would.
 
+With a wss:// URL, --cafile PEM is the root to trust (a self-signed test certificate).
+
+With --deaf S it sends `connected` and `start`, then stops reading the socket (and sends
+nothing) for S seconds, as a peer whose process hangs would; then it reads again and reports
+how the server closed the stream (`close_code`, `closed_after` seconds since `start`).
+With --quiet as well it keeps reading (so its library answers pings) and sends `stop` after
+S seconds.
+
 usage: twilio_client.py URL FRAMES [--secret S] [--bad] [--wav FILE --at S]
-                        [--dialect twilio|telnyx] [--shuffle]
+                        [--dialect twilio|telnyx] [--shuffle] [--cafile PEM] [--deaf S]
 """
 import argparse
 import asyncio
@@ -22,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import time
 
 import websockets
@@ -63,7 +72,15 @@ async def main() -> None:
     ap.add_argument("--at", type=float, default=0.0)
     ap.add_argument("--dialect", default="twilio", choices=["twilio", "telnyx"])
     ap.add_argument("--shuffle", action="store_true")
+    ap.add_argument("--cafile")
+    ap.add_argument("--deaf", type=float)
+    ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
+    kw = {}
+    if a.url.startswith("wss://"):
+        kw["ssl"] = ssl.create_default_context(cafile=a.cafile)
+    if a.deaf is not None:
+        kw["ping_interval"] = None
     telnyx = a.dialect == "telnyx"
     speech = ulaw_data(a.wav) if a.wav else None
 
@@ -74,7 +91,7 @@ async def main() -> None:
         chunk = speech[max(0, i * 160 - start):max(0, (i + 1) * 160 - start)] if i * 160 >= start else b""
         return chunk + b"\xff" * (160 - len(chunk))
     out = {"media": [], "marks": [], "clears": 0, "close_code": None, "sent": []}
-    async with websockets.connect(a.url) as ws:
+    async with websockets.connect(a.url, **kw) as ws:
         seq = 1
 
         held = []
@@ -136,6 +153,27 @@ async def main() -> None:
                         out["clears"] += 1
             except websockets.ConnectionClosed:
                 pass
+
+        if a.deaf is not None:
+            t_start = time.monotonic()
+            if a.quiet:
+                # Silent but listening: the library answers the server's pings.
+                await asyncio.sleep(a.deaf)
+                await send({"event": "stop", "streamSid": SID,
+                            "stop": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                                     "callSid": "CA0123456789abcdef0123456789abcdef"}})
+            else:
+                ws.transport.pause_reading()
+                await asyncio.sleep(a.deaf)
+                ws.transport.resume_reading()
+            try:
+                await asyncio.wait_for(ws.wait_closed(), timeout=5)
+            except asyncio.TimeoutError:
+                pass
+            out["close_code"] = ws.close_code
+            out["closed_after"] = time.monotonic() - t_start
+            print(json.dumps(out))
+            return
 
         r = asyncio.create_task(reader())
         try:
