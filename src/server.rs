@@ -231,6 +231,13 @@ pub async fn start(
     let secret_keys = crate::call::recording::recording_keys(&s.recording, false)
         .map_err(|e| io::Error::other(format!("[recording] master keys: {e}")))?
         .map(|(keys, _)| keys);
+    crate::control::webhooks::spawn(
+        store.clone(),
+        secret_keys.clone(),
+        crate::control::webhooks::DispatcherConfig::default(),
+        shutdown_rx.clone(),
+    )
+    .map_err(|e| io::Error::other(format!("webhooks: {e}")))?;
     let api = crate::control::api::router(crate::control::api::ApiState {
         store,
         keys: secret_keys,

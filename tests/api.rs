@@ -179,12 +179,41 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         .await;
     let keys = api.ok(&a, Method::GET, "/v1/api-keys", None).await;
     let key_id = keys["data"][0]["id"].as_str().unwrap().to_owned();
+    // This server has no key ring, so A's webhook is made in the store (secret sealed elsewhere).
+    let a_account = api.ok(&a, Method::GET, "/v1/account", None).await;
+    let a_account = leadscaller::store::AccountId(a_account["id"].as_str().unwrap().to_owned());
+    let hook = db
+        .store
+        .create_webhook(
+            &a_account,
+            &leadscaller::store::webhooks::new_webhook_id(),
+            "https://a.example.com/hook",
+            &[leadscaller::store::events::EventType::CallEnded],
+            "lcs1:k:sealed",
+            true,
+        )
+        .await
+        .unwrap();
+    let event = db
+        .store
+        .emit_event(
+            &a_account,
+            leadscaller::store::events::EventType::CallEnded,
+            None,
+            None,
+            json!({"secret_of_a": "Ada"}),
+        )
+        .await
+        .unwrap();
     let secrets_of_a = [
         agent["id"].as_str().unwrap().to_owned(),
         campaign["id"].as_str().unwrap().to_owned(),
         lead["id"].as_str().unwrap().to_owned(),
         dnc["id"].as_str().unwrap().to_owned(),
         key_id.clone(),
+        hook.id.clone(),
+        event.id.clone(),
+        "a.example.com".to_owned(),
         "4155552671".to_owned(),
         "2079460958".to_owned(),
         "Ada".to_owned(),
@@ -198,6 +227,8 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             &lead["id"]
         } else if path.starts_with("/v1/dnc") {
             &dnc["id"]
+        } else if path.starts_with("/v1/webhooks") {
+            return hook.id.clone();
         } else {
             return key_id.clone();
         };
@@ -222,6 +253,9 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             ("POST", "/v1/dnc") => Some(json!({"phone": "+14155550101"})),
             ("POST", "/v1/api-keys") => Some(json!({"name": "x", "scope": "read"})),
             ("PATCH", "/v1/account") => Some(json!({"settings": {"recording_enabled": true}})),
+            ("POST", "/v1/webhooks") | ("PATCH", "/v1/webhooks/{id}") => {
+                Some(json!({"url": "https://b.example.com/hook", "event_types": ["call.ended"]}))
+            }
             _ => None,
         };
         let (status, v) = if template.ends_with("/import") {
@@ -246,7 +280,7 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         let text = v.to_string();
         // B's own audit log names the paths B typed (A's ids among them), nothing else of A's.
         let checked = if *template == "/v1/audit-log" {
-            &secrets_of_a[5..]
+            &secrets_of_a[6..]
         } else {
             &secrets_of_a[..]
         };

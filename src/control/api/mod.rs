@@ -11,9 +11,11 @@ pub mod auth;
 mod campaigns;
 mod dnc;
 pub mod error;
+mod events;
 mod extract;
 mod keys;
 mod leads;
+mod webhooks;
 
 use axum::Router;
 use axum::middleware;
@@ -63,6 +65,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/dnc/{id}"),
     ("DELETE", "/v1/dnc/{id}"),
     ("GET", "/v1/audit-log"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/webhooks/{id}/test"),
+    ("GET", "/v1/events"),
 ];
 
 /// The API router (state applied), to merge into the HTTP server.
@@ -103,6 +113,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dnc/import", post(dnc::import))
         .route("/v1/dnc/{id}", get(dnc::get_one).delete(dnc::delete))
         .route("/v1/audit-log", get(account::audit_log))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get_one)
+                .patch(webhooks::patch)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/events", get(events::list))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(
             state.clone(),
