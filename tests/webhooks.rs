@@ -718,3 +718,41 @@ both_engines!(two_dispatchers_deliver_each_event_once, |db| {
     assert_eq!(ids.len(), 20);
     assert_eq!(rx.got().len(), 20);
 });
+
+both_engines!(
+    the_spawned_dispatcher_delivers_and_stops_on_shutdown,
+    |db| {
+        let (api, account, token) = setup(&db.store).await;
+        let (rx, base) = Receiver::start(200, &[]).await;
+        create_hook(&api, &token, format!("{base}/hook"), &["recording.ready"]).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let config = DispatcherConfig {
+            poll_interval: Duration::from_millis(20),
+            ..DispatcherConfig::default()
+        };
+        let task =
+            leadscaller::control::webhooks::spawn(db.store.clone(), Some(ring()), config, stopped)
+                .unwrap();
+        db.store
+            .emit_event(
+                &account,
+                EventType::RecordingReady,
+                Some("call_1"),
+                None,
+                json!({}),
+            )
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rx.got().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "not delivered in 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the dispatcher stops on shutdown")
+            .unwrap();
+        assert_eq!(rx.got().len(), 1);
+    }
+);

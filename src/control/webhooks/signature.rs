@@ -111,7 +111,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -138,6 +138,15 @@ mod tests {
         assert_eq!(
             hex(hmac::sign(&key, b"The quick brown fox jumps over the lazy dog").as_ref()),
             "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn matches_the_documented_python() {
+        // hmac.new(b"whsec_test", b"1700000000." + BODY, hashlib.sha256).hexdigest()
+        assert_eq!(
+            sign(SECRET, 1_700_000_000, BODY),
+            "t=1700000000,v1=a6c5a6fcfd4d0d407ff2acfb10098822777004749a25a293c030973d9d296ced"
         );
     }
 
