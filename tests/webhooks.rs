@@ -756,3 +756,31 @@ both_engines!(
         assert_eq!(rx.got().len(), 1);
     }
 );
+
+both_engines!(a_delivery_whose_event_was_purged_is_closed, |db| {
+    let (api, account, token) = setup(&db.store).await;
+    let (rx, base) = Receiver::start(200, &[]).await;
+    let hook = create_hook(&api, &token, format!("{base}/hook"), &["call.ended"]).await;
+    let event = db
+        .store
+        .emit_event(&account, EventType::CallEnded, None, None, json!({}))
+        .await
+        .unwrap();
+    // What a retention purge does to the event log.
+    db.store
+        .execute_raw(&format!("DELETE FROM events WHERE id = '{}'", event.id))
+        .await
+        .unwrap();
+    let clock = ManualClock::new();
+    let d = dispatcher(&db.store, &clock, 8);
+    assert_eq!(d.run_once().await.unwrap(), 0);
+    clock.advance(3_600_000);
+    assert_eq!(d.run_once().await.unwrap(), 0, "not claimed again");
+    assert!(rx.got().is_empty());
+    let log = deliveries(&api, &token, &hook).await;
+    assert_eq!(log[0]["status"], "failed");
+    assert_eq!(
+        log[0]["last_error"],
+        "the event or endpoint no longer exists"
+    );
+});

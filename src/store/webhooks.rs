@@ -396,13 +396,31 @@ impl Store {
                  JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
             )
             .bind(&id)
-            .fetch_one(self.pool())
+            .fetch_optional(self.pool())
             .await?;
-            let event_id: String = row.try_get("event_id")?;
-            let event = sqlx::query(sql!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
-                .bind(&event_id)
-                .fetch_one(self.pool())
+            let event = match &row {
+                Some(row) => {
+                    let event_id: String = row.try_get("event_id")?;
+                    sqlx::query(sql!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
+                        .bind(&event_id)
+                        .fetch_optional(self.pool())
+                        .await?
+                }
+                None => None,
+            };
+            let (Some(row), Some(event)) = (row, event) else {
+                // Purged or deleted meanwhile: nothing left to send, close the delivery.
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'failed', \
+                     last_error = 'the event or endpoint no longer exists', updated_at = $1 \
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(&id)
+                .execute(self.pool())
                 .await?;
+                continue;
+            };
             let attempts: i64 = row.try_get("attempts")?;
             claimed.push(ClaimedDelivery {
                 id,
