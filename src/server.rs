@@ -251,6 +251,13 @@ pub async fn start(
         secret_keys.as_ref().map(|k| k.current_id().to_owned()),
         finished,
     );
+    crate::control::webhooks::spawn(
+        store.clone(),
+        secret_keys.clone(),
+        crate::control::webhooks::DispatcherConfig::default(),
+        shutdown_rx.clone(),
+    )
+    .map_err(|e| io::Error::other(format!("webhooks: {e}")))?;
     let api = crate::control::api::router(crate::control::api::ApiState {
         store,
         keys: secret_keys,

@@ -18,11 +18,9 @@ async fn serve_with(store: Store, stream_secret: Option<&str>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(ApiState {
-        store,
-        keys: None,
-        recordings: None,
         stream_auth: stream_secret
             .map(|s| std::sync::Arc::new(leadscaller::leg::stream_auth::StreamAuth::new(s))),
+        ..ApiState::new(store)
     });
     tokio::spawn(async move {
         axum::serve(
@@ -261,6 +259,32 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         )
         .await
         .unwrap();
+    // This server has no key ring, so A's webhook is made in the store (secret sealed elsewhere).
+    let a_account = api.ok(&a, Method::GET, "/v1/account", None).await;
+    let a_account = leadscaller::store::AccountId(a_account["id"].as_str().unwrap().to_owned());
+    let hook = db
+        .store
+        .create_webhook(
+            &a_account,
+            &leadscaller::store::webhooks::new_webhook_id(),
+            "https://a.example.com/hook",
+            &[leadscaller::store::events::EventType::CallEnded],
+            "lcs1:k:sealed",
+            true,
+        )
+        .await
+        .unwrap();
+    let event = db
+        .store
+        .emit_event(
+            &a_account,
+            leadscaller::store::events::EventType::CallEnded,
+            None,
+            None,
+            json!({"secret_of_a": "Ada"}),
+        )
+        .await
+        .unwrap();
     let secrets_of_a = [
         agent["id"].as_str().unwrap().to_owned(),
         campaign["id"].as_str().unwrap().to_owned(),
@@ -269,6 +293,9 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         call_id.clone(),
         rec_id.clone(),
         key_id.clone(),
+        hook.id.clone(),
+        event.id.clone(),
+        "a.example.com".to_owned(),
         "4155552671".to_owned(),
         "2079460958".to_owned(),
         "Ada".to_owned(),
@@ -286,6 +313,8 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             return call_id.clone();
         } else if path.starts_with("/v1/recordings") {
             return rec_id.clone();
+        } else if path.starts_with("/v1/webhooks") {
+            return hook.id.clone();
         } else {
             return key_id.clone();
         };
@@ -313,6 +342,9 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             ("POST", "/v1/dnc") => Some(json!({"phone": "+14155550101"})),
             ("POST", "/v1/api-keys") => Some(json!({"name": "x", "scope": "read"})),
             ("PATCH", "/v1/account") => Some(json!({"settings": {"recording_enabled": true}})),
+            ("POST", "/v1/webhooks") | ("PATCH", "/v1/webhooks/{id}") => {
+                Some(json!({"url": "https://b.example.com/hook", "event_types": ["call.ended"]}))
+            }
             _ => None,
         };
         let (status, v) = if template.ends_with("/import") {
@@ -337,7 +369,7 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         let text = v.to_string();
         // B's own audit log names the paths B typed (A's ids among them), nothing else of A's.
         let checked = if *template == "/v1/audit-log" {
-            &secrets_of_a[7..]
+            &secrets_of_a[8..]
         } else {
             &secrets_of_a[..]
         };

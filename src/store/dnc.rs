@@ -48,7 +48,7 @@ impl Store {
         call_id: Option<&str>,
     ) -> Result<DncEntry, StoreError> {
         let now = now_ms();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO dnc (id, account_id, phone, reason, source, call_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_id, phone) DO NOTHING",
         )
@@ -60,7 +60,9 @@ impl Store {
         .bind(call_id.map(str::to_owned))
         .bind(now)
         .execute(self.pool())
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
         // An opt-out also marks every lead with that number so the dialler skips it.
         sqlx::query(
             "UPDATE leads SET status = 'dnc', updated_at = $1 WHERE account_id = $2 AND phone = $3",
@@ -77,7 +79,11 @@ impl Store {
         .bind(phone)
         .fetch_one(self.pool())
         .await?;
-        from_row(&row)
+        let entry = from_row(&row)?;
+        if inserted && source == "call" {
+            self.emit_opted_out(account, &entry).await?;
+        }
+        Ok(entry)
     }
 
     /// Whether `phone` is on the account's DNC list.

@@ -20,10 +20,12 @@ pub mod audit;
 pub mod calls;
 pub mod campaigns;
 pub mod dnc;
+pub mod events;
 pub mod ids;
 pub mod leads;
 mod migrate;
 pub mod page;
+pub mod webhooks;
 
 use std::fmt;
 use std::path::Path;

@@ -12,10 +12,12 @@ mod calls;
 mod campaigns;
 mod dnc;
 pub mod error;
+mod events;
 mod extract;
 mod keys;
 mod leads;
 mod streams;
+mod webhooks;
 
 use axum::Router;
 use axum::middleware;
@@ -36,6 +38,18 @@ pub struct ApiState {
     pub recordings: Option<std::sync::Arc<dyn crate::media::storage::RecordingStorage>>,
     /// Signs media-stream tokens (none: `[streams] secret` is not set).
     pub stream_auth: Option<std::sync::Arc<crate::leg::stream_auth::StreamAuth>>,
+}
+
+impl ApiState {
+    /// State with only a store: no key ring, no recording storage, unsigned streams.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            keys: None,
+            recordings: None,
+            stream_auth: None,
+        }
+    }
 }
 
 /// Every route of the API, as `(method, path)`: the tenancy test walks this list.
@@ -76,6 +90,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/recordings/{id}/audio"),
     ("GET", "/v1/streams/twiml"),
     ("GET", "/v1/audit-log"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/webhooks/{id}/test"),
+    ("GET", "/v1/events"),
 ];
 
 /// The API router (state applied), to merge into the HTTP server.
@@ -123,6 +145,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/recordings/{id}/audio", get(calls::recording_audio))
         .route("/v1/streams/twiml", get(streams::get_twiml))
         .route("/v1/audit-log", get(account::audit_log))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get_one)
+                .patch(webhooks::patch)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/events", get(events::list))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(
             state.clone(),
