@@ -13,7 +13,16 @@ use serde_json::{Value, json};
 async fn serve(store: Store) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(ApiState { store, keys: None });
+    let app = router(ApiState {
+        store,
+        keys: None,
+        storage: None,
+        suppression_salt: Some(std::sync::Arc::new(
+            leadscaller::store::suppression::SuppressionSalt::new(
+                b"api-test-salt-api-test-salt-0123",
+            ),
+        )),
+    });
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -222,6 +231,9 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             ("POST", "/v1/dnc") => Some(json!({"phone": "+14155550101"})),
             ("POST", "/v1/api-keys") => Some(json!({"name": "x", "scope": "read"})),
             ("PATCH", "/v1/account") => Some(json!({"settings": {"recording_enabled": true}})),
+            ("POST", "/v1/privacy/export") | ("POST", "/v1/privacy/erase") => {
+                Some(json!({"lead_id": lead["id"]}))
+            }
             _ => None,
         };
         let (status, v) = if template.ends_with("/import") {
@@ -256,7 +268,7 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
                 "{method} {template} leaked {s}: {text}"
             );
         }
-        if template.contains("{id}") {
+        if template.contains("{id}") || template.starts_with("/v1/privacy/") {
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {template}: {text}");
         } else if *method == "GET" {
             assert!(status.is_success(), "{method} {template}: {status}");

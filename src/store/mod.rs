@@ -23,6 +23,7 @@ pub mod ids;
 pub mod leads;
 mod migrate;
 pub mod page;
+pub mod suppression;
 
 use std::fmt;
 use std::path::Path;

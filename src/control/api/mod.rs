@@ -14,6 +14,7 @@ pub mod error;
 mod extract;
 mod keys;
 mod leads;
+mod privacy;
 
 use axum::Router;
 use axum::middleware;
@@ -24,12 +25,27 @@ use crate::store::Store;
 pub use error::ApiError;
 
 /// What every handler can reach.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiState {
     /// The database.
     pub store: Store,
     /// Master keys that seal provider secrets at rest (none: secrets cannot be stored).
     pub keys: Option<std::sync::Arc<crate::store::at_rest::MasterKeyRing>>,
+    /// Where recordings are read (decrypted) and deleted (none: recordings cannot be served).
+    pub storage: Option<std::sync::Arc<dyn crate::media::storage::RecordingStorage>>,
+    /// Salt of the erasure suppression list (none: erasure requests are refused).
+    pub suppression_salt: Option<std::sync::Arc<crate::store::suppression::SuppressionSalt>>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("storage", &self.storage.is_some())
+            .field("suppression_salt", &self.suppression_salt)
+            .finish()
+    }
 }
 
 /// Every route of the API, as `(method, path)`: the tenancy test walks this list.
@@ -63,6 +79,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/dnc/{id}"),
     ("DELETE", "/v1/dnc/{id}"),
     ("GET", "/v1/audit-log"),
+    ("POST", "/v1/privacy/export"),
+    ("POST", "/v1/privacy/erase"),
 ];
 
 /// The API router (state applied), to merge into the HTTP server.
@@ -103,6 +121,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dnc/import", post(dnc::import))
         .route("/v1/dnc/{id}", get(dnc::get_one).delete(dnc::delete))
         .route("/v1/audit-log", get(account::audit_log))
+        .route("/v1/privacy/export", post(privacy::export))
+        .route("/v1/privacy/erase", post(privacy::erase))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(
             state.clone(),
