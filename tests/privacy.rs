@@ -782,3 +782,34 @@ both_engines!(
         assert!(!b_audit.iter().any(|(a, _)| a.starts_with("privacy.")));
     }
 );
+
+both_engines!(
+    the_scheduled_purge_runs_at_start_and_stops_on_shutdown,
+    |db| {
+        let w = world(&db).await;
+        let a = w.account("a", settings(90, 90)).await;
+        let now = leadscaller::store::now_ms();
+        w.call(&a, "call_a", OTHER, PHONE, None).await;
+        w.recording(&a, "rec_old", "call_a", now - 91 * DAY).await;
+        w.recording(&a, "rec_new", "call_a", now - DAY).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = privacy::spawn_purges(
+            w.store.clone(),
+            w.storage.clone(),
+            std::time::Duration::from_secs(3600),
+            stopped,
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while w.count("SELECT COUNT(*) FROM recordings").await != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "purge did not run");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!w.has_file(&a, "rec_old"));
+        assert!(w.has_file(&a, "rec_new"));
+        stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the purge task stops on shutdown")
+            .unwrap();
+    }
+);
