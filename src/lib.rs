@@ -13,6 +13,7 @@ pub mod dial;
 pub mod leads;
 pub mod leg;
 pub mod media;
+pub mod privacy;
 pub mod rtp;
 pub mod server;
 pub mod sip;

@@ -258,10 +258,24 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .map_err(|e| io::Error::other(format!("webhooks: {e}")))?;
+    let suppression_salt = match &s.privacy.suppression_salt {
+        Some(secret) => crate::store::suppression::SuppressionSalt::new(secret.expose().as_bytes()),
+        None => crate::store::suppression::SuppressionSalt::load_or_create(
+            &s.data_dir.join("suppression.salt"),
+        )
+        .map_err(|e| io::Error::other(format!("[privacy] suppression salt: {e}")))?,
+    };
+    crate::privacy::spawn_purges(
+        store.clone(),
+        recordings.clone(),
+        Duration::from_secs(s.privacy.purge_interval_s.into()),
+        shutdown_rx.clone(),
+    );
     let api = crate::control::api::router(crate::control::api::ApiState {
         store,
         keys: secret_keys,
-        recordings: Some(recordings.clone()),
+        storage: Some(recordings.clone()),
+        suppression_salt: Some(Arc::new(suppression_salt)),
         stream_auth: s
             .stream_secret
             .as_ref()

@@ -20,6 +20,11 @@ async fn serve_with(store: Store, stream_secret: Option<&str>) -> String {
     let app = router(ApiState {
         stream_auth: stream_secret
             .map(|s| std::sync::Arc::new(leadscaller::leg::stream_auth::StreamAuth::new(s))),
+        suppression_salt: Some(std::sync::Arc::new(
+            leadscaller::store::suppression::SuppressionSalt::new(
+                b"api-test-salt-api-test-salt-0123",
+            ),
+        )),
         ..ApiState::new(store)
     });
     tokio::spawn(async move {
@@ -345,6 +350,9 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             ("POST", "/v1/webhooks") | ("PATCH", "/v1/webhooks/{id}") => {
                 Some(json!({"url": "https://b.example.com/hook", "event_types": ["call.ended"]}))
             }
+            ("POST", "/v1/privacy/export") | ("POST", "/v1/privacy/erase") => {
+                Some(json!({"lead_id": lead["id"]}))
+            }
             _ => None,
         };
         let (status, v) = if template.ends_with("/import") {
@@ -379,7 +387,7 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
                 "{method} {template} leaked {s}: {text}"
             );
         }
-        if template.contains("{id}") {
+        if template.contains("{id}") || template.starts_with("/v1/privacy/") {
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {template}: {text}");
         } else if *method == "GET" {
             assert!(status.is_success(), "{method} {template}: {status}");

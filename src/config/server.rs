@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub database_url: String,
     /// The account that owns the records of calls taken by the SIP routes (created at start).
     pub account: String,
+    /// `[privacy]`: how often retention and closure purges run, the erasure hash salt.
+    pub privacy: PrivacyConfig,
     /// Inbound call routes, evaluated in order.
     pub routes: Vec<Route>,
     /// Users allowed to place calls to us with digest auth.
@@ -114,6 +116,25 @@ pub struct RtpConfig {
     pub inband_dtmf: bool,
     /// SDES-SRTP for calls that do not come from a trunk (trunks have their own `srtp`).
     pub srtp: super::trunk::SrtpMode,
+}
+
+/// `[privacy]` settings.
+#[derive(Debug, Clone)]
+pub struct PrivacyConfig {
+    /// `purge_interval_s`: seconds between two runs of the retention and closure purges.
+    pub purge_interval_s: u32,
+    /// `suppression_salt`: the per-server secret that salts the hashes of erased numbers
+    /// (none: a random salt in `<data_dir>/suppression.salt`, created on first start).
+    pub suppression_salt: Option<Secret>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            purge_interval_s: 3600,
+            suppression_salt: None,
+        }
+    }
 }
 
 /// `[recording]` settings.
@@ -344,6 +365,7 @@ impl Default for ServerConfig {
             fork_ca_file: None,
             database_url: "sqlite://./data/leadscaller.db".to_owned(),
             account: "default".to_owned(),
+            privacy: PrivacyConfig::default(),
             routes: Vec::new(),
             users: Vec::new(),
             trunks_dir: PathBuf::from("trunks"),
@@ -531,6 +553,7 @@ struct RawServer {
     account: Option<String>,
     recording: Option<RawRecording>,
     streams: Option<RawStreams>,
+    privacy: Option<RawPrivacy>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
@@ -599,6 +622,13 @@ struct RawStreams {
     ping_interval_s: Option<i64>,
     max_buffered_s: Option<i64>,
     fork_ca_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrivacy {
+    purge_interval_s: Option<i64>,
+    suppression_salt: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -736,6 +766,8 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         other => other.map(Secret::new),
     };
 
+    let privacy = build_privacy(raw.privacy.unwrap_or_default(), ctx)?;
+
     let trunks_dir = match ctx.opt_str("trunks_dir", raw.trunks_dir.as_deref())? {
         None => base_dir.join("trunks"),
         Some(dir) => {
@@ -765,6 +797,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         fork_ca_file,
         database_url,
         account,
+        privacy,
         routes,
         users,
         trunks_dir,
@@ -1108,6 +1141,27 @@ fn has_url_scheme(url: &str) -> bool {
         }
         None => false,
     }
+}
+
+fn build_privacy(raw: RawPrivacy, ctx: &mut Ctx<'_>) -> Result<PrivacyConfig, ConfigError> {
+    let purge_interval_s = ctx.int(
+        "privacy.purge_interval_s",
+        raw.purge_interval_s,
+        3600,
+        60,
+        86_400,
+    )?;
+    let suppression_salt =
+        match ctx.opt_str("privacy.suppression_salt", raw.suppression_salt.as_deref())? {
+            Some(s) if s.len() < 32 => {
+                return Err(ctx.err("privacy.suppression_salt", "must be at least 32 characters"));
+            }
+            other => other.map(Secret::new),
+        };
+    Ok(PrivacyConfig {
+        purge_interval_s,
+        suppression_salt,
+    })
 }
 
 fn build_recording(
@@ -1482,6 +1536,33 @@ mod tests {
             c.warnings()[0],
             "leadscaller.toml:sip.listen[4]: TLS listener on 0.0.0.0:5061 skipped: \
              sip.tls_cert and sip.tls_key are not set"
+        );
+    }
+
+    #[test]
+    fn privacy_settings() {
+        let c = parse("").unwrap();
+        assert_eq!(c.privacy.purge_interval_s, 3600);
+        assert!(c.privacy.suppression_salt.is_none());
+        let c = parse(
+            "[privacy]\npurge_interval_s = 600\nsuppression_salt = '0123456789abcdef0123456789abcdef'\n",
+        )
+        .unwrap();
+        assert_eq!(c.privacy.purge_interval_s, 600);
+        assert_eq!(
+            c.privacy
+                .suppression_salt
+                .as_ref()
+                .map(|s| s.expose().len()),
+            Some(32)
+        );
+        assert_eq!(
+            err("[privacy]\npurge_interval_s = 5\n"),
+            "leadscaller.toml:privacy.purge_interval_s: must be >= 60, got 5"
+        );
+        assert_eq!(
+            err("[privacy]\nsuppression_salt = 'short'\n"),
+            "leadscaller.toml:privacy.suppression_salt: must be at least 32 characters"
         );
     }
 

@@ -15,6 +15,8 @@ pub enum AccountStatus {
     Active,
     /// Closed: its keys no longer work and its data is purged after the closure period.
     Closed,
+    /// Closed and purged: every row of it is gone; the row stays so the name is not reused.
+    Purged,
 }
 
 impl AccountStatus {
@@ -22,6 +24,7 @@ impl AccountStatus {
         match self {
             Self::Active => "active",
             Self::Closed => "closed",
+            Self::Purged => "purged",
         }
     }
 }
@@ -138,6 +141,7 @@ fn from_row(row: &AnyRow) -> Result<Account, StoreError> {
         status: match status.as_str() {
             "active" => AccountStatus::Active,
             "closed" => AccountStatus::Closed,
+            "purged" => AccountStatus::Purged,
             other => return Err(corrupt("accounts", format!("status {other:?}"))),
         },
         settings: serde_json::from_str(&settings).map_err(|e| corrupt("accounts", e))?,

@@ -25,6 +25,7 @@ pub mod ids;
 pub mod leads;
 mod migrate;
 pub mod page;
+pub mod suppression;
 pub mod webhooks;
 
 use std::fmt;

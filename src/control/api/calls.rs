@@ -86,7 +86,7 @@ pub async fn recording_audio(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let rec = s.store.recording(&c.account, &id).await?;
-    let Some(storage) = s.recordings.clone() else {
+    let Some(storage) = s.storage.clone() else {
         return Err(ApiError::not_found());
     };
     let key = rec.storage_key.clone();

@@ -16,6 +16,7 @@ mod events;
 mod extract;
 mod keys;
 mod leads;
+mod privacy;
 mod streams;
 mod webhooks;
 
@@ -34,21 +35,37 @@ pub struct ApiState {
     pub store: Store,
     /// Master keys that seal provider secrets at rest (none: secrets cannot be stored).
     pub keys: Option<std::sync::Arc<crate::store::at_rest::MasterKeyRing>>,
-    /// Where recordings are stored (none: recording downloads are unavailable).
-    pub recordings: Option<std::sync::Arc<dyn crate::media::storage::RecordingStorage>>,
+    /// Where recordings are read (decrypted) and deleted (none: recordings cannot be served).
+    pub storage: Option<std::sync::Arc<dyn crate::media::storage::RecordingStorage>>,
+    /// Salt of the erasure suppression list (none: erasure requests are refused).
+    pub suppression_salt: Option<std::sync::Arc<crate::store::suppression::SuppressionSalt>>,
     /// Signs media-stream tokens (none: `[streams] secret` is not set).
     pub stream_auth: Option<std::sync::Arc<crate::leg::stream_auth::StreamAuth>>,
 }
 
 impl ApiState {
-    /// State with only a store: no key ring, no recording storage, unsigned streams.
+    /// State with only a store: no key ring, no recording storage, no erasure salt, unsigned
+    /// streams.
     pub fn new(store: Store) -> Self {
         Self {
             store,
             keys: None,
-            recordings: None,
+            storage: None,
+            suppression_salt: None,
             stream_auth: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("storage", &self.storage.is_some())
+            .field("suppression_salt", &self.suppression_salt)
+            .field("stream_auth", &self.stream_auth.is_some())
+            .finish()
     }
 }
 
@@ -98,6 +115,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/webhooks/{id}/deliveries"),
     ("POST", "/v1/webhooks/{id}/test"),
     ("GET", "/v1/events"),
+    ("POST", "/v1/privacy/export"),
+    ("POST", "/v1/privacy/erase"),
 ];
 
 /// The API router (state applied), to merge into the HTTP server.
@@ -155,6 +174,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/webhooks/{id}/test", post(webhooks::test))
         .route("/v1/events", get(events::list))
+        .route("/v1/privacy/export", post(privacy::export))
+        .route("/v1/privacy/erase", post(privacy::erase))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(
             state.clone(),
