@@ -8,6 +8,7 @@
 
 use crate::agent::EnergyVad;
 use crate::agent::flow::{Action, Flow, FlowSession};
+use crate::agent::latency::TurnLatency;
 use crate::agent::stages::{Vad, VadEvent};
 use crate::agent::stt_sphinx::{DEFAULT_MODEL_DIR, ExpectedPhrase, SphinxRecognizer};
 use crate::agent::tts_flite::{FliteTts, FliteVoice};
@@ -77,6 +78,18 @@ impl AgentServices {
             .name("agent-tts".into())
             .spawn(move || run_tts(tts_rx));
         Arc::new(AgentServices { stt, tts })
+    }
+
+    /// Posts `text` to the embedded voice; the receiver yields its audio (empty on failure).
+    /// `None` when the synthesis queue is full.
+    pub fn synthesize(&self, text: &str, rate: u32) -> Option<Receiver<Vec<i16>>> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        let job = TtsJob {
+            text: text.to_owned(),
+            rate,
+            reply,
+        };
+        self.tts.try_send(job).ok().map(|()| rx)
     }
 }
 
@@ -165,6 +178,8 @@ pub struct AgentApp {
     turn: Option<TurnTimes>,
     /// End of caller speech to the first reply frame on the wire, per turn (ms).
     pub turn_latencies_ms: Vec<u64>,
+    /// Turns timed so far.
+    turn_count: u32,
 }
 
 /// Timestamps of one turn, for its latency record.
@@ -199,6 +214,7 @@ impl AgentApp {
             barge_in_ms: DEFAULT_BARGE_IN_MS,
             turn: None,
             turn_latencies_ms: Vec::new(),
+            turn_count: 0,
         }
     }
 
@@ -253,28 +269,25 @@ impl AgentApp {
         }
     }
 
-    /// The first reply audio of a turn is queued now and leaves in this tick: log the
-    /// turn's latency. Caller speech ended `end_ms` of VAD hangover before the endpoint.
+    /// The first reply audio of a turn is queued now: log the turn's latency record (it
+    /// leaves after whatever was queued before it).
     fn record_turn(&mut self, io: &AppIo<'_>) {
         let Some(t) = self.turn.take() else {
             return;
         };
         let now = std::time::Instant::now();
-        let ms = |d: std::time::Duration| d.as_millis() as u64;
-        let stt_ms = t.recognized.map_or(0, |r| ms(r - t.endpoint));
-        let tts_ms = t.recognized.map_or(0, |r| ms(now - r));
-        let total = ms(now - t.endpoint) + VAD_END_MS;
-        // Queued behind earlier speech, the reply leaves later than this; say so.
         let queued_ms = io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1));
-        tracing::info!(
-            endpoint_ms = VAD_END_MS,
-            stt_ms,
-            tts_ms,
-            total_ms = total,
-            queued_ms,
-            "turn latency (end of caller speech to first reply frame)"
-        );
-        self.turn_latencies_ms.push(total);
+        let mut l = TurnLatency::new(t.endpoint, std::time::Duration::from_millis(VAD_END_MS));
+        if let Some(r) = t.recognized {
+            l.stt_final(r);
+        }
+        // The embedded voice answers whole lines: its first audio is the line's audio.
+        l.tts_first_audio(now);
+        l.first_frame_out(now + std::time::Duration::from_millis(queued_ms));
+        self.turn_count += 1;
+        l.log("scripted", self.turn_count);
+        self.turn_latencies_ms
+            .push(l.steps_ms()[4].unwrap_or_default());
     }
 
     fn listen(&mut self, io: &mut AppIo<'_>) {
