@@ -40,11 +40,16 @@ pub fn build_agent_app(
         .map_err(|e| format!("{file}: tts: {e}"))?;
     match &agent.mode {
         AgentMode::Scripted(flow) => {
-            if agent.stt.is_some() || tts.is_some() {
-                tracing::warn!(file = %file, "scripted agent: [stt]/[tts] are not used yet; running the embedded stages");
-            }
+            let stt = agent
+                .stt
+                .as_ref()
+                .map(|c| registry.build_stt(c, &env))
+                .transpose()
+                .map_err(|e| format!("{file}: stt: {e}"))?;
             Ok(Box::new(
-                AgentApp::new(services, flow.clone(), BTreeMap::new()).with_barge_in(barge_in),
+                AgentApp::new(services, flow.clone(), BTreeMap::new())
+                    .with_barge_in(barge_in)
+                    .with_stages(stt, tts),
             ))
         }
         AgentMode::Llm(mode) => {

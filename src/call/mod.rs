@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod agent_llm;
+pub mod agent_pending;
 pub mod agent_select;
 pub mod echo;
 pub mod fork;
