@@ -374,6 +374,26 @@ replies = ["Hello."]
     }
 
     #[test]
+    fn the_llm_example_loads_when_its_keys_are_set() {
+        let src = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/sip-config/agents/llm-assistant.toml"
+        ))
+        .unwrap();
+        let env = |_: &str| Some("k".to_owned());
+        let c = AgentConfig::parse(&src, "x.toml", &StageRegistry::with_builtins(), &env).unwrap();
+        let AgentMode::Llm(m) = &c.mode else {
+            panic!("expected the LLM mode")
+        };
+        assert_eq!(m.tools.len(), 5);
+        let none = |_: &str| None;
+        let e = AgentConfig::parse(&src, "x.toml", &StageRegistry::with_builtins(), &none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEEPGRAM_API_KEY"), "{e}");
+    }
+
+    #[test]
     fn bad_files_name_the_key_and_reason() {
         let cases: &[(&str, &str)] = &[
             (
