@@ -522,3 +522,147 @@ impl TtsSession for ServiceTtsSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{ScriptedLlm, ScriptedReply, ScriptedStt, StageConfig, StageRegistry};
+    use crate::leg::harness::AppHarness;
+
+    const RATE: u32 = 8000;
+
+    fn mode(greeting: &str) -> LlmMode {
+        LlmMode {
+            llm: StageConfig::named("scripted"),
+            system_prompt: "Be brief.".into(),
+            greeting: Some(greeting.into()),
+            tools: vec!["end_call", "set_outcome"],
+            fallback_line: "Sorry, one moment.".into(),
+            max_tool_rounds: 4,
+        }
+    }
+
+    fn silence_tts(ms_per_char: i64) -> Box<dyn Tts> {
+        let mut c = StageConfig::named("silence");
+        c.params.insert("ms_per_char".into(), ms_per_char.into());
+        StageRegistry::with_builtins()
+            .build_tts(&c, &|_| None)
+            .unwrap()
+    }
+
+    fn goodbye() -> Box<dyn Llm> {
+        Box::new(ScriptedLlm::new([ScriptedReply {
+            text: "Sure. You're booked. Goodbye!".into(),
+            tools: vec![
+                ("set_outcome".into(), "{\"disposition\":\"booked\"}".into()),
+                ("end_call".into(), "{}".into()),
+            ],
+        }]))
+    }
+
+    /// Loud 20 ms frames while `talking(tick)`, silence otherwise.
+    fn caller(tick: u64, talking: impl Fn(u64) -> bool) -> Vec<i16> {
+        (0..RATE as usize / 50)
+            .map(|i| {
+                if talking(tick) {
+                    ((i as f32 * 0.3).sin() * 8000.0) as i16
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the app tick by tick until it hangs up; returns the reason and the tick.
+    fn run(
+        app: &mut LlmAgentApp,
+        talking: impl Fn(u64) -> bool,
+        wall_clock: bool,
+    ) -> (String, u64) {
+        let mut h = AppHarness::new(RATE);
+        for t in 0..3000 {
+            if let Some(reason) = h.tick(Some(&caller(t, &talking)), app) {
+                return (reason, t);
+            }
+            if wall_clock {
+                // The embedded voice runs on a real thread.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        panic!(
+            "the agent never hung up; history: {:?}",
+            app.engine.history()
+        );
+    }
+
+    #[test]
+    fn a_turn_runs_from_speech_to_hang_up_with_the_outcome() {
+        let stt = Box::new(ScriptedStt::new(["book me for friday".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt,
+            goodbye(),
+            Some(silence_tts(10)),
+        );
+        // The caller talks from 0.4 s to 1 s.
+        let (reason, tick) = run(&mut app, |t| (20..50).contains(&t), false);
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let h = app.engine.history();
+        assert_eq!(h[2].content, "book me for friday");
+        assert_eq!(h[3].content, "Sure. You're booked. Goodbye!");
+        // Endpoint 400 ms after 1 s, then ~29 chars * 10 ms of speech, then the hang-up mark.
+        assert!((70..=110).contains(&tick), "hung up at tick {tick}");
+    }
+
+    #[test]
+    fn barge_in_cuts_the_greeting_to_what_was_heard() {
+        let stt = Box::new(ScriptedStt::new(["stop".to_owned()], 0.9));
+        let greeting = "Hello there. This is a very long greeting that goes on and on.";
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(greeting),
+            stt,
+            goodbye(),
+            Some(silence_tts(60)),
+        )
+        .with_barge_in(Duration::ZERO);
+        // The greeting lasts ~3.8 s; the caller talks over it from 1 s.
+        let (reason, _) = run(&mut app, |t| (50..80).contains(&t), false);
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let heard = &app.engine.history()[1].content;
+        assert!(
+            heard.len() < greeting.len() && greeting.starts_with(heard.as_str()),
+            "greeting kept as {heard:?}"
+        );
+    }
+
+    struct FailingLlm;
+
+    impl Llm for FailingLlm {
+        fn start(
+            &mut self,
+            _request: &crate::agent::stages::ChatRequest,
+        ) -> Result<Box<dyn LlmStream>, StageError> {
+            Err(StageError::Provider {
+                stage: "llm test".into(),
+                reason: "HTTP 500".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_failing_model_gets_the_fallback_line_then_ends_with_agent_error() {
+        let stt = Box::new(ScriptedStt::new(["hello?".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hi."),
+            stt,
+            Box::new(FailingLlm),
+            Some(silence_tts(10)),
+        );
+        let (reason, _) = run(&mut app, |t| (20..50).contains(&t), true);
+        assert_eq!(reason, "agent hung up (outcome agent_error)");
+        assert!(app.fallback.is_empty() && app.held.is_empty());
+    }
+}
