@@ -1,10 +1,12 @@
-//! The `agent` app, first cut of the turn engine (issue 4) on the embedded offline stages:
-//! energy VAD endpointing, PocketSphinx constrained to the flow state's phrases, flite
-//! speech, the scripted flow deciding what to say and which tools to call, and barge-in
-//! (the caller talking over the agent clears its queued speech).
+//! The `agent` app in the scripted mode: energy VAD endpointing, a recognizer (PocketSphinx
+//! constrained to the flow state's phrases, or the agent file's `[stt]` stage), the scripted
+//! flow deciding what to say and which tools to call, a voice (flite, or the `[tts]` stage),
+//! barge-in (the caller talking over the agent clears its queued speech) and one
+//! `turn latency` line per turn. The LLM mode is `agent_llm.rs`.
 //!
-//! Recognition and synthesis are slow next to a 20 ms tick, so they run on two service
-//! threads; the app only posts jobs and picks up results, never blocking the media thread.
+//! The embedded recognition and synthesis are slow next to a 20 ms tick, so they run on two
+//! service threads; the app only posts jobs and picks up results, never blocking the media
+//! thread. Configured stages are polled without blocking.
 
 use super::agent_pending::{PendingSpeech, PendingText, Polled};
 use crate::agent::EnergyVad;
@@ -50,18 +52,6 @@ struct TtsJob {
     rate: u32,
     reply: Sender<Vec<i16>>,
 }
-
-/// A flow loaded once and shared by every call routed to it (equal when it is the same load).
-#[derive(Debug, Clone)]
-pub struct SharedFlow(pub Arc<Flow>);
-
-impl PartialEq for SharedFlow {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for SharedFlow {}
 
 /// The recognizer and synthesizer threads shared by all agent calls.
 pub struct AgentServices {
