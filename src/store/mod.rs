@@ -13,9 +13,9 @@ macro_rules! sql {
 }
 
 pub mod accounts;
+pub mod at_rest;
 pub mod agents;
 pub mod api_keys;
-pub mod at_rest;
 pub mod audit;
 pub mod campaigns;
 pub mod dnc;
