@@ -173,38 +173,37 @@ pub async fn start(
         tracing::warn!("[streams] secret is not set: media streams are accepted without a token");
     }
     let routes = s.routes.clone();
-    // Flows are validated at config load; load each once and share it between calls.
-    let agent_flows: std::collections::HashMap<std::path::PathBuf, Arc<crate::agent::Flow>> = s
-        .routes
-        .iter()
-        .filter_map(|r| match &r.app {
-            App::Agent { flow, .. } => Some(flow),
-            _ => None,
-        })
-        .chain(s.stream_flow.as_ref())
-        .filter_map(|flow| {
-            crate::agent::Flow::load(flow)
-                .ok()
-                .map(|f| (flow.clone(), Arc::new(f)))
-        })
-        .collect();
-    let agent_services = (!agent_flows.is_empty()).then(crate::call::agent::AgentServices::start);
+    // Agent files are validated at config load; load each once and share it between calls.
+    let agent_files: std::collections::HashMap<std::path::PathBuf, Arc<crate::agent::AgentConfig>> =
+        s.routes
+            .iter()
+            .filter_map(|r| match &r.app {
+                App::Agent { flow, .. } => Some(flow),
+                _ => None,
+            })
+            .chain(s.stream_flow.as_ref())
+            .filter_map(|file| match crate::agent::AgentConfig::load(file) {
+                Ok(a) => Some((file.clone(), Arc::new(a))),
+                Err(e) => {
+                    tracing::error!(error = %e, "agent file failed to load");
+                    None
+                }
+            })
+            .collect();
+    let agent_services = (!agent_files.is_empty()).then(crate::call::agent::AgentServices::start);
     let stream_app: crate::leg::stream_server::StreamAppFactory = match (
-        s.stream_flow.as_ref().and_then(|f| agent_flows.get(f)),
+        s.stream_flow.as_ref().and_then(|f| agent_files.get(f)),
         &agent_services,
     ) {
-        (Some(flow), Some(services)) => {
-            let (flow, services) = (flow.clone(), services.clone());
+        (Some(agent), Some(services)) => {
+            let (agent, services) = (agent.clone(), services.clone());
             let barge_in = Duration::from_millis(s.stream_barge_in_ms.into());
             Arc::new(move |_rate| {
-                Box::new(
-                    call::agent::AgentApp::new(
-                        services.clone(),
-                        flow.clone(),
-                        std::collections::BTreeMap::new(),
-                    )
-                    .with_barge_in(barge_in),
-                )
+                call::agent_select::build_agent_app(services.clone(), &agent, barge_in)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot start the agent");
+                        Box::new(call::agent_select::FailedApp(e))
+                    })
             })
         }
         _ => Arc::new(|_rate| Box::new(call::echo::EchoApp)),
@@ -346,9 +345,9 @@ pub async fn start(
                 url: url.clone(),
                 reconnect_window: Duration::from_secs((*reconnect_window_s).into()),
             },
-            App::Agent { flow, barge_in_ms } => match agent_flows.get(flow) {
+            App::Agent { flow, barge_in_ms } => match agent_files.get(flow) {
                 Some(f) => AppChoice::Agent {
-                    flow: crate::call::agent::SharedFlow(f.clone()),
+                    agent: crate::call::agent_select::SharedAgent(f.clone()),
                     barge_in: Duration::from_millis((*barge_in_ms).into()),
                 },
                 None => AppChoice::Reject(500),

@@ -1,14 +1,18 @@
-//! The `agent` app, first cut of the turn engine (issue 4) on the embedded offline stages:
-//! energy VAD endpointing, PocketSphinx constrained to the flow state's phrases, flite
-//! speech, the scripted flow deciding what to say and which tools to call, and barge-in
-//! (the caller talking over the agent clears its queued speech).
+//! The `agent` app in the scripted mode: energy VAD endpointing, a recognizer (PocketSphinx
+//! constrained to the flow state's phrases, or the agent file's `[stt]` stage), the scripted
+//! flow deciding what to say and which tools to call, a voice (flite, or the `[tts]` stage),
+//! barge-in (the caller talking over the agent clears its queued speech) and one
+//! `turn latency` line per turn. The LLM mode is `agent_llm.rs`.
 //!
-//! Recognition and synthesis are slow next to a 20 ms tick, so they run on two service
-//! threads; the app only posts jobs and picks up results, never blocking the media thread.
+//! The embedded recognition and synthesis are slow next to a 20 ms tick, so they run on two
+//! service threads; the app only posts jobs and picks up results, never blocking the media
+//! thread. Configured stages are polled without blocking.
 
+use super::agent_pending::{PendingSpeech, PendingText, Polled};
 use crate::agent::EnergyVad;
 use crate::agent::flow::{Action, Flow, FlowSession};
-use crate::agent::stages::{Vad, VadEvent};
+use crate::agent::latency::TurnLatency;
+use crate::agent::stages::{Stt, SttSession, Tts, Vad, VadEvent};
 use crate::agent::stt_sphinx::{DEFAULT_MODEL_DIR, ExpectedPhrase, SphinxRecognizer};
 use crate::agent::tts_flite::{FliteTts, FliteVoice};
 use crate::leg::{AppIo, LegEvent, MediaApp};
@@ -16,7 +20,7 @@ use crate::media::playout::{Mark, MarkEvent};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 /// Speech shorter than this is not sent to the recognizer (clicks, breaths).
 const MIN_UTTERANCE_MS: usize = 200;
@@ -29,6 +33,8 @@ const NO_INPUT_MS: u64 = 8_000;
 const VAD_END_MS: u64 = 400;
 /// Audio kept from before the VAD's speech start (it decides after some speech).
 const PRE_ROLL_MS: usize = 300;
+/// Said with the embedded voice when a configured stage fails.
+const FALLBACK_LINE: &str = crate::agent::config::DEFAULT_FALLBACK_LINE;
 /// The mark put after the last words before a hang-up.
 const HANGUP_MARK: Mark = Mark(u64::MAX - 1);
 
@@ -46,18 +52,6 @@ struct TtsJob {
     rate: u32,
     reply: Sender<Vec<i16>>,
 }
-
-/// A flow loaded once and shared by every call routed to it (equal when it is the same load).
-#[derive(Debug, Clone)]
-pub struct SharedFlow(pub Arc<Flow>);
-
-impl PartialEq for SharedFlow {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for SharedFlow {}
 
 /// The recognizer and synthesizer threads shared by all agent calls.
 pub struct AgentServices {
@@ -77,6 +71,18 @@ impl AgentServices {
             .name("agent-tts".into())
             .spawn(move || run_tts(tts_rx));
         Arc::new(AgentServices { stt, tts })
+    }
+
+    /// Posts `text` to the embedded voice; the receiver yields its audio (empty on failure).
+    /// `None` when the synthesis queue is full.
+    pub fn synthesize(&self, text: &str, rate: u32) -> Option<Receiver<Vec<i16>>> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        let job = TtsJob {
+            text: text.to_owned(),
+            rate,
+            reply,
+        };
+        self.tts.try_send(job).ok().map(|()| rx)
     }
 }
 
@@ -154,9 +160,15 @@ pub struct AgentApp {
     in_speech: bool,
     speech_ticks: u64,
     /// Recognition in flight.
-    stt: Option<Receiver<(String, f32)>>,
+    stt: Option<PendingText>,
     /// Speech being synthesized, in the order it must be played.
-    tts: VecDeque<Receiver<Vec<i16>>>,
+    tts: VecDeque<PendingSpeech>,
+    /// The agent file's `[stt]` stage (default: PocketSphinx on the service thread), and its
+    /// session, kept open across utterances.
+    stt_stage: Option<Box<dyn Stt>>,
+    stt_session: Option<Box<dyn SttSession>>,
+    /// The agent file's `[tts]` stage (default: flite on the service thread).
+    tts_stage: Option<Box<dyn Tts>>,
     next_mark: u64,
     hangup_pending: bool,
     quiet_ticks: u64,
@@ -165,6 +177,8 @@ pub struct AgentApp {
     turn: Option<TurnTimes>,
     /// End of caller speech to the first reply frame on the wire, per turn (ms).
     pub turn_latencies_ms: Vec<u64>,
+    /// Turns timed so far.
+    turn_count: u32,
 }
 
 /// Timestamps of one turn, for its latency record.
@@ -193,12 +207,16 @@ impl AgentApp {
             speech_ticks: 0,
             stt: None,
             tts: VecDeque::new(),
+            stt_stage: None,
+            stt_session: None,
+            tts_stage: None,
             next_mark: 1,
             hangup_pending: false,
             quiet_ticks: 0,
             barge_in_ms: DEFAULT_BARGE_IN_MS,
             turn: None,
             turn_latencies_ms: Vec::new(),
+            turn_count: 0,
         }
     }
 
@@ -208,20 +226,68 @@ impl AgentApp {
         self
     }
 
+    /// Uses these stages instead of the embedded recognizer and voice (`None`: embedded).
+    pub fn with_stages(mut self, stt: Option<Box<dyn Stt>>, tts: Option<Box<dyn Tts>>) -> AgentApp {
+        self.stt_stage = stt;
+        self.tts_stage = tts;
+        self
+    }
+
+    /// Starts synthesizing one line, on the configured stage or the embedded voice.
+    fn synthesize(&mut self, text: &str, rate: u32) {
+        if let Some(stage) = self.tts_stage.as_mut() {
+            let started = stage.start(rate).and_then(|mut s| {
+                s.push_text(text)?;
+                s.finish()?;
+                Ok(s)
+            });
+            match started {
+                Ok(s) => return self.tts.push_back(PendingSpeech::Stage(s, Vec::new())),
+                Err(e) => {
+                    // The line must still be heard: the embedded voice says it instead.
+                    tracing::warn!(error = %e, "agent stage failed; using the embedded voice");
+                }
+            }
+        }
+        if let Some(rx) = self.services.synthesize(text, rate) {
+            self.tts.push_back(PendingSpeech::Service(rx));
+        }
+    }
+
+    /// Sends an ended utterance to the configured recognizer; false when it failed.
+    fn recognize_on_stage(&mut self, pcm: &[i16], rate: u32) -> bool {
+        let Some(stage) = self.stt_stage.as_mut() else {
+            return false;
+        };
+        if self.stt_session.is_none() {
+            match stage.start(rate, &self.expected) {
+                Ok(s) => self.stt_session = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "agent stage failed");
+                    return false;
+                }
+            }
+        }
+        let Some(s) = self.stt_session.as_mut() else {
+            return false;
+        };
+        s.set_expected_phrases(&self.expected);
+        match s.push_audio(pcm).and_then(|()| s.end_utterance()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "agent stage failed");
+                self.stt_session = None;
+                false
+            }
+        }
+    }
+
     fn act(&mut self, actions: Vec<Action>, io: &mut AppIo<'_>) {
         for a in actions {
             match a {
                 Action::Say(text) => {
                     tracing::info!(%text, "agent says");
-                    let (reply, rx) = std::sync::mpsc::channel();
-                    let job = TtsJob {
-                        text,
-                        rate: io.rate,
-                        reply,
-                    };
-                    if self.services.tts.try_send(job).is_ok() {
-                        self.tts.push_back(rx);
-                    }
+                    self.synthesize(&text, io.rate);
                 }
                 Action::Tool(call) => tracing::info!(tool = ?call, "agent tool call"),
                 Action::Hangup => self.hangup_pending = true,
@@ -232,18 +298,24 @@ impl AgentApp {
 
     /// Queues synthesized speech in order, and the hang-up mark after the last of it.
     fn play_ready_speech(&mut self, io: &mut AppIo<'_>) {
-        while let Some(rx) = self.tts.front() {
-            match rx.try_recv() {
-                Ok(pcm) => {
+        while let Some(line) = self.tts.front_mut() {
+            match line.poll() {
+                Polled::Ready(pcm) => {
                     self.tts.pop_front();
                     self.record_turn(io);
                     let mark = Mark(self.next_mark);
                     self.next_mark += 1;
                     let _ = io.play(&pcm, Some(mark));
                 }
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
+                Polled::Pending => return,
+                Polled::Failed(e) => {
                     self.tts.pop_front();
+                    if let Some(e) = e {
+                        tracing::warn!(error = %e, "agent stage failed");
+                        if let Some(rx) = self.services.synthesize(FALLBACK_LINE, io.rate) {
+                            self.tts.push_front(PendingSpeech::Service(rx));
+                        }
+                    }
                 }
             }
         }
@@ -253,28 +325,25 @@ impl AgentApp {
         }
     }
 
-    /// The first reply audio of a turn is queued now and leaves in this tick: log the
-    /// turn's latency. Caller speech ended `end_ms` of VAD hangover before the endpoint.
+    /// The first reply audio of a turn is queued now: log the turn's latency record (it
+    /// leaves after whatever was queued before it).
     fn record_turn(&mut self, io: &AppIo<'_>) {
         let Some(t) = self.turn.take() else {
             return;
         };
         let now = std::time::Instant::now();
-        let ms = |d: std::time::Duration| d.as_millis() as u64;
-        let stt_ms = t.recognized.map_or(0, |r| ms(r - t.endpoint));
-        let tts_ms = t.recognized.map_or(0, |r| ms(now - r));
-        let total = ms(now - t.endpoint) + VAD_END_MS;
-        // Queued behind earlier speech, the reply leaves later than this; say so.
         let queued_ms = io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1));
-        tracing::info!(
-            endpoint_ms = VAD_END_MS,
-            stt_ms,
-            tts_ms,
-            total_ms = total,
-            queued_ms,
-            "turn latency (end of caller speech to first reply frame)"
-        );
-        self.turn_latencies_ms.push(total);
+        let mut l = TurnLatency::new(t.endpoint, std::time::Duration::from_millis(VAD_END_MS));
+        if let Some(r) = t.recognized {
+            l.stt_final(r);
+        }
+        // The embedded voice answers whole lines: its first audio is the line's audio.
+        l.tts_first_audio(now);
+        l.first_frame_out(now + std::time::Duration::from_millis(queued_ms));
+        self.turn_count += 1;
+        l.log("scripted", self.turn_count);
+        self.turn_latencies_ms
+            .push(l.steps_ms()[4].unwrap_or_default());
     }
 
     fn listen(&mut self, io: &mut AppIo<'_>) {
@@ -292,7 +361,16 @@ impl AgentApp {
             Some(VadEvent::SpeechEnd) => {
                 self.in_speech = false;
                 let min = io.rate as usize * MIN_UTTERANCE_MS / 1000;
-                if self.utterance.len() >= min && self.stt.is_none() {
+                if self.utterance.len() >= min && self.stt.is_none() && self.stt_stage.is_some() {
+                    let pcm = std::mem::take(&mut self.utterance);
+                    if self.recognize_on_stage(&pcm, io.rate) {
+                        self.stt = Some(PendingText::Stage);
+                        self.turn = Some(TurnTimes {
+                            endpoint: std::time::Instant::now(),
+                            recognized: None,
+                        });
+                    }
+                } else if self.utterance.len() >= min && self.stt.is_none() {
                     let (reply, rx) = std::sync::mpsc::channel();
                     let job = SttJob {
                         posted: std::time::Instant::now(),
@@ -302,7 +380,7 @@ impl AgentApp {
                         reply,
                     };
                     if self.services.stt.try_send(job).is_ok() {
-                        self.stt = Some(rx);
+                        self.stt = Some(PendingText::Service(rx));
                         self.turn = Some(TurnTimes {
                             endpoint: std::time::Instant::now(),
                             recognized: None,
@@ -346,9 +424,9 @@ impl MediaApp for AgentApp {
             self.act(actions, io);
         }
         self.listen(io);
-        if let Some(rx) = &self.stt {
-            match rx.try_recv() {
-                Ok((text, confidence)) => {
+        if let Some(pending) = self.stt.as_mut() {
+            match pending.poll(self.stt_session.as_mut()) {
+                Polled::Ready((text, confidence)) => {
                     self.stt = None;
                     if let Some(t) = self.turn.as_mut() {
                         t.recognized = Some(std::time::Instant::now());
@@ -357,8 +435,16 @@ impl MediaApp for AgentApp {
                     let actions = self.flow.on_user_text(&text, confidence);
                     self.act(actions, io);
                 }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.stt = None,
+                Polled::Pending => {}
+                Polled::Failed(e) => {
+                    self.stt = None;
+                    if let Some(e) = e {
+                        // Say so, then the flow's no-input / reprompt logic takes over.
+                        tracing::warn!(error = %e, "agent stage failed");
+                        self.stt_session = None;
+                        self.synthesize(FALLBACK_LINE, io.rate);
+                    }
+                }
             }
         }
         self.play_ready_speech(io);

@@ -3,6 +3,9 @@
 //! up when the app is done or the media times out.
 
 pub mod agent;
+pub mod agent_llm;
+pub mod agent_pending;
+pub mod agent_select;
 pub mod cdr;
 pub mod echo;
 pub mod fork;
@@ -53,9 +56,9 @@ pub enum AppChoice {
         url: String,
         reconnect_window: Duration,
     },
-    /// Answer and run the scripted agent on this flow.
+    /// Answer and run the agent this file describes (scripted flow or LLM).
     Agent {
-        flow: agent::SharedFlow,
+        agent: agent_select::SharedAgent,
         barge_in: Duration,
     },
 }
@@ -494,20 +497,16 @@ impl CallSession {
                 };
                 Ok(Box::new(fork::ForkApp::new(cfg, rate)?))
             }
-            AppChoice::Agent { flow, barge_in } => {
+            AppChoice::Agent {
+                agent: config,
+                barge_in,
+            } => {
                 let services = self
                     .cfg
                     .agent_services
                     .clone()
                     .ok_or_else(|| "agent services are not running".to_string())?;
-                Ok(Box::new(
-                    agent::AgentApp::new(
-                        services,
-                        flow.0.clone(),
-                        std::collections::BTreeMap::new(),
-                    )
-                    .with_barge_in(*barge_in),
-                ))
+                agent_select::build_agent_app(services, &config.0, *barge_in)
             }
             _ => Ok(Box::new(echo::EchoApp)),
         }

@@ -274,10 +274,10 @@ pub enum App {
         /// How long to keep reconnecting after the socket drops before hanging up.
         reconnect_window_s: u32,
     },
-    /// Answer and let the scripted agent talk with the caller (embedded VAD, recognizer and
-    /// voice).
+    /// Answer and let the agent talk with the caller: a scripted flow or an LLM conversation,
+    /// as its agent file says (`docs/agent.md`).
     Agent {
-        /// The flow file (resolved against the config file's directory; validated at start).
+        /// The agent file (resolved against the config file's directory; validated at start).
         flow: PathBuf,
         /// Caller speech over the agent's audio for this long interrupts it (0: at once).
         barge_in_ms: u32,
@@ -726,7 +726,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
         None => None,
         Some(f) => {
             let path = base_dir.join(f);
-            if let Err(e) = crate::agent::Flow::load(&path) {
+            if let Err(e) = crate::agent::AgentConfig::load(&path) {
                 return Err(ctx.err("streams.flow", e.to_string()));
             }
             Some(path)
@@ -1285,7 +1285,7 @@ fn build_routes(
             "echo" => App::Echo,
             "agent" => {
                 let flow = base_dir.join(ctx.req_str(&key("flow"), r.flow.as_deref())?);
-                if let Err(e) = crate::agent::Flow::load(&flow) {
+                if let Err(e) = crate::agent::AgentConfig::load(&flow) {
                     return Err(ctx.err(&key("flow"), e.to_string()));
                 }
                 App::Agent {

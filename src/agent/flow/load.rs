@@ -31,6 +31,15 @@ struct RawFile {
     #[serde(default)]
     global: RawHandlers,
     states: BTreeMap<Spanned<String>, RawState>,
+    /// Pipeline stage tables of the agent file, validated by `agent::config`.
+    #[serde(default, rename = "stt")]
+    _stt: Option<toml::Value>,
+    /// See `_stt`.
+    #[serde(default, rename = "llm")]
+    _llm: Option<toml::Value>,
+    /// See `_stt`.
+    #[serde(default, rename = "tts")]
+    _tts: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]

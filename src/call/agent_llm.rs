@@ -1,0 +1,668 @@
+//! The `agent` app in the LLM mode: a thin driver around [`TurnEngine`]. On each 20 ms tick
+//! it runs the energy VAD (endpointing, barge-in), feeds ended utterances to the STT
+//! session, polls the STT, LLM and TTS sessions with a no-op waker (they are non-blocking),
+//! hands their events to the engine and carries out its actions on the playout queue.
+//!
+//! The fallback line is always said with the embedded voice (flite on the service thread),
+//! so a failing remote voice can still apologise; stage audio waits behind it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::agent::{AgentServices, DEFAULT_BARGE_IN_MS};
+use crate::agent::config::LlmMode;
+use crate::agent::latency::TurnLatency;
+use crate::agent::stages::{
+    Llm, LlmStream, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio, TtsSession, Vad, VadEvent,
+};
+use crate::agent::tools::ToolCall;
+use crate::agent::turns::{TurnAction, TurnEngine, TurnEvent};
+use crate::agent::{EnergyVad, StageKind};
+use crate::leg::{AppIo, LegEvent, MediaApp};
+use crate::media::playout::{Mark, MarkEvent};
+
+/// Speech shorter than this is not sent to the recognizer (clicks, breaths).
+const MIN_UTTERANCE_MS: usize = 200;
+/// Silence the energy VAD waits for before it ends an utterance.
+const VAD_END_MS: u64 = 400;
+/// Audio kept from before the VAD's speech start.
+const PRE_ROLL_MS: usize = 300;
+/// A completion or synthesis that yields nothing for this long has failed: the call must
+/// never go silent forever, whatever a provider does.
+const STALL_MS: u64 = 30_000;
+/// The mark queued after the last words before a hang-up.
+const HANGUP_MARK: Mark = Mark(u64::MAX - 1);
+
+/// One call's LLM agent.
+pub struct LlmAgentApp {
+    /// The embedded voice, for the fallback line (and the default synthesizer).
+    services: Arc<AgentServices>,
+    /// The conversation.
+    engine: TurnEngine,
+    /// Endpointing and barge-in.
+    vad: EnergyVad,
+    /// The recognizer and its open session.
+    stt: Box<dyn Stt>,
+    stt_session: Option<Box<dyn SttSession>>,
+    /// The chat model and its running completion.
+    llm: Box<dyn Llm>,
+    llm_stream: Option<Box<dyn LlmStream>>,
+    /// The synthesizer and its open session.
+    tts: Box<dyn Tts>,
+    tts_session: Option<Box<dyn TtsSession>>,
+    /// Fallback lines being synthesized, in order; stage audio waits behind them.
+    fallback: VecDeque<Receiver<Vec<i16>>>,
+    held: VecDeque<(Vec<i16>, Mark)>,
+    started: bool,
+    /// The caller's utterance, the pre-roll before it, and whether the VAD is in speech.
+    utterance: Vec<i16>,
+    pre_roll: VecDeque<i16>,
+    in_speech: bool,
+    speech_ticks: u64,
+    /// Whether this utterance already interrupted the agent.
+    barged: bool,
+    barge_in_ms: u64,
+    /// Ticks a running completion or synthesis has produced nothing.
+    stalled_ticks: u64,
+    /// The turn being timed, and how many turns there were.
+    latency: Option<TurnLatency>,
+    turns: u32,
+    /// The outcome to hang up with, once the engine decided.
+    hangup: Option<String>,
+    hangup_queued: bool,
+    /// Events produced while carrying out actions (a stage refusing to start).
+    pending: VecDeque<TurnEvent>,
+}
+
+impl LlmAgentApp {
+    /// An agent for `mode` on these stages; `tts` `None` uses the embedded voice.
+    pub fn new(
+        services: Arc<AgentServices>,
+        mode: LlmMode,
+        stt: Box<dyn Stt>,
+        llm: Box<dyn Llm>,
+        tts: Option<Box<dyn Tts>>,
+    ) -> Self {
+        let tts = tts.unwrap_or_else(|| Box::new(ServiceTts(services.clone())));
+        Self {
+            services,
+            engine: TurnEngine::new(mode, 1),
+            vad: EnergyVad::default(),
+            stt,
+            stt_session: None,
+            llm,
+            llm_stream: None,
+            tts,
+            tts_session: None,
+            fallback: VecDeque::new(),
+            held: VecDeque::new(),
+            started: false,
+            utterance: Vec::new(),
+            pre_roll: VecDeque::new(),
+            in_speech: false,
+            speech_ticks: 0,
+            barged: false,
+            barge_in_ms: DEFAULT_BARGE_IN_MS,
+            stalled_ticks: 0,
+            latency: None,
+            turns: 0,
+            hangup: None,
+            hangup_queued: false,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// How long the caller must talk over the agent to interrupt it (0: at speech start).
+    pub fn with_barge_in(mut self, min: Duration) -> Self {
+        self.barge_in_ms = min.as_millis() as u64;
+        self
+    }
+
+    fn feed(&mut self, event: TurnEvent, io: &mut AppIo<'_>) {
+        self.pending.push_back(event);
+        while let Some(e) = self.pending.pop_front() {
+            let actions = self.engine.handle(e);
+            for a in actions {
+                self.act(a, io);
+            }
+        }
+    }
+
+    fn act(&mut self, action: TurnAction, io: &mut AppIo<'_>) {
+        match action {
+            TurnAction::StartLlm(request) => {
+                if let Some(mut s) = self.llm_stream.take() {
+                    s.cancel();
+                }
+                self.stalled_ticks = 0;
+                match self.llm.start(&request) {
+                    Ok(s) => self.llm_stream = Some(s),
+                    Err(error) => self.pending.push_back(TurnEvent::Failed {
+                        stage: StageKind::Llm,
+                        error,
+                    }),
+                }
+            }
+            TurnAction::CancelLlm => {
+                if let Some(mut s) = self.llm_stream.take() {
+                    s.cancel();
+                }
+            }
+            TurnAction::StartTts => {
+                if let Some(mut s) = self.tts_session.take() {
+                    s.cancel();
+                }
+                match self.tts.start(io.rate) {
+                    Ok(s) => self.tts_session = Some(s),
+                    Err(error) => self.fail(StageKind::Tts, error),
+                }
+            }
+            TurnAction::PushTts(text) => {
+                tracing::info!(text = %text.trim(), "agent says");
+                if let Some(Err(error)) = self.tts_session.as_mut().map(|s| s.push_text(&text)) {
+                    self.fail(StageKind::Tts, error);
+                }
+            }
+            TurnAction::FinishTts => {
+                if let Some(Err(error)) = self.tts_session.as_mut().map(|s| s.finish()) {
+                    self.fail(StageKind::Tts, error);
+                }
+            }
+            TurnAction::CancelTts => {
+                if let Some(mut s) = self.tts_session.take() {
+                    s.cancel();
+                }
+            }
+            TurnAction::Play { samples, mark } => {
+                if self.fallback.is_empty() {
+                    self.play(&samples, mark, io);
+                } else {
+                    self.held.push_back((samples, mark));
+                }
+            }
+            TurnAction::SayFallback(text) => {
+                tracing::info!(%text, "agent says (fallback)");
+                if let Some(rx) = self.services.synthesize(&text, io.rate) {
+                    self.fallback.push_back(rx);
+                }
+            }
+            TurnAction::Tool(call) => {
+                tracing::info!(tool = ?call, "agent tool call");
+                if let ToolCall::SendDtmf { digits } = &call {
+                    io.send_dtmf(digits);
+                }
+            }
+            TurnAction::Hangup { outcome } => {
+                tracing::info!(%outcome, "agent ending the call");
+                self.hangup = Some(outcome);
+            }
+        }
+    }
+
+    fn fail(&mut self, stage: StageKind, error: StageError) {
+        self.pending.push_back(TurnEvent::Failed { stage, error });
+    }
+
+    /// Queues reply audio; the first of a turn closes its latency record.
+    fn play(&mut self, samples: &[i16], mark: Mark, io: &mut AppIo<'_>) {
+        let queued =
+            Duration::from_millis(io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1)));
+        let _ = io.play(samples, Some(mark));
+        if let Some(mut l) = self.latency.take() {
+            l.first_frame_out(Instant::now() + queued);
+            l.log("llm", self.turns);
+        }
+    }
+
+    fn listen(&mut self, io: &mut AppIo<'_>) {
+        let Some(frame) = io.caller else {
+            return;
+        };
+        let event = self.vad.push(frame, io.rate).ok().and_then(|f| f.event);
+        match event {
+            Some(VadEvent::SpeechStart) => {
+                self.in_speech = true;
+                self.speech_ticks = 0;
+                self.barged = false;
+                self.utterance.clear();
+                self.utterance.extend(self.pre_roll.drain(..));
+            }
+            Some(VadEvent::SpeechEnd) => {
+                self.in_speech = false;
+                let min = io.rate as usize * MIN_UTTERANCE_MS / 1000;
+                let pcm = std::mem::take(&mut self.utterance);
+                if pcm.len() >= min && self.engine.ending().is_none() {
+                    self.end_utterance(&pcm, io);
+                }
+            }
+            None => {}
+        }
+        if self.in_speech {
+            self.utterance.extend_from_slice(frame);
+            self.speech_ticks += 1;
+            let agent_talking = io.queued_samples() > 0 || self.engine.is_busy();
+            if !self.barged
+                && self.speech_ticks * 20 >= self.barge_in_ms
+                && agent_talking
+                && self.engine.ending().is_none()
+            {
+                self.barged = true;
+                let report = io.clear();
+                self.held.clear();
+                self.fallback.clear();
+                tracing::info!(heard_up_to = ?report.last_played, "barge-in: agent speech cleared");
+                self.feed(
+                    TurnEvent::BargeIn {
+                        last_played: report.last_played,
+                    },
+                    io,
+                );
+            }
+        } else {
+            self.pre_roll.extend(frame.iter().copied());
+            let keep = io.rate as usize * PRE_ROLL_MS / 1000;
+            if self.pre_roll.len() > keep {
+                let excess = self.pre_roll.len() - keep;
+                self.pre_roll.drain(..excess);
+            }
+        }
+    }
+
+    /// The endpoint is decided: the utterance goes to the recognizer.
+    fn end_utterance(&mut self, pcm: &[i16], io: &mut AppIo<'_>) {
+        if self.stt_session.is_none() {
+            match self.stt.start(io.rate, &[]) {
+                Ok(s) => self.stt_session = Some(s),
+                Err(error) => return self.feed(fail(StageKind::Stt, error), io),
+            }
+        }
+        let Some(session) = self.stt_session.as_mut() else {
+            return;
+        };
+        let sent = session
+            .push_audio(pcm)
+            .and_then(|()| session.end_utterance());
+        match sent {
+            Ok(()) => {
+                self.turns += 1;
+                self.latency = Some(TurnLatency::new(
+                    Instant::now(),
+                    Duration::from_millis(VAD_END_MS),
+                ));
+            }
+            Err(error) => {
+                self.stt_session = None;
+                self.feed(fail(StageKind::Stt, error), io);
+            }
+        }
+    }
+
+    /// Drains every stage's ready output into the engine.
+    fn poll_stages(&mut self, io: &mut AppIo<'_>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Some(s) = self.stt_session.as_mut() {
+            match s.poll_event(&mut cx) {
+                Poll::Ready(Some(Ok(SttEvent::Final {
+                    text, confidence, ..
+                }))) => {
+                    if let Some(l) = self.latency.as_mut() {
+                        l.stt_final(Instant::now());
+                    }
+                    tracing::info!(%text, confidence, "caller said");
+                    self.feed(TurnEvent::UserText(text), io);
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(error))) => {
+                    self.stt_session = None;
+                    self.feed(fail(StageKind::Stt, error), io);
+                }
+                Poll::Ready(None) => self.stt_session = None,
+                Poll::Pending => break,
+            }
+        }
+        let mut progressed = false;
+        while let Some(s) = self.llm_stream.as_mut() {
+            match s.poll_delta(&mut cx) {
+                Poll::Ready(Some(Ok(delta))) => {
+                    progressed = true;
+                    if let Some(l) = self.latency.as_mut() {
+                        l.llm_first_token(Instant::now());
+                    }
+                    self.feed(TurnEvent::Llm(delta), io);
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.llm_stream = None;
+                    self.feed(fail(StageKind::Llm, error), io);
+                }
+                Poll::Ready(None) => {
+                    self.llm_stream = None;
+                    self.feed(TurnEvent::LlmEnded, io);
+                }
+                Poll::Pending => break,
+            }
+        }
+        while let Some(s) = self.tts_session.as_mut() {
+            match s.poll_audio(&mut cx) {
+                Poll::Ready(Some(Ok(audio))) => {
+                    progressed = true;
+                    if let Some(l) = self.latency.as_mut() {
+                        l.tts_first_audio(Instant::now());
+                    }
+                    self.feed(TurnEvent::TtsAudio(audio), io);
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.tts_session = None;
+                    self.feed(fail(StageKind::Tts, error), io);
+                }
+                Poll::Ready(None) => {
+                    self.tts_session = None;
+                    self.feed(TurnEvent::TtsEnded, io);
+                }
+                Poll::Pending => break,
+            }
+        }
+        let waiting = self.llm_stream.is_some() || self.tts_session.is_some();
+        self.stalled_ticks = if waiting && !progressed {
+            self.stalled_ticks + 1
+        } else {
+            0
+        };
+        if self.stalled_ticks * 20 >= STALL_MS {
+            self.stalled_ticks = 0;
+            let stage = if self.llm_stream.is_some() {
+                StageKind::Llm
+            } else {
+                StageKind::Tts
+            };
+            let error = StageError::Provider {
+                stage: stage.to_string(),
+                reason: format!("no output for {} s", STALL_MS / 1000),
+            };
+            self.feed(fail(stage, error), io);
+        }
+    }
+
+    /// Plays finished fallback lines, then the stage audio held behind them, then the
+    /// hang-up mark once everything is queued.
+    fn drain_fallback(&mut self, io: &mut AppIo<'_>) {
+        while let Some(rx) = self.fallback.front() {
+            match rx.try_recv() {
+                Ok(pcm) => {
+                    self.fallback.pop_front();
+                    let _ = io.play(&pcm, None);
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.fallback.pop_front();
+                }
+            }
+        }
+        while let Some((samples, mark)) = self.held.pop_front() {
+            self.play(&samples, mark, io);
+        }
+        if self.hangup.is_some() && !self.hangup_queued {
+            self.hangup_queued = true;
+            let _ = io.play(&[], Some(HANGUP_MARK));
+        }
+    }
+}
+
+fn fail(stage: StageKind, error: StageError) -> TurnEvent {
+    TurnEvent::Failed { stage, error }
+}
+
+impl MediaApp for LlmAgentApp {
+    fn on_tick(&mut self, io: &mut AppIo<'_>) {
+        if !self.started {
+            self.started = true;
+            self.feed(TurnEvent::Start, io);
+        }
+        self.listen(io);
+        self.poll_stages(io);
+        self.drain_fallback(io);
+    }
+
+    fn on_event(&mut self, event: &LegEvent, io: &mut AppIo<'_>) {
+        match event {
+            LegEvent::Dtmf { digit, .. } => self.feed(TurnEvent::Dtmf(*digit), io),
+            LegEvent::Mark(MarkEvent::Played(HANGUP_MARK)) => {
+                let outcome = self.hangup.as_deref().unwrap_or("completed");
+                io.finish(format!("agent hung up (outcome {outcome})"));
+            }
+            LegEvent::Mark(MarkEvent::Played(m)) => self.feed(TurnEvent::MarkPlayed(*m), io),
+            _ => {}
+        }
+    }
+}
+
+/// The embedded voice as a [`Tts`] stage: each pushed sentence is synthesized by flite on
+/// the shared service thread.
+struct ServiceTts(Arc<AgentServices>);
+
+impl Tts for ServiceTts {
+    fn start(&mut self, rate: u32) -> Result<Box<dyn TtsSession>, StageError> {
+        Ok(Box::new(ServiceTtsSession {
+            services: self.0.clone(),
+            rate,
+            jobs: VecDeque::new(),
+            pushed: 0,
+            finished: false,
+        }))
+    }
+}
+
+/// One reply on the embedded voice.
+struct ServiceTtsSession {
+    services: Arc<AgentServices>,
+    rate: u32,
+    /// Sentences being synthesized, with the pushed-text bytes each completes.
+    jobs: VecDeque<(Receiver<Vec<i16>>, usize)>,
+    pushed: usize,
+    finished: bool,
+}
+
+impl TtsSession for ServiceTtsSession {
+    fn push_text(&mut self, text: &str) -> Result<(), StageError> {
+        let closed = || StageError::Closed {
+            stage: "tts flite".into(),
+        };
+        if self.finished {
+            return Err(closed());
+        }
+        self.pushed += text.len();
+        let rx = self
+            .services
+            .synthesize(text, self.rate)
+            .ok_or_else(|| StageError::Provider {
+                stage: "tts flite".into(),
+                reason: "the synthesis queue is full".into(),
+            })?;
+        self.jobs.push_back((rx, self.pushed));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), StageError> {
+        self.finished = true;
+        Ok(())
+    }
+
+    fn cancel(&mut self) {
+        self.jobs.clear();
+        self.finished = true;
+    }
+
+    fn poll_audio(&mut self, _cx: &mut Context<'_>) -> Poll<Option<Result<TtsAudio, StageError>>> {
+        let Some((rx, done)) = self.jobs.front() else {
+            return if self.finished {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            };
+        };
+        let done = *done;
+        match rx.try_recv() {
+            Ok(samples) => {
+                self.jobs.pop_front();
+                Poll::Ready(Some(Ok(TtsAudio {
+                    samples,
+                    text_done: Some(done),
+                })))
+            }
+            Err(TryRecvError::Empty) => Poll::Pending,
+            Err(TryRecvError::Disconnected) => {
+                self.jobs.clear();
+                Poll::Ready(Some(Err(StageError::Provider {
+                    stage: "tts flite".into(),
+                    reason: "the embedded voice stopped".into(),
+                })))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{ScriptedLlm, ScriptedReply, ScriptedStt, StageConfig, StageRegistry};
+    use crate::leg::harness::AppHarness;
+
+    const RATE: u32 = 8000;
+
+    fn mode(greeting: &str) -> LlmMode {
+        LlmMode {
+            llm: StageConfig::named("scripted"),
+            system_prompt: "Be brief.".into(),
+            greeting: Some(greeting.into()),
+            tools: vec!["end_call", "set_outcome"],
+            fallback_line: "Sorry, one moment.".into(),
+            max_tool_rounds: 4,
+        }
+    }
+
+    fn silence_tts(ms_per_char: i64) -> Box<dyn Tts> {
+        let mut c = StageConfig::named("silence");
+        c.params.insert("ms_per_char".into(), ms_per_char.into());
+        StageRegistry::with_builtins()
+            .build_tts(&c, &|_| None)
+            .unwrap()
+    }
+
+    fn goodbye() -> Box<dyn Llm> {
+        Box::new(ScriptedLlm::new([ScriptedReply {
+            text: "Sure. You're booked. Goodbye!".into(),
+            tools: vec![
+                ("set_outcome".into(), "{\"disposition\":\"booked\"}".into()),
+                ("end_call".into(), "{}".into()),
+            ],
+        }]))
+    }
+
+    /// Loud 20 ms frames while `talking(tick)`, silence otherwise.
+    fn caller(tick: u64, talking: impl Fn(u64) -> bool) -> Vec<i16> {
+        (0..RATE as usize / 50)
+            .map(|i| {
+                if talking(tick) {
+                    ((i as f32 * 0.3).sin() * 8000.0) as i16
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the app tick by tick until it hangs up; returns the reason and the tick.
+    fn run(
+        app: &mut LlmAgentApp,
+        talking: impl Fn(u64) -> bool,
+        wall_clock: bool,
+    ) -> (String, u64) {
+        let mut h = AppHarness::new(RATE);
+        for t in 0..3000 {
+            if let Some(reason) = h.tick(Some(&caller(t, &talking)), app) {
+                return (reason, t);
+            }
+            if wall_clock {
+                // The embedded voice runs on a real thread.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        panic!(
+            "the agent never hung up; history: {:?}",
+            app.engine.history()
+        );
+    }
+
+    #[test]
+    fn a_turn_runs_from_speech_to_hang_up_with_the_outcome() {
+        let stt = Box::new(ScriptedStt::new(["book me for friday".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt,
+            goodbye(),
+            Some(silence_tts(10)),
+        );
+        // The caller talks from 0.4 s to 1 s.
+        let (reason, tick) = run(&mut app, |t| (20..50).contains(&t), false);
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let h = app.engine.history();
+        assert_eq!(h[2].content, "book me for friday");
+        assert_eq!(h[3].content, "Sure. You're booked. Goodbye!");
+        // Endpoint 400 ms after 1 s, then ~29 chars * 10 ms of speech, then the hang-up mark.
+        assert!((70..=110).contains(&tick), "hung up at tick {tick}");
+    }
+
+    #[test]
+    fn barge_in_cuts_the_greeting_to_what_was_heard() {
+        let stt = Box::new(ScriptedStt::new(["stop".to_owned()], 0.9));
+        let greeting = "Hello there. This is a very long greeting that goes on and on.";
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(greeting),
+            stt,
+            goodbye(),
+            Some(silence_tts(60)),
+        )
+        .with_barge_in(Duration::ZERO);
+        // The greeting lasts ~3.8 s; the caller talks over it from 1 s.
+        let (reason, _) = run(&mut app, |t| (50..80).contains(&t), false);
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let heard = &app.engine.history()[1].content;
+        assert!(
+            heard.len() < greeting.len() && greeting.starts_with(heard.as_str()),
+            "greeting kept as {heard:?}"
+        );
+    }
+
+    struct FailingLlm;
+
+    impl Llm for FailingLlm {
+        fn start(
+            &mut self,
+            _request: &crate::agent::stages::ChatRequest,
+        ) -> Result<Box<dyn LlmStream>, StageError> {
+            Err(StageError::Provider {
+                stage: "llm test".into(),
+                reason: "HTTP 500".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_failing_model_gets_the_fallback_line_then_ends_with_agent_error() {
+        let stt = Box::new(ScriptedStt::new(["hello?".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hi."),
+            stt,
+            Box::new(FailingLlm),
+            Some(silence_tts(10)),
+        );
+        let (reason, _) = run(&mut app, |t| (20..50).contains(&t), true);
+        assert_eq!(reason, "agent hung up (outcome agent_error)");
+        assert!(app.fallback.is_empty() && app.held.is_empty());
+    }
+}
