@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::CallRecord;
 use crate::media::storage::RecordingStorage;
 use crate::store::calls::{CallRecordRow, Direction, RecordingRow};
+use crate::store::events::EventType;
 use crate::store::{AccountId, Store};
 
 /// Starts the writer; returns the sender the call layer reports finished calls on. Each record
@@ -26,9 +27,18 @@ pub fn spawn_writer(
     let (tx, mut rx) = mpsc::unbounded_channel::<CallRecord>();
     tokio::spawn(async move {
         while let Some(record) = rx.recv().await {
-            match store.insert_call(&account, &row(&record)).await {
+            let cdr = row(&record);
+            match store.insert_call(&account, &cdr).await {
                 Ok(id) => {
                     tracing::info!(call = %record.call, cdr = %id, "call record stored");
+                    let mut payload = serde_json::to_value(&cdr).unwrap_or_default();
+                    payload["id"] = json!(id);
+                    if let Err(e) = store
+                        .emit_event(&account, EventType::CallEnded, Some(&id), None, payload)
+                        .await
+                    {
+                        tracing::error!(call = %record.call, error = %e, "call.ended event not stored");
+                    }
                     if let Some(key) = record.media.as_ref().and_then(|m| m.recording.clone()) {
                         store_recording(&store, &account, &recordings, &id, &key, &key_id, &record)
                             .await;
@@ -134,7 +144,23 @@ async fn store_recording(
         key_id: key_id.clone().unwrap_or_default(),
         created_at: record.end_at_ms,
     };
-    if let Err(e) = store.insert_recording(account, &row).await {
-        tracing::error!(call = %record.call, error = %e, "recording not indexed");
+    match store.insert_recording(account, &row).await {
+        Ok(rec_id) => {
+            let payload = json!({"call_id": call_id, "recording_id": rec_id,
+                                 "duration_ms": row.duration_ms, "format": row.format});
+            if let Err(e) = store
+                .emit_event(
+                    account,
+                    EventType::RecordingReady,
+                    Some(call_id),
+                    None,
+                    payload,
+                )
+                .await
+            {
+                tracing::error!(call = %record.call, error = %e, "recording.ready event not stored");
+            }
+        }
+        Err(e) => tracing::error!(call = %record.call, error = %e, "recording not indexed"),
     }
 }
