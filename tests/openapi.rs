@@ -73,6 +73,7 @@ fn every_operation_has_a_tag_a_success_and_the_error_body() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for m in METHODS {
             let Some(op) = item.get(m) else { continue };
@@ -89,6 +90,20 @@ fn every_operation_has_a_tag_a_success_and_the_error_body() {
                     "{at}: {status}"
                 );
             }
+            for (status, r) in responses {
+                if (status.starts_with('4') || status.starts_with('5')) && r.get("$ref").is_none() {
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{at}: {status} has the error body"
+                    );
+                }
+            }
+            let id = op["operationId"].as_str().expect("operationId").to_owned();
+            assert!(
+                ids.insert(id.clone()),
+                "{at}: operationId {id} is not unique"
+            );
             if path.contains("{id}") {
                 let params = op["parameters"].as_array().expect("parameters");
                 assert!(
@@ -145,6 +160,12 @@ fn list_routes_document_paging() {
     assert!(page["data"].is_object() && page["next_cursor"].is_object());
     let import = &doc["paths"]["/v1/leads/import"]["post"];
     assert!(import["requestBody"]["content"]["text/csv"].is_object());
+    let audio = &doc["paths"]["/v1/recordings/{id}/audio"]["get"]["responses"]["200"];
+    assert_eq!(
+        audio["content"]["audio/wav"]["schema"]["$ref"],
+        "#/components/schemas/Binary"
+    );
+    assert_eq!(doc["components"]["schemas"]["Binary"]["format"], "binary");
 }
 
 #[tokio::test]

@@ -85,7 +85,7 @@ pub async fn get_recording(
 
 /// Streams the decrypted audio: every chunk is authenticated before it is sent, and a
 /// tampered or truncated file ends the stream with an error rather than sending bad audio.
-#[utoipa::path(get, path = "/v1/recordings/{id}/audio", tag = "recordings", params(("id" = String, Path)), responses((status = 200, description = "The decrypted audio", content((Vec<u8> = "audio/wav"), (Vec<u8> = "audio/ogg"))), (status = 404, description = "Not in this account")))]
+#[utoipa::path(get, path = "/v1/recordings/{id}/audio", tag = "recordings", params(("id" = String, Path)), responses((status = 200, description = "The decrypted audio", content((super::openapi::Binary = "audio/wav"), (super::openapi::Binary = "audio/ogg"))), (status = 404, description = "Not in this account")))]
 pub async fn recording_audio(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::{Map, Value};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
@@ -375,7 +375,13 @@ pages! {
     EventPage => EventView,
 }
 
-/// Adds the bearer scheme and the shared error responses (401, 403 and any other error).
+/// Raw bytes (audio, zip).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(Vec<u8>);
+
+/// Adds the bearer scheme and the shared error responses (401, 403 and any other error), gives
+/// every error response the error body, and makes operation ids unique (`<tag>_<handler>`).
 struct Common;
 
 impl Modify for Common {
@@ -385,6 +391,11 @@ impl Modify for Common {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        let body = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
         components.responses.insert(
             "Error".to_owned(),
             RefOr::T(
@@ -392,12 +403,7 @@ impl Modify for Common {
                     .description(
                         "The error body: `{\"error\": {\"code\", \"message\", \"field\"}}`",
                     )
-                    .content(
-                        "application/json",
-                        utoipa::openapi::ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
+                    .content("application/json", body())
                     .build(),
             ),
         );
@@ -411,6 +417,20 @@ impl Modify for Common {
                 &mut item.delete,
             ];
             for op in ops.into_iter().flatten() {
+                if let (Some(tag), Some(id)) = (
+                    op.tags.as_ref().and_then(|t| t.first()),
+                    op.operation_id.as_mut(),
+                ) {
+                    *id = format!("{tag}_{id}");
+                }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    if let RefOr::T(r) = response
+                        && (status.starts_with('4') || status.starts_with('5'))
+                        && r.content.is_empty()
+                    {
+                        r.content.insert("application/json".to_owned(), body());
+                    }
+                }
                 for status in ["401", "403", "default"] {
                     op.responses
                         .responses

@@ -60,7 +60,7 @@ impl From<PrivacyError> for ApiError {
 }
 
 /// `POST /v1/privacy/export`: the subject's data as an `application/zip` download.
-#[utoipa::path(post, path = "/v1/privacy/export", tag = "privacy", request_body = SubjectBody, responses((status = 200, description = "The zip", body = Vec<u8>, content_type = "application/zip"), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
+#[utoipa::path(post, path = "/v1/privacy/export", tag = "privacy", request_body = SubjectBody, responses((status = 200, description = "The zip", body = super::openapi::Binary, content_type = "application/zip"), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn export(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
