@@ -1,9 +1,10 @@
 //! The control-plane REST API (`/v1/...`): authenticated, scoped to the caller's account,
 //! audited, with cursor pagination and one error body.
 //!
-//! Every route but `/health` and `/v1/openapi.json` goes through [`auth::require_key`], which resolves the bearer key
-//! to its account and scope and writes the audit log for mutating calls. Handlers only ever pass
-//! that account to the store, so another tenant's row is simply not found.
+//! Every route but `/health` and `/v1/openapi.json` goes through [`auth::require_key`], which
+//! resolves the bearer key to its account and scope and writes the audit log for mutating calls.
+//! Handlers only ever pass that account to the store, so another tenant's row is simply not
+//! found.
 
 mod account;
 mod agents;
