@@ -35,7 +35,7 @@ fn view(l: &Lead) -> Value {
 }
 
 /// A lead as a client writes it (every field optional for PATCH).
-#[derive(Deserialize, Default)]
+#[derive(utoipa::ToSchema, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LeadBody {
     campaign_id: Option<String>,
@@ -168,6 +168,7 @@ fn campaign_error(e: StoreError) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/leads", tag = "leads", request_body = LeadBody, responses((status = 201, body = super::openapi::LeadView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -184,6 +185,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&lead))))
 }
 
+#[utoipa::path(get, path = "/v1/leads", tag = "leads", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::LeadPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -196,6 +198,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|l| view(&l)))))
 }
 
+#[utoipa::path(get, path = "/v1/leads/{id}", tag = "leads", params(("id" = String, Path)), responses((status = 200, body = super::openapi::LeadView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -205,6 +208,7 @@ pub async fn get_one(
 }
 
 /// Corrects a lead (data-subject correction): only the given fields change.
+#[utoipa::path(patch, path = "/v1/leads/{id}", tag = "leads", params(("id" = String, Path)), request_body = LeadBody, responses((status = 200, body = super::openapi::LeadView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn patch(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -219,6 +223,7 @@ pub async fn patch(
     )))
 }
 
+#[utoipa::path(delete, path = "/v1/leads/{id}", tag = "leads", params(("id" = String, Path)), responses((status = 204, description = "Deleted"), (status = 404, description = "Not in this account")))]
 pub async fn delete(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -228,6 +233,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/leads/{id}/consent", tag = "leads", params(("id" = String, Path)), responses((status = 200, body = super::openapi::ConsentHistory), (status = 404, description = "Not in this account")))]
 pub async fn consent(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -257,6 +263,7 @@ fn row_errors(errors: &[RowError]) -> Vec<Value> {
 /// The query names the CSV header of each field (see docs/leads.md); the body is streamed, rows
 /// are inserted in batches, and the answer counts imported / skipped / failed rows and lists
 /// each failure by line and column.
+#[utoipa::path(post, path = "/v1/leads/import", tag = "leads", params(super::openapi::LeadImportQuery), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = super::openapi::LeadImportReport), (status = 422, description = "Invalid field")))]
 pub async fn import(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
