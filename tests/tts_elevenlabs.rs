@@ -21,7 +21,10 @@
 //! ends in the audio is known exactly. The behaviour is chosen by the voice id.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+mod tts_common;
+
+use tts_common::{drain, frequency, next, session_from, stall_line};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,7 +38,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use leadscaller::agent::StageConfig;
 use leadscaller::agent::StageRegistry;
-use leadscaller::agent::stages::{StageError, TtsAudio, TtsSession};
+use leadscaller::agent::stages::TtsSession;
 use leadscaller::codec::g711;
 
 const KEY: &str = "xi-test-key-0123456789";
@@ -233,57 +236,16 @@ async fn serve(mock: Arc<Mock>) -> String {
 }
 
 fn session_for(base: &str, key: &str, extra: &str, rate: u32) -> Box<dyn TtsSession> {
-    // Tight stall limit only where a test wants one: a loaded machine may pause a while.
-    let stall = if extra.contains("stall_timeout_ms") {
-        ""
-    } else {
-        "stall_timeout_ms = 2000\n"
-    };
-    let cfg: StageConfig = toml::from_str(&format!(
-        "name = 'elevenlabs'\nbase_url = '{base}'\napi_key_env = 'XI_KEY_FOR_TEST'\n\
-         {stall}{extra}"
-    ))
-    .unwrap();
-    let key = key.to_owned();
-    let env = move |name: &str| (name == "XI_KEY_FOR_TEST").then(|| key.clone());
-    let mut stage = StageRegistry::with_builtins()
-        .build_tts(&cfg, &env)
-        .unwrap();
-    stage.start(rate).unwrap()
-}
-
-async fn next(s: &mut Box<dyn TtsSession>) -> Option<Result<TtsAudio, StageError>> {
-    tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| s.poll_audio(cx)))
-        .await
-        .expect("the session went quiet")
-}
-
-async fn drain(s: &mut Box<dyn TtsSession>) -> (Vec<TtsAudio>, Option<StageError>) {
-    let mut frames = Vec::new();
-    while let Some(r) = next(s).await {
-        match r {
-            Ok(f) => frames.push(f),
-            Err(e) => {
-                assert!(next(s).await.is_none(), "more after an error");
-                return (frames, Some(e));
-            }
-        }
-    }
-    (frames, None)
-}
-
-fn frequency(x: &[i16], rate: u32) -> f64 {
-    let crossings: Vec<f64> = x
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
-        .map(|(i, w)| {
-            let (a, b) = (f64::from(w[0]), f64::from(w[1]));
-            i as f64 + a / (a - b)
-        })
-        .collect();
-    let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
-    (crossings.len() - 1) as f64 * f64::from(rate) / (last - first)
+    let stall = stall_line(extra);
+    session_from(
+        &format!(
+            "name = 'elevenlabs'\nbase_url = '{base}'\napi_key_env = 'XI_KEY_FOR_TEST'\n\
+             {stall}{extra}"
+        ),
+        "XI_KEY_FOR_TEST",
+        key,
+        rate,
+    )
 }
 
 #[tokio::test]

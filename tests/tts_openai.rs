@@ -20,7 +20,10 @@
 //! `once429` (429 on the first attempt only), `fail500`, `html502`, `cut` (close the
 //! connection mid-stream), `stall` (stop sending mid-stream), `slow` (stream over ~0.6 s).
 
-use std::future::poll_fn;
+mod tts_common;
+
+use tts_common::{drain, frequency, next, samples, session_from, stall_line};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +37,7 @@ use axum::routing::post;
 use futures_util::StreamExt;
 use leadscaller::agent::StageConfig;
 use leadscaller::agent::StageRegistry;
-use leadscaller::agent::stages::{StageError, TtsAudio, TtsSession};
+use leadscaller::agent::stages::TtsSession;
 
 const KEY: &str = "sk-test-0123456789abcdef";
 const RATE: f64 = 24_000.0;
@@ -240,66 +243,16 @@ async fn serve(mock: Arc<Mock>) -> String {
 }
 
 fn session(base_url: &str, key: &str, extra: &str, rate: u32) -> Box<dyn TtsSession> {
-    // Tight stall limit only where a test wants one: a loaded machine may pause a while.
-    let stall = if extra.contains("stall_timeout_ms") {
-        ""
-    } else {
-        "stall_timeout_ms = 2000\n"
-    };
-    let cfg: StageConfig = toml::from_str(&format!(
-        "name = 'openai'\nbase_url = '{base_url}'\napi_key_env = 'OPENAI_KEY_FOR_TEST'\n\
-         {stall}first_byte_timeout_ms = 2000\n{extra}"
-    ))
-    .unwrap();
-    let key = key.to_owned();
-    let env = move |name: &str| (name == "OPENAI_KEY_FOR_TEST").then(|| key.clone());
-    let mut stage = StageRegistry::with_builtins()
-        .build_tts(&cfg, &env)
-        .unwrap();
-    stage.start(rate).unwrap()
-}
-
-async fn next(s: &mut Box<dyn TtsSession>) -> Option<Result<TtsAudio, StageError>> {
-    tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| s.poll_audio(cx)))
-        .await
-        .expect("the session went quiet")
-}
-
-/// Every frame until the end, or the error that ended it.
-async fn drain(s: &mut Box<dyn TtsSession>) -> (Vec<TtsAudio>, Option<StageError>) {
-    let mut frames = Vec::new();
-    while let Some(r) = next(s).await {
-        match r {
-            Ok(f) => frames.push(f),
-            Err(e) => {
-                assert!(next(s).await.is_none(), "more after an error");
-                return (frames, Some(e));
-            }
-        }
-    }
-    (frames, None)
-}
-
-fn samples(frames: &[TtsAudio]) -> Vec<i16> {
-    frames
-        .iter()
-        .flat_map(|f| f.samples.iter().copied())
-        .collect()
-}
-
-/// Frequency from the rising zero crossings, interpolated between samples.
-fn frequency(x: &[i16], rate: u32) -> f64 {
-    let crossings: Vec<f64> = x
-        .windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
-        .map(|(i, w)| {
-            let (a, b) = (f64::from(w[0]), f64::from(w[1]));
-            i as f64 + a / (a - b)
-        })
-        .collect();
-    let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
-    (crossings.len() - 1) as f64 * f64::from(rate) / (last - first)
+    let stall = stall_line(extra);
+    session_from(
+        &format!(
+            "name = 'openai'\nbase_url = '{base_url}'\napi_key_env = 'OPENAI_KEY_FOR_TEST'\n\
+             {stall}first_byte_timeout_ms = 2000\n{extra}"
+        ),
+        "OPENAI_KEY_FOR_TEST",
+        key,
+        rate,
+    )
 }
 
 fn rms(x: &[i16]) -> f64 {
