@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Leads of an account.
+    Leads {
+        #[command(subcommand)]
+        command: LeadsCommand,
+    },
     /// The control-plane database.
     Db {
         #[command(subcommand)]
@@ -109,6 +114,28 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum LeadsCommand {
+    /// Import a leads CSV into an account (and campaign), streaming it with a progress bar;
+    /// bad rows are reported by line and column, every good row is imported.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The account's name.
+        #[arg(long)]
+        account: String,
+        /// Campaign id to import into.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Column mapping, `field=Header` (repeat): phone (required), first_name, last_name,
+        /// email, timezone, consent_status, consent_source, consent_at, consent_text, external_id.
+        #[arg(long = "map", value_name = "FIELD=HEADER", required = true)]
+        map: Vec<String>,
+        #[arg(long, default_value = "sip-config/leadscaller.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DbCommand {
     /// Apply pending schema migrations (the server also does this at start).
     Migrate {
@@ -156,6 +183,104 @@ async fn create_key(config: PathBuf, account: String, scope: String, name: Strin
     Ok(())
 }
 
+async fn import_leads(
+    config: PathBuf,
+    file: PathBuf,
+    account: String,
+    campaign: Option<String>,
+    map: Vec<String>,
+) -> Result<()> {
+    use futures_util::StreamExt;
+    let mut fields = serde_json::Map::new();
+    for m in &map {
+        let Some((field, header)) = m.split_once('=') else {
+            bail!("--map {m:?}: expected FIELD=HEADER");
+        };
+        fields.insert(field.trim().to_owned(), header.into());
+    }
+    let mapping: leadscaller::leads::csv_import::ColumnMapping =
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| anyhow::anyhow!("--map: {e}"))?;
+    let store = open_store(&config).await?;
+    store.migrate().await?;
+    let acc = store
+        .account_by_name(&account)
+        .await
+        .with_context(|| format!("account {account:?}"))?;
+    if let Some(c) = &campaign {
+        store
+            .campaign(&acc.id, c)
+            .await
+            .with_context(|| format!("campaign {c:?} of account {account:?}"))?;
+    }
+    let f = tokio::fs::File::open(&file)
+        .await
+        .with_context(|| format!("{}", file.display()))?;
+    let size = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let chunks = file_chunks(f).boxed();
+    let report = leadscaller::control::lead_import::import_leads(
+        &store,
+        &acc,
+        campaign.as_deref(),
+        mapping,
+        chunks,
+        |r| {
+            bar.set_position(r.bytes_read);
+            bar.set_message(format!(
+                "imported {} skipped {} failed {}",
+                r.imported, r.skipped, r.failed
+            ));
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    bar.finish();
+    for e in &report.errors {
+        eprintln!(
+            "{}:{}: {}{}",
+            file.display(),
+            e.line,
+            e.column
+                .as_deref()
+                .map(|c| format!("column {c:?}: "))
+                .unwrap_or_default(),
+            e.reason
+        );
+    }
+    for s in &report.skipped_rows {
+        eprintln!("{}:{}: skipped: {}", file.display(), s.line, s.reason);
+    }
+    println!(
+        "imported {} skipped {} failed {}",
+        report.imported, report.skipped, report.failed
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// A file as a stream of 64 KiB chunks.
+fn file_chunks(
+    f: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures_util::stream::unfold(f, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
+}
+
 async fn db_migrate(config: PathBuf) -> Result<()> {
     let store = open_store(&config).await?;
     let ran = store.migrate().await?;
@@ -188,6 +313,16 @@ fn main() -> Result<()> {
                     config,
                 },
         } => rt.block_on(create_key(config, account, scope, name)),
+        Command::Leads {
+            command:
+                LeadsCommand::Import {
+                    file,
+                    account,
+                    campaign,
+                    map,
+                    config,
+                },
+        } => rt.block_on(import_leads(config, file, account, campaign, map)),
         Command::Db {
             command: DbCommand::Migrate { config },
         } => rt.block_on(db_migrate(config)),

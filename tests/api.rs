@@ -1,8 +1,10 @@
 //! The control-plane API over real HTTP on real SQLite and PostgreSQL: auth, scopes, tenancy
 //! on every route, validation errors, CSV import, audit log.
 
+mod api_client;
 mod db;
 
+use api_client::Api;
 use leadscaller::control::api::{ApiState, ROUTES, router};
 use leadscaller::store::Store;
 use leadscaller::store::api_keys::Scope;
@@ -36,42 +38,6 @@ async fn serve_with(store: Store, stream_secret: Option<&str>) -> String {
         .unwrap();
     });
     format!("http://{addr}")
-}
-
-struct Api {
-    base: String,
-    http: Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.call(token, method.clone(), path, body).await;
-        assert!(status.is_success(), "{method} {path}: {status} {v}");
-        v
-    }
 }
 
 fn sample_call(from: &str) -> leadscaller::store::calls::CallRecordRow {

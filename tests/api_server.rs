@@ -45,6 +45,14 @@ async fn operator_bootstraps_a_key_and_the_server_honours_it() {
     let http = reqwest::Client::new();
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200, "health needs no key");
+    let doc = http
+        .get(format!("{base}/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doc.status(), 200, "the OpenAPI document needs no key");
+    let doc: serde_json::Value = doc.json().await.unwrap();
+    assert!(doc["paths"]["/v1/account"]["get"].is_object(), "{doc}");
     let anon = http.get(format!("{base}/v1/account")).send().await.unwrap();
     assert_eq!(anon.status(), 401);
     let me: serde_json::Value = http

@@ -2,8 +2,10 @@
 //! emitted in the store, the dispatcher POSTing to a real local receiver that checks the
 //! documented signature, retries on a manual clock, permanent failure, tenancy, secrets.
 
+mod api_client;
 mod db;
 
+use api_client::Api;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -137,42 +139,6 @@ fn dispatcher(store: &Store, clock: &Arc<ManualClock>, max_attempts: u32) -> Dis
     Dispatcher::new(store.clone(), Some(ring()), config)
         .unwrap()
         .with_clock(clock.clone())
-}
-
-struct Api {
-    base: String,
-    http: Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.call(token, method.clone(), path, body).await;
-        assert!(status.is_success(), "{method} {path}: {status} {v}");
-        v
-    }
 }
 
 /// A new account and an admin token for it.

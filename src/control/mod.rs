@@ -2,6 +2,7 @@
 //! the authenticated control-plane API ([`api`]) and the media-stream WebSocket routes.
 
 pub mod api;
+pub mod lead_import;
 pub mod webhooks;
 
 pub mod listener;

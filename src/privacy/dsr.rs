@@ -135,7 +135,7 @@ pub(crate) async fn exec_in(
 }
 
 /// What an erasure removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ErasureReport {
     /// Leads deleted.
     pub leads: u64,

@@ -8,7 +8,7 @@ use super::ids::new_id;
 use super::{AccountId, Store, StoreError, corrupt, now_ms};
 
 /// Whether an account may use the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountStatus {
     /// In use.
@@ -30,7 +30,7 @@ impl AccountStatus {
 }
 
 /// What an account decides about its own data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccountSettings {
     /// Record calls (stereo, encrypted at rest). Off unless the customer turns it on.

@@ -16,7 +16,7 @@ use super::ids::{hex, new_id};
 use super::{AccountId, Page, PageRequest, Store, StoreError, corrupt, now_ms};
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Everything in its account.

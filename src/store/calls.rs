@@ -77,7 +77,7 @@ pub struct CallRecordRow {
 }
 
 /// One turn of a transcript.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TranscriptTurn {
     /// Order in the call.
     pub seq: i32,

@@ -10,7 +10,7 @@ use super::ids::new_id;
 use super::{AccountId, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
 
 /// A campaign's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     /// Being set up; not dialled.
@@ -43,7 +43,7 @@ impl CampaignStatus {
 }
 
 /// A daily window in the lead's local time during which calls may be placed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallingWindow {
     /// Days of week, `mon`..`sun`.
@@ -55,7 +55,7 @@ pub struct CallingWindow {
 }
 
 /// Dialling rules of a campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CampaignSettings {
     /// When calls may be placed, in each lead's local time.

@@ -23,6 +23,7 @@ fn view(a: &Account) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/account", tag = "account", responses((status = 200, body = super::openapi::AccountView)))]
 pub async fn get_account(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -31,6 +32,7 @@ pub async fn get_account(
 }
 
 /// Merges the given settings fields into the current ones, validates, stores.
+#[utoipa::path(patch, path = "/v1/account", tag = "account", request_body = super::openapi::AccountPatch, responses((status = 200, body = super::openapi::AccountView), (status = 422, description = "Invalid field")))]
 pub async fn patch_account(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -66,6 +68,7 @@ pub async fn patch_account(
 }
 
 /// Closes the account: keys stop working at once; data is purged after the closure period.
+#[utoipa::path(post, path = "/v1/account/close", tag = "account", request_body = super::openapi::CloseAccount, responses((status = 200, body = super::openapi::AccountView), (status = 422, description = "Invalid field")))]
 pub async fn close_account(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -85,6 +88,7 @@ pub async fn close_account(
     )))
 }
 
+#[utoipa::path(get, path = "/v1/audit-log", tag = "account", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::AuditPage)))]
 pub async fn audit_log(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

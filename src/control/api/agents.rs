@@ -28,7 +28,7 @@ fn view(a: &Agent) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentBody {
     name: Option<String>,
@@ -112,6 +112,7 @@ fn apply_secrets(
     Ok(())
 }
 
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentBody, responses((status = 201, body = super::openapi::AgentView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -131,6 +132,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&agent))))
 }
 
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::AgentPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -140,6 +142,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|a| view(&a)))))
 }
 
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), responses((status = 200, body = super::openapi::AgentView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -148,6 +151,7 @@ pub async fn get_one(
     Ok(Json(view(&s.store.agent(&c.account, &id).await?)))
 }
 
+#[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), request_body = AgentBody, responses((status = 200, body = super::openapi::AgentView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn patch(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -166,6 +170,7 @@ pub async fn patch(
     Ok(Json(view(&s.store.update_agent(&c.account, &agent).await?)))
 }
 
+#[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), responses((status = 204, description = "Deleted"), (status = 404, description = "Not in this account")))]
 pub async fn delete(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

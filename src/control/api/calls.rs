@@ -33,6 +33,7 @@ fn recording_view(r: &RecordingRow) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::CallPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -42,6 +43,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|c| call_view(&c)))))
 }
 
+#[utoipa::path(get, path = "/v1/calls/{id}", tag = "calls", params(("id" = String, Path)), responses((status = 200, body = super::openapi::CallView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -50,6 +52,7 @@ pub async fn get_one(
     Ok(Json(call_view(&s.store.call(&c.account, &id).await?)))
 }
 
+#[utoipa::path(get, path = "/v1/calls/{id}/transcript", tag = "calls", params(("id" = String, Path)), responses((status = 200, body = super::openapi::TranscriptView), (status = 404, description = "Not in this account")))]
 pub async fn transcript(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -59,6 +62,7 @@ pub async fn transcript(
     Ok(Json(json!({ "call_id": id, "turns": turns })))
 }
 
+#[utoipa::path(get, path = "/v1/recordings", tag = "recordings", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::RecordingPage)))]
 pub async fn list_recordings(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -68,6 +72,7 @@ pub async fn list_recordings(
     Ok(Json(json!(page.map(|r| recording_view(&r)))))
 }
 
+#[utoipa::path(get, path = "/v1/recordings/{id}", tag = "recordings", params(("id" = String, Path)), responses((status = 200, body = super::openapi::RecordingView), (status = 404, description = "Not in this account")))]
 pub async fn get_recording(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -80,6 +85,7 @@ pub async fn get_recording(
 
 /// Streams the decrypted audio: every chunk is authenticated before it is sent, and a
 /// tampered or truncated file ends the stream with an error rather than sending bad audio.
+#[utoipa::path(get, path = "/v1/recordings/{id}/audio", tag = "recordings", params(("id" = String, Path)), responses((status = 200, description = "The decrypted audio", content((super::openapi::Binary = "audio/wav"), (super::openapi::Binary = "audio/ogg"))), (status = 404, description = "Not in this account")))]
 pub async fn recording_audio(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

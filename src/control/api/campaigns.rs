@@ -21,7 +21,7 @@ fn view(c: &Campaign) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignBody {
     name: Option<String>,
@@ -68,6 +68,7 @@ fn agent_error(e: StoreError) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", request_body = CampaignBody, responses((status = 201, body = super::openapi::CampaignView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -96,6 +97,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&created))))
 }
 
+#[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::CampaignPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -105,6 +107,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|c| view(&c)))))
 }
 
+#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns", params(("id" = String, Path)), responses((status = 200, body = super::openapi::CampaignView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -113,6 +116,7 @@ pub async fn get_one(
     Ok(Json(view(&s.store.campaign(&c.account, &id).await?)))
 }
 
+#[utoipa::path(patch, path = "/v1/campaigns/{id}", tag = "campaigns", params(("id" = String, Path)), request_body = CampaignBody, responses((status = 200, body = super::openapi::CampaignView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn patch(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -24,13 +24,14 @@ fn view(e: &DncEntry) -> Value {
            "call_id": e.call_id, "created_at": rfc3339(e.created_at)})
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDnc {
     phone: String,
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/dnc", tag = "dnc", request_body = NewDnc, responses((status = 201, body = super::openapi::DncView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -46,6 +47,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&entry))))
 }
 
+#[utoipa::path(get, path = "/v1/dnc", tag = "dnc", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::DncPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -55,6 +57,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|e| view(&e)))))
 }
 
+#[utoipa::path(get, path = "/v1/dnc/{id}", tag = "dnc", params(("id" = String, Path)), responses((status = 200, body = super::openapi::DncView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -63,6 +66,7 @@ pub async fn get_one(
     Ok(Json(view(&s.store.dnc_entry(&c.account, &id).await?)))
 }
 
+#[utoipa::path(delete, path = "/v1/dnc/{id}", tag = "dnc", params(("id" = String, Path)), responses((status = 204, description = "Deleted"), (status = 404, description = "Not in this account")))]
 pub async fn delete(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -73,6 +77,7 @@ pub async fn delete(
 }
 
 /// `POST /v1/dnc/import?phone=<header>&reason=<header>`, body: the CSV.
+#[utoipa::path(post, path = "/v1/dnc/import", tag = "dnc", params(super::openapi::DncImportQuery), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = super::openapi::DncImportReport), (status = 422, description = "Invalid field")))]
 pub async fn import(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -20,6 +20,8 @@ fn view(e: &Event) -> Value {
 }
 
 /// The query string of `GET /v1/events`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
@@ -45,6 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EventsList {
     }
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery), responses((status = 200, body = super::openapi::EventPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -21,13 +21,14 @@ fn view(k: &ApiKey) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     name: String,
     scope: Scope,
 }
 
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewKey, responses((status = 201, body = super::openapi::NewApiKeyView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -42,6 +43,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::ApiKeyPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -51,6 +53,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|k| view(&k)))))
 }
 
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)), responses((status = 200, body = super::openapi::ApiKeyView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -59,6 +62,7 @@ pub async fn get_one(
     Ok(Json(view(&s.store.api_key(&c.account, &id).await?)))
 }
 
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)), responses((status = 200, description = "The revoked key", body = super::openapi::ApiKeyView), (status = 404, description = "Not in this account")))]
 pub async fn revoke(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -6,25 +6,20 @@ use axum::body::Body as RawBody;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::auth::Caller;
 use super::extract::{Body, List};
 use super::{ApiError, ApiState};
-use crate::leads::csv_import::{ColumnMapping, LeadCsvImporter, LeadRecord};
-use crate::leads::import::{ImportOptions, RowError};
+use crate::control::lead_import::{LeadImportError, import_leads};
+use crate::leads::csv_import::ColumnMapping;
+use crate::leads::import::RowError;
 use crate::leads::phone::{Region, normalize_phone};
-use crate::leads::timezone::{TimeZoneSource, infer_timezone, parse_timezone};
+use crate::leads::timezone::{infer_timezone, parse_timezone};
 use crate::store::accounts::Account;
 use crate::store::leads::{ConsentStatus, Lead, LeadFields};
 use crate::store::{StoreError, parse_time, rfc3339};
-
-/// Rows inserted per transaction during an import.
-const IMPORT_BATCH: usize = 500;
-/// Row errors returned in an import's response (the counts cover all of them).
-const MAX_REPORTED_ERRORS: usize = 1000;
 
 fn view(l: &Lead) -> Value {
     let f = &l.fields;
@@ -40,7 +35,7 @@ fn view(l: &Lead) -> Value {
 }
 
 /// A lead as a client writes it (every field optional for PATCH).
-#[derive(Deserialize, Default)]
+#[derive(utoipa::ToSchema, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LeadBody {
     campaign_id: Option<String>,
@@ -173,6 +168,7 @@ fn campaign_error(e: StoreError) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/leads", tag = "leads", request_body = LeadBody, responses((status = 201, body = super::openapi::LeadView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -189,6 +185,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&lead))))
 }
 
+#[utoipa::path(get, path = "/v1/leads", tag = "leads", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::LeadPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -201,6 +198,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|l| view(&l)))))
 }
 
+#[utoipa::path(get, path = "/v1/leads/{id}", tag = "leads", params(("id" = String, Path)), responses((status = 200, body = super::openapi::LeadView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -210,6 +208,7 @@ pub async fn get_one(
 }
 
 /// Corrects a lead (data-subject correction): only the given fields change.
+#[utoipa::path(patch, path = "/v1/leads/{id}", tag = "leads", params(("id" = String, Path)), request_body = LeadBody, responses((status = 200, body = super::openapi::LeadView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn patch(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -224,6 +223,7 @@ pub async fn patch(
     )))
 }
 
+#[utoipa::path(delete, path = "/v1/leads/{id}", tag = "leads", params(("id" = String, Path)), responses((status = 204, description = "Deleted"), (status = 404, description = "Not in this account")))]
 pub async fn delete(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -233,6 +233,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/leads/{id}/consent", tag = "leads", params(("id" = String, Path)), responses((status = 200, body = super::openapi::ConsentHistory), (status = 404, description = "Not in this account")))]
 pub async fn consent(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -249,34 +250,6 @@ pub async fn consent(
     Ok(Json(json!({ "data": data })))
 }
 
-fn record_to_fields(r: LeadRecord, campaign: Option<&str>, account: &Account) -> LeadFields {
-    let (timezone, timezone_source) = match r.timezone {
-        Some(tz) => (
-            tz.name.as_str().to_owned(),
-            match tz.source {
-                TimeZoneSource::Explicit => "explicit",
-                _ => "inferred",
-            },
-        ),
-        None => (account.settings.default_timezone.clone(), "account_default"),
-    };
-    LeadFields {
-        campaign_id: campaign.map(str::to_owned),
-        phone: r.phone.as_str().to_owned(),
-        first_name: r.first_name,
-        last_name: r.last_name,
-        email: r.email,
-        timezone: Some(timezone),
-        timezone_source: Some(timezone_source.to_owned()),
-        consent_status: r.consent_status,
-        consent_source: r.consent_source.or_else(|| Some("import".to_owned())),
-        consent_at: r.consent_at.and_then(|at| parse_time(&at.to_string())),
-        consent_text: r.consent_text,
-        external_id: r.external_id,
-        custom: r.custom,
-    }
-}
-
 /// The CSV's row failures, as the response reports them.
 fn row_errors(errors: &[RowError]) -> Vec<Value> {
     errors
@@ -290,6 +263,7 @@ fn row_errors(errors: &[RowError]) -> Vec<Value> {
 /// The query names the CSV header of each field (see docs/leads.md); the body is streamed, rows
 /// are inserted in batches, and the answer counts imported / skipped / failed rows and lists
 /// each failure by line and column.
+#[utoipa::path(post, path = "/v1/leads/import", tag = "leads", params(super::openapi::LeadImportQuery), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = super::openapi::LeadImportReport), (status = 422, description = "Invalid field")))]
 pub async fn import(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -306,56 +280,25 @@ pub async fn import(
     }
     let mapping: ColumnMapping = serde_json::from_value(json!(query))
         .map_err(|e| ApiError::invalid("mapping", format!("column mapping: {e}")))?;
-    let options = ImportOptions {
-        default_region: region(&account),
-        ..ImportOptions::default()
-    };
-    let mut importer = LeadCsvImporter::new(mapping, options);
-    let mut errors = Vec::new();
-    let mut skipped = Vec::new();
-    let mut pending: Vec<(u64, LeadFields)> = Vec::new();
-    let (mut imported, mut failed) = (0u64, 0u64);
-    let mut stream = body.into_data_stream();
-    let mut done = false;
-    while !done {
-        let batch = match stream.next().await {
-            Some(Ok(bytes)) => importer.push(&bytes),
-            Some(Err(e)) => return Err(ApiError::bad_request(format!("reading the body: {e}"))),
-            None => {
-                done = true;
-                importer.finish()
-            }
-        }
-        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
-        failed += batch.errors.len() as u64;
-        errors.extend(batch.errors);
-        errors.truncate(MAX_REPORTED_ERRORS);
-        skipped.extend(batch.skipped.iter().map(
-            |r| json!({"line": r.line, "reason": format!("duplicate of line {}", r.first_line)}),
-        ));
-        for r in batch.records {
-            let line = r.line;
-            pending.push((line, record_to_fields(r, campaign.as_deref(), &account)));
-        }
-        if pending.len() >= IMPORT_BATCH || (done && !pending.is_empty()) {
-            let fields: Vec<LeadFields> = pending.iter().map(|(_, f)| f.clone()).collect();
-            let out = s.store.insert_leads(&c.account, &fields).await?;
-            imported += out.imported as u64;
-            for i in out.duplicates {
-                skipped.push(
-                    json!({"line": pending[i].0, "reason": "already a lead of this campaign"}),
-                );
-            }
-            pending.clear();
-        }
-    }
-    let skipped_count = skipped.len();
-    skipped.truncate(MAX_REPORTED_ERRORS);
+    let report = import_leads(
+        &s.store,
+        &account,
+        campaign.as_deref(),
+        mapping,
+        body.into_data_stream(),
+        |_| {},
+    )
+    .await
+    .map_err(|e| match e {
+        LeadImportError::Read(m) => ApiError::bad_request(format!("reading the body: {m}")),
+        LeadImportError::File(e) => ApiError::invalid("body", e.to_string()),
+        LeadImportError::Store(e) => e.into(),
+    })?;
     Ok(Json(json!({
-        "imported": imported,
-        "skipped": skipped_count,
-        "failed": failed,
-        "errors": row_errors(&errors),
-        "skipped_rows": skipped,
+        "imported": report.imported,
+        "skipped": report.skipped,
+        "failed": report.failed,
+        "errors": row_errors(&report.errors),
+        "skipped_rows": report.skipped_rows,
     })))
 }

@@ -1,9 +1,10 @@
 //! The control-plane REST API (`/v1/...`): authenticated, scoped to the caller's account,
 //! audited, with cursor pagination and one error body.
 //!
-//! Every route but `/health` goes through [`auth::require_key`], which resolves the bearer key
-//! to its account and scope and writes the audit log for mutating calls. Handlers only ever pass
-//! that account to the store, so another tenant's row is simply not found.
+//! Every route but `/health` and `/v1/openapi.json` goes through [`auth::require_key`], which
+//! resolves the bearer key to its account and scope and writes the audit log for mutating calls.
+//! Handlers only ever pass that account to the store, so another tenant's row is simply not
+//! found.
 
 mod account;
 mod agents;
@@ -16,6 +17,7 @@ mod events;
 mod extract;
 mod keys;
 mod leads;
+pub mod openapi;
 mod privacy;
 mod streams;
 mod webhooks;
@@ -69,7 +71,8 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// Every route of the API, as `(method, path)`: the tenancy test walks this list.
+/// Every authenticated route of the API, as `(method, path)`: the tenancy test walks this list
+/// and the OpenAPI test checks the document against it (`/v1/openapi.json` is not listed).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/account"),
     ("PATCH", "/v1/account"),
@@ -119,7 +122,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/privacy/erase"),
 ];
 
-/// The API router (state applied), to merge into the HTTP server.
+/// The API router (state applied), to merge into the HTTP server; `/v1/openapi.json` is
+/// merged after the auth layer, so it needs no key.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route(
@@ -182,4 +186,5 @@ pub fn router(state: ApiState) -> Router {
             auth::require_key,
         ))
         .with_state(state)
+        .merge(Router::new().route("/v1/openapi.json", get(openapi::serve)))
 }

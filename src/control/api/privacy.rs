@@ -19,7 +19,7 @@ use crate::store::now_ms;
 const CHUNK: usize = 64 * 1024;
 
 /// The subject of a request: exactly one of `lead_id` and `phone`.
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectBody {
     lead_id: Option<String>,
@@ -60,6 +60,7 @@ impl From<PrivacyError> for ApiError {
 }
 
 /// `POST /v1/privacy/export`: the subject's data as an `application/zip` download.
+#[utoipa::path(post, path = "/v1/privacy/export", tag = "privacy", request_body = SubjectBody, responses((status = 200, description = "The zip", body = super::openapi::Binary, content_type = "application/zip"), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn export(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -96,6 +97,7 @@ pub async fn export(
 }
 
 /// `POST /v1/privacy/erase`: erases the subject and answers what was removed.
+#[utoipa::path(post, path = "/v1/privacy/erase", tag = "privacy", request_body = SubjectBody, responses((status = 200, body = super::openapi::EraseView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field"), (status = 503, description = "No suppression salt configured")))]
 pub async fn erase(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,

@@ -18,6 +18,8 @@ use crate::leg::stream_auth::StreamAuth;
 /// Longest token lifetime the route hands out.
 const MAX_TTL_S: u64 = 24 * 3600;
 
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TwimlQuery {
@@ -51,6 +53,7 @@ pub fn twiml(stream_url: &str, token: Option<&str>) -> String {
     )
 }
 
+#[utoipa::path(get, path = "/v1/streams/twiml", tag = "streams", params(TwimlQuery), responses((status = 200, description = "TwiML connecting the call to /media-stream", body = String, content_type = "text/xml"), (status = 422, description = "Invalid field")))]
 pub async fn get_twiml(
     State(s): State<ApiState>,
     Params(q): Params<TwimlQuery>,

@@ -39,7 +39,7 @@ fn delivery_view(d: &Delivery) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookBody {
     url: Option<String>,
@@ -91,6 +91,7 @@ fn check_types(names: &[String]) -> Result<Vec<EventType>, ApiError> {
     Ok(types)
 }
 
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookBody, responses((status = 201, body = super::openapi::NewWebhookView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -143,6 +144,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(super::extract::ListQuery), responses((status = 200, body = super::openapi::WebhookPage)))]
 pub async fn list(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -152,6 +154,7 @@ pub async fn list(
     Ok(Json(json!(page.map(|w| view(&w)))))
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = super::openapi::WebhookView), (status = 404, description = "Not in this account")))]
 pub async fn get_one(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -160,6 +163,7 @@ pub async fn get_one(
     Ok(Json(view(&s.store.webhook(&c.account, &id).await?)))
 }
 
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookBody, responses((status = 200, body = super::openapi::WebhookView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
 pub async fn patch(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -181,6 +185,7 @@ pub async fn patch(
     )))
 }
 
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 204, description = "Deleted"), (status = 404, description = "Not in this account")))]
 pub async fn delete(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -191,6 +196,7 @@ pub async fn delete(
 }
 
 /// `GET /v1/webhooks/{id}/deliveries?status=failed`: the delivery log, newest first.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path), super::extract::ListQuery), responses((status = 200, body = super::openapi::DeliveryPage), (status = 404, description = "Not in this account")))]
 pub async fn deliveries(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
@@ -211,6 +217,7 @@ pub async fn deliveries(
 }
 
 /// `POST /v1/webhooks/{id}/test`: queues a `webhook.test` event to this endpoint only.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)), responses((status = 202, body = super::openapi::WebhookTestView), (status = 404, description = "Not in this account"), (status = 409, description = "The webhook is disabled")))]
 pub async fn test(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
