@@ -847,7 +847,7 @@ fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
     input.resize(RATE as usize * 30, 0);
     let run = Baresip {
         config: "config",
-        accounts: "accounts",
+        accounts: "accounts-phone",
         input_wav: wav_bytes(RATE, &input),
         user: "agent",
         quit_after_s: 25,
@@ -890,4 +890,92 @@ fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
         rms(first),
         diag()
     );
+    assert_api_serves_the_agent_report(&server, &diag);
+}
+
+/// The call's record, transcript, do-not-call entry and opt-out event through the API.
+fn assert_api_serves_the_agent_report(server: &Server, diag: &dyn Fn() -> String) {
+    server.log_when("call record stored", 1, Duration::from_secs(10));
+    let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
+        .args(["keys", "create", "--account", "default", "--scope", "read"])
+        .arg("--config")
+        .arg(server.dir.path().join("leadscaller.toml"))
+        .current_dir(server.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let base = format!("http://127.0.0.1:{}", server.ports.http());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let req = http.get(format!("{base}{path}")).bearer_auth(&token);
+            async move {
+                let v: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+                v
+            }
+        };
+        let calls = get("/v1/calls".into()).await;
+        let call = &calls["data"][0];
+        let id = call["id"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(call["disposition"], "do_not_call", "{call}\n{}", diag());
+        let tools: Vec<&str> = call["tool_calls"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            tools,
+            ["mark_do_not_call", "set_outcome", "end_call"],
+            "{call}"
+        );
+        assert!(
+            call["latency"][0]["first_frame_out_ms"].as_u64().is_some(),
+            "{call}"
+        );
+        let transcript = get(format!("/v1/calls/{id}/transcript")).await;
+        let turns = transcript["turns"].as_array().cloned().unwrap_or_default();
+        let said = |who: &str| -> Vec<String> {
+            turns
+                .iter()
+                .filter(|t| t["speaker"] == who)
+                .filter_map(|t| t["text"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert!(
+            said("agent")
+                .first()
+                .is_some_and(|t| t.starts_with("Hi, this is an automated assistant")),
+            "{transcript}\n{}",
+            diag()
+        );
+        assert!(
+            said("caller").iter().any(|t| t.contains("stop calling")),
+            "{transcript}"
+        );
+        assert!(
+            said("agent")
+                .last()
+                .is_some_and(|t| t.starts_with("Understood.")),
+            "{transcript}"
+        );
+        let dnc = get("/v1/dnc".into()).await;
+        let entry = &dnc["data"][0];
+        assert_eq!(entry["phone"], "+14155552671", "{dnc}\n{}", diag());
+        assert_eq!(entry["source"], "call", "{dnc}");
+        assert_eq!(entry["reason"], "opted out during call", "{dnc}");
+        assert_eq!(entry["call_id"].as_str(), Some(id.as_str()), "{dnc}");
+        let events = get("/v1/events".into()).await;
+        let types: Vec<&str> = events["data"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["type"].as_str()).collect())
+            .unwrap_or_default();
+        for t in ["call.ended", "transcript.ready", "lead.opted_out"] {
+            assert!(types.contains(&t), "no {t} event: {events}");
+        }
+    });
 }

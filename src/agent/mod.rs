@@ -11,6 +11,7 @@ pub mod latency;
 pub mod llm_openai;
 pub mod openai_sse;
 mod registry;
+pub mod report;
 pub mod sentences;
 pub mod stages;
 pub mod stt_deepgram;

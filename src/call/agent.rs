@@ -12,8 +12,10 @@ use super::agent_pending::{PendingSpeech, PendingText, Polled};
 use crate::agent::EnergyVad;
 use crate::agent::flow::{Action, Flow, FlowSession};
 use crate::agent::latency::TurnLatency;
+use crate::agent::report::{AgentReport, CallerTurns, HeardLines};
 use crate::agent::stages::{Stt, SttSession, Tts, Vad, VadEvent};
 use crate::agent::stt_sphinx::{DEFAULT_MODEL_DIR, ExpectedPhrase, SphinxRecognizer};
+use crate::agent::tools::ToolCall;
 use crate::agent::tts_flite::{FliteTts, FliteVoice};
 use crate::leg::{AppIo, LegEvent, MediaApp};
 use crate::media::playout::{Mark, MarkEvent};
@@ -161,8 +163,8 @@ pub struct AgentApp {
     speech_ticks: u64,
     /// Recognition in flight.
     stt: Option<PendingText>,
-    /// Speech being synthesized, in the order it must be played.
-    tts: VecDeque<PendingSpeech>,
+    /// Speech being synthesized with its text, in the order it must be played.
+    tts: VecDeque<(PendingSpeech, String)>,
     /// The agent file's `[stt]` stage (default: PocketSphinx on the service thread), and its
     /// session, kept open across utterances.
     stt_stage: Option<Box<dyn Stt>>,
@@ -179,6 +181,13 @@ pub struct AgentApp {
     pub turn_latencies_ms: Vec<u64>,
     /// Turns timed so far.
     turn_count: u32,
+    /// What the call record gets: transcript, tools, disposition, latencies.
+    report: AgentReport,
+    /// The agent's lines queued and not yet heard, and the caller's utterances in recognition.
+    heard: HeardLines,
+    callers: CallerTurns,
+    /// When the caller's current utterance started, ms since the leg started.
+    speech_start_ms: u64,
 }
 
 /// Timestamps of one turn, for its latency record.
@@ -217,6 +226,10 @@ impl AgentApp {
             turn: None,
             turn_latencies_ms: Vec::new(),
             turn_count: 0,
+            report: AgentReport::new("scripted"),
+            heard: HeardLines::default(),
+            callers: CallerTurns::default(),
+            speech_start_ms: 0,
         }
     }
 
@@ -242,7 +255,10 @@ impl AgentApp {
                 Ok(s)
             });
             match started {
-                Ok(s) => return self.tts.push_back(PendingSpeech::Stage(s, Vec::new())),
+                Ok(s) => {
+                    let line = (PendingSpeech::Stage(s, Vec::new()), text.to_owned());
+                    return self.tts.push_back(line);
+                }
                 Err(e) => {
                     // The line must still be heard: the embedded voice says it instead.
                     tracing::warn!(error = %e, "agent stage failed; using the embedded voice");
@@ -250,7 +266,8 @@ impl AgentApp {
             }
         }
         if let Some(rx) = self.services.synthesize(text, rate) {
-            self.tts.push_back(PendingSpeech::Service(rx));
+            self.tts
+                .push_back((PendingSpeech::Service(rx), text.to_owned()));
         }
     }
 
@@ -289,8 +306,15 @@ impl AgentApp {
                     tracing::info!(%text, "agent says");
                     self.synthesize(&text, io.rate);
                 }
-                Action::Tool(call) => tracing::info!(tool = ?call, "agent tool call"),
-                Action::Hangup => self.hangup_pending = true,
+                Action::Tool(call) => {
+                    tracing::info!(tool = ?call, "agent tool call");
+                    self.report.tool(&call, io.tick * 20);
+                }
+                Action::Hangup => {
+                    // The flow's `end_call` tool comes out as this action.
+                    self.report.tool(&ToolCall::EndCall, io.tick * 20);
+                    self.hangup_pending = true;
+                }
                 Action::Listen { expected_phrases } => self.expected = expected_phrases,
             }
         }
@@ -298,14 +322,17 @@ impl AgentApp {
 
     /// Queues synthesized speech in order, and the hang-up mark after the last of it.
     fn play_ready_speech(&mut self, io: &mut AppIo<'_>) {
-        while let Some(line) = self.tts.front_mut() {
+        while let Some((line, _)) = self.tts.front_mut() {
             match line.poll() {
                 Polled::Ready(pcm) => {
-                    self.tts.pop_front();
+                    let text = self.tts.pop_front().map(|l| l.1).unwrap_or_default();
                     self.record_turn(io);
                     let mark = Mark(self.next_mark);
                     self.next_mark += 1;
-                    let _ = io.play(&pcm, Some(mark));
+                    let start_ms = io.tick * 20 + ms(io.queued_samples(), io.rate);
+                    if io.play(&pcm, Some(mark)).is_ok() {
+                        self.heard.queued(mark, &text, start_ms);
+                    }
                 }
                 Polled::Pending => return,
                 Polled::Failed(e) => {
@@ -313,7 +340,8 @@ impl AgentApp {
                     if let Some(e) = e {
                         tracing::warn!(error = %e, "agent stage failed");
                         if let Some(rx) = self.services.synthesize(FALLBACK_LINE, io.rate) {
-                            self.tts.push_front(PendingSpeech::Service(rx));
+                            let line = (PendingSpeech::Service(rx), FALLBACK_LINE.to_owned());
+                            self.tts.push_front(line);
                         }
                     }
                 }
@@ -342,6 +370,7 @@ impl AgentApp {
         l.first_frame_out(now + std::time::Duration::from_millis(queued_ms));
         self.turn_count += 1;
         l.log("scripted", self.turn_count);
+        self.report.latency(self.turn_count, &l);
         self.turn_latencies_ms
             .push(l.steps_ms()[4].unwrap_or_default());
     }
@@ -355,16 +384,22 @@ impl AgentApp {
             Some(VadEvent::SpeechStart) => {
                 self.in_speech = true;
                 self.speech_ticks = 0;
+                self.speech_start_ms = io.tick * 20;
                 self.utterance.clear();
                 self.utterance.extend(self.pre_roll.drain(..));
             }
             Some(VadEvent::SpeechEnd) => {
                 self.in_speech = false;
                 let min = io.rate as usize * MIN_UTTERANCE_MS / 1000;
+                let span = (
+                    self.speech_start_ms,
+                    (io.tick * 20).saturating_sub(VAD_END_MS),
+                );
                 if self.utterance.len() >= min && self.stt.is_none() && self.stt_stage.is_some() {
                     let pcm = std::mem::take(&mut self.utterance);
                     if self.recognize_on_stage(&pcm, io.rate) {
                         self.stt = Some(PendingText::Stage);
+                        self.callers.sent(span.0, span.1);
                         self.turn = Some(TurnTimes {
                             endpoint: std::time::Instant::now(),
                             recognized: None,
@@ -381,6 +416,7 @@ impl AgentApp {
                     };
                     if self.services.stt.try_send(job).is_ok() {
                         self.stt = Some(PendingText::Service(rx));
+                        self.callers.sent(span.0, span.1);
                         self.turn = Some(TurnTimes {
                             endpoint: std::time::Instant::now(),
                             recognized: None,
@@ -406,6 +442,7 @@ impl AgentApp {
             if self.speech_ticks * 20 >= self.barge_in_ms && io.queued_samples() > 0 {
                 let report = io.clear();
                 self.tts.clear();
+                self.heard.cleared(&mut self.report, &report, io.tick * 20);
                 tracing::info!(
                     heard_up_to = ?report.last_played,
                     cut_ms = report.interrupted.map_or(0, |c| c.heard_ms(io.rate)),
@@ -432,12 +469,15 @@ impl MediaApp for AgentApp {
                         t.recognized = Some(std::time::Instant::now());
                     }
                     tracing::info!(%text, confidence, "caller said");
+                    self.callers
+                        .recognized(&mut self.report, &text, io.tick * 20);
                     let actions = self.flow.on_user_text(&text, confidence);
                     self.act(actions, io);
                 }
                 Polled::Pending => {}
                 Polled::Failed(e) => {
                     self.stt = None;
+                    self.callers.lost();
                     if let Some(e) = e {
                         // Say so, then the flow's no-input / reprompt logic takes over.
                         tracing::warn!(error = %e, "agent stage failed");
@@ -468,14 +508,101 @@ impl MediaApp for AgentApp {
                 self.act(actions, io);
             }
             LegEvent::Mark(MarkEvent::Played(HANGUP_MARK)) => io.finish("agent hung up"),
+            LegEvent::Mark(MarkEvent::Played(m)) => {
+                self.heard.played(&mut self.report, *m, io.tick * 20);
+            }
             _ => {}
         }
     }
+
+    fn take_report(&mut self) -> Option<AgentReport> {
+        let mut report = std::mem::replace(&mut self.report, AgentReport::new("scripted"));
+        report.sort_turns();
+        Some(report)
+    }
+}
+
+/// Milliseconds of `samples` at `rate` Hz.
+fn ms(samples: usize, rate: u32) -> u64 {
+    samples as u64 * 1000 / u64::from(rate.max(1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::flow_confidence;
+    use super::*;
+    use crate::agent::report::Speaker;
+    use crate::agent::{ScriptedStt, StageConfig, StageRegistry};
+    use crate::leg::harness::AppHarness;
+
+    const RATE: u32 = 8000;
+
+    #[test]
+    fn the_report_holds_what_was_heard_the_opt_out_and_the_tools() {
+        let flow = Flow::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
+        )
+        .unwrap();
+        let stt = Box::new(ScriptedStt::new(["please stop calling me".to_owned()], 0.9));
+        let mut c = StageConfig::named("silence");
+        c.params.insert("ms_per_char".into(), 10.into());
+        let tts = StageRegistry::with_builtins()
+            .build_tts(&c, &|_| None)
+            .unwrap();
+        let mut app = AgentApp::new(AgentServices::start(), Arc::new(flow), BTreeMap::new())
+            .with_stages(Some(stt), Some(tts));
+        let mut h = AppHarness::new(RATE);
+        // The caller talks over the greeting from 0.4 s to 1.2 s.
+        let talking = |t: u64| (20..60).contains(&t);
+        let mut ended = None;
+        for t in 0..1500u64 {
+            let frame: Vec<i16> = (0..RATE as usize / 50)
+                .map(|i| {
+                    if talking(t) {
+                        ((i as f32 * 0.3).sin() * 8000.0) as i16
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            if let Some(reason) = h.tick(Some(&frame), &mut app) {
+                ended = Some((reason, t));
+                break;
+            }
+        }
+        let (reason, tick) = ended.expect("the agent never hung up");
+        assert_eq!(reason, "agent hung up");
+        let r = app.take_report().unwrap();
+        assert_eq!(r.mode, "scripted");
+        assert!(r.opt_out);
+        assert_eq!(r.disposition.as_deref(), Some("do_not_call"));
+        let tools: Vec<_> = r.tool_calls.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tools, ["mark_do_not_call", "set_outcome", "end_call"]);
+        assert_eq!(r.turns.len(), 3, "{:#?}", r.turns);
+        let (greeting, caller, goodbye) = (&r.turns[0], &r.turns[1], &r.turns[2]);
+        assert_eq!(greeting.speaker, Speaker::Agent);
+        let full = "Hi, this is an automated assistant calling on behalf of Bright Home Solar. \
+                    Am I speaking with the homeowner?";
+        assert!(greeting.interrupted, "{greeting:?}");
+        assert!(
+            !greeting.text.is_empty()
+                && full.starts_with(&greeting.text)
+                && greeting.text.len() < full.len() - 20,
+            "only the heard part of the greeting: {greeting:?}"
+        );
+        assert_eq!(greeting.start_ms, 0);
+        assert!((600..=900).contains(&greeting.end_ms), "{greeting:?}");
+        assert_eq!(caller.speaker, Speaker::Caller);
+        assert_eq!(caller.text, "please stop calling me");
+        assert!(
+            caller.start_ms >= 300 && caller.end_ms <= 1300,
+            "{caller:?}"
+        );
+        assert!(goodbye.text.starts_with("Understood.") && !goodbye.interrupted);
+        assert!(goodbye.end_ms <= tick * 20 && goodbye.start_ms >= caller.end_ms);
+        assert_eq!(r.latency.len(), 1);
+        assert!(r.latency[0].first_frame_out_ms.is_some());
+    }
 
     #[test]
     fn recognizer_scores_map_onto_the_flow_thresholds() {

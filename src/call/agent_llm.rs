@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use super::agent::{AgentServices, DEFAULT_BARGE_IN_MS};
 use crate::agent::config::LlmMode;
 use crate::agent::latency::TurnLatency;
+use crate::agent::report::{AgentReport, CallerTurns, ReplySpans, Speaker};
 use crate::agent::stages::{
-    Llm, LlmStream, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio, TtsSession, Vad, VadEvent,
+    Llm, LlmStream, Role, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio, TtsSession, Vad,
+    VadEvent,
 };
 use crate::agent::tools::ToolCall;
 use crate::agent::turns::{TurnAction, TurnEngine, TurnEvent};
@@ -53,8 +55,8 @@ pub struct LlmAgentApp {
     /// The synthesizer and its open session.
     tts: Box<dyn Tts>,
     tts_session: Option<Box<dyn TtsSession>>,
-    /// Fallback lines being synthesized, in order; stage audio waits behind them.
-    fallback: VecDeque<Receiver<Vec<i16>>>,
+    /// Fallback lines being synthesized with their text, in order; stage audio waits behind.
+    fallback: VecDeque<(Receiver<Vec<i16>>, String)>,
     held: VecDeque<(Vec<i16>, Mark)>,
     started: bool,
     /// The caller's utterance, the pre-roll before it, and whether the VAD is in speech.
@@ -75,6 +77,12 @@ pub struct LlmAgentApp {
     hangup_queued: bool,
     /// Events produced while carrying out actions (a stage refusing to start).
     pending: VecDeque<TurnEvent>,
+    /// What the call record gets; the replies as played, and the caller's utterances.
+    report: AgentReport,
+    replies: ReplySpans,
+    callers: CallerTurns,
+    /// When the caller's current utterance started, ms since the leg started.
+    speech_start_ms: u64,
 }
 
 impl LlmAgentApp {
@@ -112,6 +120,10 @@ impl LlmAgentApp {
             hangup: None,
             hangup_queued: false,
             pending: VecDeque::new(),
+            report: AgentReport::new("llm"),
+            replies: ReplySpans::default(),
+            callers: CallerTurns::default(),
+            speech_start_ms: 0,
         }
     }
 
@@ -186,11 +198,12 @@ impl LlmAgentApp {
             TurnAction::SayFallback(text) => {
                 tracing::info!(%text, "agent says (fallback)");
                 if let Some(rx) = self.services.synthesize(&text, io.rate) {
-                    self.fallback.push_back(rx);
+                    self.fallback.push_back((rx, text));
                 }
             }
             TurnAction::Tool(call) => {
                 tracing::info!(tool = ?call, "agent tool call");
+                self.report.tool(&call, io.tick * 20);
                 if let ToolCall::SendDtmf { digits } = &call {
                     io.send_dtmf(digits);
                 }
@@ -210,11 +223,22 @@ impl LlmAgentApp {
     fn play(&mut self, samples: &[i16], mark: Mark, io: &mut AppIo<'_>) {
         let queued =
             Duration::from_millis(io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1)));
-        let _ = io.play(samples, Some(mark));
+        if io.play(samples, Some(mark)).is_ok() {
+            let turn = self.caller_messages();
+            let start_ms = io.tick * 20 + queued.as_millis() as u64;
+            self.replies.queued(turn, start_ms);
+        }
         if let Some(mut l) = self.latency.take() {
             l.first_frame_out(Instant::now() + queued);
             l.log("llm", self.turns);
+            self.report.latency(self.turns, &l);
         }
+    }
+
+    /// Caller messages in the history so far: the conversation turn replies belong to.
+    fn caller_messages(&self) -> usize {
+        let history = self.engine.history();
+        history.iter().filter(|m| m.role == Role::User).count()
     }
 
     fn listen(&mut self, io: &mut AppIo<'_>) {
@@ -226,6 +250,7 @@ impl LlmAgentApp {
             Some(VadEvent::SpeechStart) => {
                 self.in_speech = true;
                 self.speech_ticks = 0;
+                self.speech_start_ms = io.tick * 20;
                 self.barged = false;
                 self.utterance.clear();
                 self.utterance.extend(self.pre_roll.drain(..));
@@ -253,6 +278,7 @@ impl LlmAgentApp {
                 let report = io.clear();
                 self.held.clear();
                 self.fallback.clear();
+                self.replies.barge_in(io.tick * 20);
                 tracing::info!(heard_up_to = ?report.last_played, "barge-in: agent speech cleared");
                 self.feed(
                     TurnEvent::BargeIn {
@@ -287,6 +313,8 @@ impl LlmAgentApp {
             .and_then(|()| session.end_utterance());
         match sent {
             Ok(()) => {
+                let end_ms = (io.tick * 20).saturating_sub(VAD_END_MS);
+                self.callers.sent(self.speech_start_ms, end_ms);
                 self.turns += 1;
                 self.latency = Some(TurnLatency::new(
                     Instant::now(),
@@ -312,11 +340,14 @@ impl LlmAgentApp {
                         l.stt_final(Instant::now());
                     }
                     tracing::info!(%text, confidence, "caller said");
+                    self.callers
+                        .recognized(&mut self.report, &text, io.tick * 20);
                     self.feed(TurnEvent::UserText(text), io);
                 }
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(error))) => {
                     self.stt_session = None;
+                    self.callers.lost();
                     self.feed(fail(StageKind::Stt, error), io);
                 }
                 Poll::Ready(None) => self.stt_session = None,
@@ -388,11 +419,16 @@ impl LlmAgentApp {
     /// Plays finished fallback lines, then the stage audio held behind them, then the
     /// hang-up mark once everything is queued.
     fn drain_fallback(&mut self, io: &mut AppIo<'_>) {
-        while let Some(rx) = self.fallback.front() {
+        while let Some((rx, _)) = self.fallback.front() {
             match rx.try_recv() {
                 Ok(pcm) => {
-                    self.fallback.pop_front();
-                    let _ = io.play(&pcm, None);
+                    let text = self.fallback.pop_front().map(|f| f.1).unwrap_or_default();
+                    let start_ms = io.tick * 20 + ms(io.queued_samples(), io.rate);
+                    if io.play(&pcm, None).is_ok() {
+                        let end_ms = start_ms + ms(pcm.len(), io.rate);
+                        self.report
+                            .say(Speaker::Agent, &text, (start_ms, end_ms), false);
+                    }
                 }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
@@ -432,10 +468,25 @@ impl MediaApp for LlmAgentApp {
                 let outcome = self.hangup.as_deref().unwrap_or("completed");
                 io.finish(format!("agent hung up (outcome {outcome})"));
             }
-            LegEvent::Mark(MarkEvent::Played(m)) => self.feed(TurnEvent::MarkPlayed(*m), io),
+            LegEvent::Mark(MarkEvent::Played(m)) => {
+                self.replies.played(io.tick * 20);
+                self.feed(TurnEvent::MarkPlayed(*m), io);
+            }
             _ => {}
         }
     }
+
+    fn take_report(&mut self) -> Option<AgentReport> {
+        let mut report = std::mem::replace(&mut self.report, AgentReport::new("llm"));
+        self.replies.finish(&mut report, self.engine.history());
+        report.sort_turns();
+        Some(report)
+    }
+}
+
+/// Milliseconds of `samples` at `rate` Hz.
+fn ms(samples: usize, rate: u32) -> u64 {
+    samples as u64 * 1000 / u64::from(rate.max(1))
 }
 
 /// The embedded voice as a [`Tts`] stage: each pushed sentence is synthesized by flite on
@@ -613,6 +664,33 @@ mod tests {
         assert_eq!(h[3].content, "Sure. You're booked. Goodbye!");
         // Endpoint 400 ms after 1 s, then ~29 chars * 10 ms of speech, then the hang-up mark.
         assert!((70..=110).contains(&tick), "hung up at tick {tick}");
+        let r = app.take_report().unwrap();
+        let said: Vec<_> = r
+            .turns
+            .iter()
+            .map(|t| (t.speaker.as_str(), t.text.as_str(), t.interrupted))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("agent", "Hello.", false),
+                ("caller", "book me for friday", false),
+                ("agent", "Sure. You're booked. Goodbye!", false),
+            ]
+        );
+        let caller = &r.turns[1];
+        assert!((400..=500).contains(&caller.start_ms), "{caller:?}");
+        assert!((950..=1050).contains(&caller.end_ms), "{caller:?}");
+        let reply = &r.turns[2];
+        assert!(
+            reply.start_ms >= caller.end_ms && reply.end_ms <= tick * 20,
+            "{reply:?}"
+        );
+        assert_eq!(r.disposition.as_deref(), Some("booked"));
+        let tools: Vec<_> = r.tool_calls.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tools, ["set_outcome", "end_call"]);
+        assert_eq!(r.latency.len(), 1);
+        assert!(r.latency[0].llm_first_token_ms.is_some());
     }
 
     #[test]
@@ -634,6 +712,34 @@ mod tests {
         assert!(
             heard.len() < greeting.len() && greeting.starts_with(heard.as_str()),
             "greeting kept as {heard:?}"
+        );
+        // The voice gives the greeting as one chunk: none of its text counts as heard, and
+        // the transcript holds no agent line for it (an interrupted line when some was heard).
+        let heard = heard.clone();
+        let r = app.take_report().unwrap();
+        let agent: Vec<_> = r
+            .turns
+            .iter()
+            .filter(|t| t.speaker == Speaker::Agent)
+            .collect();
+        if heard.is_empty() {
+            assert_eq!(agent.len(), 1, "{:?}", r.turns);
+        } else {
+            assert_eq!(
+                (agent[0].text.as_str(), agent[0].interrupted),
+                (heard.as_str(), true)
+            );
+        }
+        let caller: Vec<_> = r
+            .turns
+            .iter()
+            .filter(|t| t.speaker == Speaker::Caller)
+            .collect();
+        assert_eq!(caller[0].text, "stop");
+        let last = r.turns.last().unwrap();
+        assert_eq!(
+            (last.text.as_str(), last.interrupted),
+            ("Sure. You're booked. Goodbye!", false)
         );
     }
 

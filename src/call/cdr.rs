@@ -27,7 +27,10 @@ pub fn spawn_writer(
     let (tx, mut rx) = mpsc::unbounded_channel::<CallRecord>();
     tokio::spawn(async move {
         while let Some(record) = rx.recv().await {
-            let cdr = row(&record);
+            let mut cdr = row(&record);
+            if let Some(agent) = &record.agent {
+                super::agent_record::fill_row(agent, &mut cdr);
+            }
             match store.insert_call(&account, &cdr).await {
                 Ok(id) => {
                     tracing::info!(call = %record.call, cdr = %id, "call record stored");
@@ -38,6 +41,10 @@ pub fn spawn_writer(
                         .await
                     {
                         tracing::error!(call = %record.call, error = %e, "call.ended event not stored");
+                    }
+                    if let Some(agent) = &record.agent {
+                        super::agent_record::store(&store, &account, &id, &record.from, agent)
+                            .await;
                     }
                     if let Some(key) = record.media.as_ref().and_then(|m| m.recording.clone()) {
                         store_recording(&store, &account, &recordings, &id, &key, &key_id, &record)

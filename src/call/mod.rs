@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod agent_llm;
 pub mod agent_pending;
+pub mod agent_record;
 pub mod agent_select;
 pub mod cdr;
 pub mod echo;
@@ -195,6 +196,8 @@ pub struct CallRecord {
     pub answer_at_ms: Option<i64>,
     /// When the call ended, epoch ms.
     pub end_at_ms: i64,
+    /// What the agent learned (transcript, tool calls, disposition), when an agent ran.
+    pub agent: Option<Box<crate::agent::report::AgentReport>>,
 }
 
 impl CallRecord {
@@ -409,7 +412,8 @@ impl CallSession {
         }
     }
 
-    fn finish(&self, reason: EndReason, outcome: Outcome) {
+    fn finish(&self, reason: EndReason, mut outcome: Outcome) {
+        let agent = outcome.media.as_mut().and_then(|m| m.agent.take());
         let frames = outcome.media.as_ref().map_or(0, |m| m.frames_sent_audio);
         let recording = outcome
             .media
@@ -435,6 +439,7 @@ impl CallSession {
                 ring_at_ms: outcome.ring_at_ms,
                 answer_at_ms: outcome.answer_at_ms,
                 end_at_ms: crate::store::now_ms(),
+                agent,
             });
         }
     }

@@ -77,6 +77,8 @@ pub struct LegStats {
     pub recording: Option<String>,
     /// How long the leg ran.
     pub duration: Duration,
+    /// What the agent app learned on the call (transcript, tools, disposition), if it ran.
+    pub agent: Option<Box<crate::agent::report::AgentReport>>,
 }
 
 /// A command to a running leg from its call (or the agent pipeline).
@@ -157,6 +159,10 @@ pub trait MediaApp: Send {
     fn on_event(&mut self, _event: &LegEvent, _io: &mut AppIo<'_>) {}
     /// Called once when the leg stops; returns a recording key if the app wrote one.
     fn on_stop(&mut self) -> Option<String> {
+        None
+    }
+    /// Called once when the leg stops; an agent app hands over what it learned.
+    fn take_report(&mut self) -> Option<crate::agent::report::AgentReport> {
         None
     }
 }

@@ -347,6 +347,7 @@ impl PacedLeg for StreamLeg {
             .as_mut()
             .and_then(|t| t.finish())
             .or_else(|| self.app.on_stop());
+        stats.agent = self.app.take_report().map(Box::new);
         let _ = self.ch.events.send(LegEvent::Stopped(Box::new(stats)));
     }
 }

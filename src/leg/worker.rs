@@ -281,6 +281,7 @@ impl PacedLeg for Entry {
             .as_mut()
             .and_then(|t| t.finish())
             .or_else(|| self.a.app.on_stop());
+        stats.agent = self.a.app.take_report().map(Box::new);
         while let Some(ev) = self.a.leg.poll_event() {
             let _ = self.a.events.send(ev);
         }
