@@ -896,20 +896,8 @@ fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
 /// The call's record, transcript, do-not-call entry and opt-out event through the API.
 fn assert_api_serves_the_agent_report(server: &Server, diag: &dyn Fn() -> String) {
     server.log_when("call record stored", 1, Duration::from_secs(10));
-    let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
-        .args(["keys", "create", "--account", "default", "--scope", "read"])
-        .arg("--config")
-        .arg(server.dir.path().join("leadscaller.toml"))
-        .current_dir(server.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let base = format!("http://127.0.0.1:{}", server.ports.http());
+    let token = server.read_api_token();
+    let base = server.api_base();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();

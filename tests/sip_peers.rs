@@ -920,27 +920,8 @@ fn recording_config() -> ServerConfig {
 /// Call-ID and timestamps, and `/v1/recordings/{id}/audio` serves exactly the decrypted audio.
 fn assert_api_serves_the_call_and_its_recording(server: &Server, plain: &[u8]) {
     server.log_when("call record stored", 1, Duration::from_secs(10));
-    let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
-        .args([
-            "keys",
-            "create",
-            "--account",
-            "default",
-            "--scope",
-            "read",
-            "--config",
-        ])
-        .arg(server.dir.path().join("leadscaller.toml"))
-        .current_dir(server.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let base = format!("http://127.0.0.1:{}", server.ports.http());
+    let token = server.read_api_token();
+    let base = server.api_base();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();

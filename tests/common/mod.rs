@@ -328,6 +328,32 @@ impl Server {
         format!("{LOOPBACK}:{}", self.ports.sip())
     }
 
+    /// A `read` API key for the account that owns the server's calls, made with the real
+    /// `leadscaller keys create` against the server's database.
+    pub fn read_api_token(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
+            .args(["keys", "create", "--account", "default", "--scope", "read"])
+            .arg("--config")
+            .arg(self.dir.path().join("leadscaller.toml"))
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run leadscaller keys create");
+        assert!(
+            out.status.success(),
+            "keys create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("token is text")
+            .trim()
+            .to_owned()
+    }
+
+    /// The base URL of the server's HTTP API.
+    pub fn api_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http())
+    }
+
     /// The server's process id (e.g. to send it SIGTERM from another thread).
     pub fn pid(&self) -> u32 {
         self.child.id()
