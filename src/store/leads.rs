@@ -128,7 +128,7 @@ async fn insert_one(
 ) -> Result<Option<String>, StoreError> {
     let id = new_id("lead", now);
     let consent = f.consent_status.unwrap_or(ConsentStatus::None);
-    let done = sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO leads (id, account_id, campaign_id, phone, first_name, last_name, email, timezone, \
          timezone_source, consent_status, consent_source, consent_at, consent_text, external_id, custom, \
          status, created_at, updated_at) \
@@ -137,23 +137,12 @@ async fn insert_one(
     )
     .bind(&id)
     .bind(account.as_str())
-    .bind(f.campaign_id.clone().unwrap_or_default())
-    .bind(&f.phone)
-    .bind(f.first_name.clone())
-    .bind(f.last_name.clone())
-    .bind(f.email.clone())
-    .bind(f.timezone.clone())
-    .bind(f.timezone_source.clone().unwrap_or_else(|| "account_default".to_owned()))
-    .bind(consent.as_str())
-    .bind(f.consent_source.clone())
-    .bind(f.consent_at)
-    .bind(f.consent_text.clone())
-    .bind(f.external_id.clone())
-    .bind(serde_json::Value::Object(f.custom.clone()).to_string())
-    .bind(status)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    .bind(f.campaign_id.clone().unwrap_or_default());
+    let done = bind_fields(query, f)
+        .bind(status)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Ok(None);
     }
@@ -171,6 +160,31 @@ async fn insert_one(
         .await?;
     }
     Ok(Some(id))
+}
+
+/// Binds a lead's fields, phone first, in the column order both `INSERT` and `UPDATE` use.
+fn bind_fields<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    f: &LeadFields,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+    query
+        .bind(f.phone.clone())
+        .bind(f.first_name.clone())
+        .bind(f.last_name.clone())
+        .bind(f.email.clone())
+        .bind(f.timezone.clone())
+        .bind(
+            f.timezone_source
+                .clone()
+                .unwrap_or_else(|| "account_default".to_owned()),
+        )
+        .bind(consent.as_str())
+        .bind(f.consent_source.clone())
+        .bind(f.consent_at)
+        .bind(f.consent_text.clone())
+        .bind(f.external_id.clone())
+        .bind(serde_json::Value::Object(f.custom.clone()).to_string())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -278,29 +292,18 @@ impl Store {
         let before = self.lead(account, id).await?;
         let mut tx = self.pool().begin().await?;
         let consent = f.consent_status.unwrap_or(ConsentStatus::None);
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE leads SET phone = $1, first_name = $2, last_name = $3, email = $4, timezone = $5, \
              timezone_source = $6, consent_status = $7, consent_source = $8, consent_at = $9, \
              consent_text = $10, external_id = $11, custom = $12, updated_at = $13 \
              WHERE account_id = $14 AND id = $15",
-        )
-        .bind(&f.phone)
-        .bind(f.first_name.clone())
-        .bind(f.last_name.clone())
-        .bind(f.email.clone())
-        .bind(f.timezone.clone())
-        .bind(f.timezone_source.clone().unwrap_or_else(|| "account_default".to_owned()))
-        .bind(consent.as_str())
-        .bind(f.consent_source.clone())
-        .bind(f.consent_at)
-        .bind(f.consent_text.clone())
-        .bind(f.external_id.clone())
-        .bind(serde_json::Value::Object(f.custom.clone()).to_string())
-        .bind(now_ms())
-        .bind(account.as_str())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        );
+        bind_fields(query, f)
+            .bind(now_ms())
+            .bind(account.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         if before.fields.consent_status != Some(consent) {
             append_consent(
                 &mut tx,
