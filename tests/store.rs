@@ -208,3 +208,17 @@ both_engines!(leads_page_dedupe_and_keep_consent_history, |db| {
         .unwrap();
     assert_eq!(filtered.data.len(), 1);
 });
+
+#[tokio::test]
+async fn servers_starting_together_on_one_sqlite_file_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let opens = (0..4).map(|_| leadscaller::store::Store::open(&url));
+    let stores = futures_util::future::join_all(opens).await;
+    for s in &stores {
+        assert!(s.is_ok(), "{:?}", s.as_ref().err());
+    }
+    let store = stores.into_iter().next().unwrap().unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 0);
+    store.create_account("after").await.unwrap();
+}

@@ -73,6 +73,23 @@ async fn apply(conn: &mut sqlx::AnyConnection, engine: Engine) -> Result<usize, 
             source,
         };
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(fail)?;
+        // Take the write lock before looking: on SQLite a no-op write does it, so a second
+        // process starting on the same file waits here and then sees the version applied.
+        // (PostgreSQL is already serialised by the advisory lock.)
+        sqlx::query("DELETE FROM schema_migrations WHERE version < 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+                .bind(i64::from(m.version))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(fail)?;
+        if applied > 0 {
+            tx.commit().await.map_err(fail)?;
+            continue;
+        }
         sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(i64::from(m.version))
