@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod dial;
+pub mod dialer;
 pub mod leads;
 pub mod leg;
 pub mod media;

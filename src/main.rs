@@ -490,6 +490,7 @@ async fn dial(path: PathBuf, trunk: String, destination: String, duration: u64) 
         &cfg.server.log.level,
         cfg.server.log.format == LogFormat::Json,
     );
+    refuse_if_barred(&path, &cfg, &destination).await?;
     let report = leadscaller::dial::dial(
         &cfg,
         &trunk,
@@ -503,6 +504,32 @@ async fn dial(path: PathBuf, trunk: String, destination: String, duration: u64) 
         report.packets_echoed,
         report.end
     );
+    Ok(())
+}
+
+/// Fails when the account the server calls for (`account`) must not call `destination`: its
+/// do-not-call list, or erased numbers' suppression list.
+async fn refuse_if_barred(path: &std::path::Path, cfg: &Config, destination: &str) -> Result<()> {
+    if !destination.starts_with('+') {
+        return Ok(()); // a sip: URI, not a lead's number
+    }
+    let store = open_store(path).await?;
+    store.migrate().await?;
+    let account = match store.account_by_name(&cfg.server.account).await {
+        Ok(a) => a,
+        Err(leadscaller::store::StoreError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let salt = leadscaller::dialer::gate::suppression_salt(&cfg.server)
+        .context("[privacy] suppression salt")?;
+    if let Some(why) =
+        leadscaller::dialer::gate::refusal(&store, &account.id, &salt, destination).await?
+    {
+        bail!(
+            "refusing to dial {destination} for account {:?}: {why}",
+            cfg.server.account
+        );
+    }
     Ok(())
 }
 

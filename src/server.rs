@@ -27,7 +27,12 @@ pub struct RunningServer {
     pub media: Arc<crate::leg::worker::MediaEngine>,
     /// Writes recordings; stopped after the media workers.
     pub recordings: Arc<crate::call::recording::RecordingWriter>,
+    /// Turns true once the call-record writer has stored every finished call.
+    pub cdr_done: crate::call::cdr::WriterDone,
 }
+
+/// How long shutdown waits for the call records of the calls it ended to be stored.
+const CDR_DRAIN: Duration = Duration::from_secs(5);
 
 impl RunningServer {
     /// The first bound address of a transport.
@@ -50,6 +55,14 @@ impl RunningServer {
         self.stop();
         self.media.shutdown().await;
         self.recordings.shutdown().await;
+        // The calls just ended report their records; store them before the process exits.
+        let mut done = self.cdr_done.clone();
+        if tokio::time::timeout(CDR_DRAIN, done.wait_for(|d| *d))
+            .await
+            .is_err()
+        {
+            tracing::warn!("call records still queued after {CDR_DRAIN:?}; exiting without them");
+        }
     }
 }
 
@@ -232,18 +245,46 @@ pub async fn start(
     let secret_keys = crate::call::recording::recording_keys(&s.recording, false)
         .map_err(|e| io::Error::other(format!("[recording] master keys: {e}")))?
         .map(|(keys, _)| keys);
-    let call_account = match store.account_by_name(&s.account).await {
-        Ok(a) => a.id,
+    // An account the server creates starts with recording as `[recording] enabled` (or a
+    // `record` route) says; after that the account's own setting (the API) decides.
+    let account = match store.account_by_name(&s.account).await {
+        Ok(a) => a,
         Err(crate::store::StoreError::NotFound) => {
-            store
+            let created = store
                 .create_account(&s.account)
                 .await
+                .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?;
+            let settings = crate::store::accounts::AccountSettings {
+                recording_enabled: records,
+                ..created.settings.clone()
+            };
+            store
+                .update_account_settings(&created.id, &settings)
+                .await
                 .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?
-                .id
         }
         Err(e) => return Err(io::Error::other(format!("account {:?}: {e}", s.account))),
     };
-    let finished = crate::call::cdr::spawn_writer(
+    if s.recording.enabled && !account.settings.recording_enabled {
+        tracing::warn!(
+            account = %s.account,
+            "[recording] enabled, but the account has recording off: calls are not recorded \
+             until its recording_enabled setting is on (PATCH /v1/account)"
+        );
+    }
+    let call_account = account.id.clone();
+    let recording_policy = crate::call::recording_policy::RecordingPolicy::new(
+        s.recording.enabled,
+        account.settings.recording_enabled,
+    );
+    crate::call::recording_policy::spawn_refresh(
+        recording_policy.clone(),
+        store.clone(),
+        call_account.clone(),
+        Duration::from_secs(1),
+        shutdown_rx.clone(),
+    );
+    let (finished, cdr_done) = crate::call::cdr::spawn_writer(
         store.clone(),
         call_account,
         recordings.clone(),
@@ -257,13 +298,8 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .map_err(|e| io::Error::other(format!("webhooks: {e}")))?;
-    let suppression_salt = match &s.privacy.suppression_salt {
-        Some(secret) => crate::store::suppression::SuppressionSalt::new(secret.expose().as_bytes()),
-        None => crate::store::suppression::SuppressionSalt::load_or_create(
-            &s.data_dir.join("suppression.salt"),
-        )
-        .map_err(|e| io::Error::other(format!("[privacy] suppression salt: {e}")))?,
-    };
+    let suppression_salt = crate::dialer::gate::suppression_salt(s)
+        .map_err(|e| io::Error::other(format!("[privacy] suppression salt: {e}")))?;
     crate::privacy::spawn_purges(
         store.clone(),
         recordings.clone(),
@@ -390,7 +426,7 @@ pub async fn start(
             .collect(),
         srtp_default: s.rtp.srtp,
         recordings,
-        record_calls: s.recording.enabled,
+        recording_policy,
         recording_writer: recording_writer.clone(),
         agent_services,
         recording_format: match s.recording.format {
@@ -401,7 +437,12 @@ pub async fn start(
         },
         router,
     };
-    tokio::spawn(call::run(call_cfg, ev_rx, sip.commands.clone(), finished));
+    tokio::spawn(call::run(
+        call_cfg,
+        ev_rx,
+        sip.commands.clone(),
+        Some(finished),
+    ));
     for trunk in cfg.trunks.values() {
         tokio::spawn(trunk_upkeep(trunk.clone(), sip.commands.clone()));
     }
@@ -411,6 +452,7 @@ pub async fn start(
         shutdown: shutdown_tx,
         media,
         recordings: recording_writer,
+        cdr_done,
     })
 }
 

@@ -143,3 +143,70 @@ fn dial_answers_a_hold_reinvite_from_the_carrier() {
         .collect();
     assert!(logs.contains("hold answered with a=recvonly"), "{logs}");
 }
+
+/// `dial` never calls a number on the account's do-not-call list, nor one erased by a
+/// data-subject request (only its salted hash is left). The refused attempts send nothing:
+/// the sipp UAS, which takes exactly one call, still answers the allowed dial afterwards.
+#[test]
+fn dial_refuses_do_not_call_and_erased_numbers() {
+    use leadscaller::store::Store;
+    use leadscaller::store::suppression::SuppressionSalt;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = PortBlock::allocate();
+    let cfg = write_dial_config(dir.path(), ports, false);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!("sqlite://{}", data.join("lc.db").display());
+    let body = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ndatabase_url = \"{url}\"\n{body}",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, account, salt) = rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        let account = store.create_account("default").await.unwrap().id;
+        let salt = SuppressionSalt::load_or_create(&data.join("suppression.salt")).unwrap();
+        (store, account, salt)
+    });
+    let mut sipp = sipp_uas(ports, &["-sn", "uas"], dir.path());
+    let refused = |why: &str| {
+        let mut d = dial(dir.path(), &cfg, "");
+        assert!(!d.wait(Duration::from_secs(20)).success(), "dialled anyway");
+        let err = d.stderr();
+        assert!(
+            err.contains("refusing to dial +15550100123") && err.contains(why),
+            "{err}"
+        );
+    };
+    let entry = rt.block_on(async {
+        store
+            .add_dnc(&account, "+15550100123", Some("asked"), "api", None)
+            .await
+            .unwrap()
+    });
+    refused("do-not-call list");
+    rt.block_on(async {
+        store.delete_dnc(&account, &entry.id).await.unwrap();
+        store
+            .suppress(&account, &salt, "+15550100123", 0)
+            .await
+            .unwrap();
+    });
+    refused("suppression list");
+    // With another salt the stored hash no longer matches: the same number goes through,
+    // which shows the refusal came from the suppression list and nothing else.
+    std::fs::remove_file(data.join("suppression.salt")).unwrap();
+    let mut d = dial(dir.path(), &cfg, "");
+    let status = d.wait(Duration::from_secs(20));
+    assert!(status.success(), "{}\n{}", d.stdout(), d.stderr());
+    assert!(
+        sipp.wait(Duration::from_secs(10)).success(),
+        "sipp: {}",
+        sipp.stderr()
+    );
+}

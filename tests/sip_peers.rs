@@ -1076,4 +1076,90 @@ fn recording_is_finalized_when_the_server_is_terminated_mid_call() {
     let (_, caller, _) = stereo(&server, &done[0]);
     let secs = caller.len() as f64 / 8000.0;
     assert!((1.5..5.0).contains(&secs), "recording lasts {secs:.2} s");
+    // The call the shutdown ended still reaches the store before the process exits.
+    let log = server.log();
+    assert!(
+        log.contains("call record stored"),
+        "SIGTERM lost the call record:\n{log}"
+    );
+}
+
+/// The account's `recording_enabled` setting decides, even with `[recording] enabled`: off
+/// through the API means the next call leaves no recording file and no recording row; on
+/// again means it is recorded.
+#[test]
+fn the_accounts_recording_setting_decides_whether_a_call_is_recorded() {
+    let server = Server::start(&recording_config());
+    let token = server.api_token("admin");
+    let base = server.api_base();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let set_recording = |on: bool| {
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let me: serde_json::Value = http
+                .get(format!("{base}/v1/account"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let before = me["settings"]["recording_enabled"].as_bool().unwrap();
+            let res = http
+                .patch(format!("{base}/v1/account"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"settings": {"recording_enabled": on}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+            before
+        })
+    };
+    let call = |n: usize| {
+        let mut o = SippOpts::new(Scenario::File(scenario("uac_pcma_echo.xml")), "echo");
+        o.limit = Duration::from_secs(25);
+        o.extra = vec!["-key".into(), "pcap".into(), G711A_PCAP.into()];
+        run_sipp(&server, &o).assert_all_succeeded(1, &server);
+        server.log_when("call record stored", n, Duration::from_secs(10));
+    };
+    // The account the server created starts as `[recording] enabled` says.
+    assert!(
+        set_recording(false),
+        "a new account starts with recording on"
+    );
+    // The call layer re-reads the setting every second.
+    server.log_when(
+        "account recording setting changed",
+        1,
+        Duration::from_secs(5),
+    );
+    call(1);
+    let (done, partial) = recordings(&server);
+    assert!(
+        done.is_empty() && partial.is_empty(),
+        "recording off, yet {done:?} {partial:?}"
+    );
+    set_recording(true);
+    server.log_when(
+        "account recording setting changed",
+        2,
+        Duration::from_secs(5),
+    );
+    call(2);
+    let (done, _) = recordings(&server);
+    assert_eq!(done.len(), 1, "recording back on: {done:?}");
+    let rows: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{base}/v1/recordings"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(rows["data"].as_array().unwrap().len(), 1, "{rows}");
 }

@@ -15,17 +15,23 @@ use crate::store::calls::{CallRecordRow, Direction, RecordingRow};
 use crate::store::events::EventType;
 use crate::store::{AccountId, Store};
 
-/// Starts the writer; returns the sender the call layer reports finished calls on. Each record
-/// is also forwarded to `forward` (the demo and tests read it) after it is stored.
+/// Turns true when the writer has stored every record it was sent and all senders are gone.
+pub type WriterDone = tokio::sync::watch::Receiver<bool>;
+
+/// Starts the writer; returns the sender the call layer reports finished calls on, and a
+/// signal that the writer has drained. Each record is also forwarded to `forward` (the demo
+/// and tests read it) after it is stored.
 pub fn spawn_writer(
     store: Store,
     account: AccountId,
     recordings: Arc<dyn RecordingStorage>,
     key_id: Option<String>,
     forward: Option<mpsc::UnboundedSender<CallRecord>>,
-) -> Option<mpsc::UnboundedSender<CallRecord>> {
+) -> (mpsc::UnboundedSender<CallRecord>, WriterDone) {
     let (tx, mut rx) = mpsc::unbounded_channel::<CallRecord>();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
+        let _done = DoneOnDrop(done_tx);
         while let Some(record) = rx.recv().await {
             let mut cdr = row(&record);
             if let Some(agent) = &record.agent {
@@ -60,7 +66,16 @@ pub fn spawn_writer(
             }
         }
     });
-    Some(tx)
+    (tx, done_rx)
+}
+
+/// Signals `true` when dropped, even if the writer task panicked.
+struct DoneOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
 }
 
 fn row(r: &CallRecord) -> CallRecordRow {

@@ -13,6 +13,7 @@ pub mod fork;
 pub mod play;
 pub mod record;
 pub mod recording;
+pub mod recording_policy;
 
 use crate::codec::{CodecSpec, Decoder};
 use crate::config::SrtpMode;
@@ -97,9 +98,9 @@ pub struct CallServerConfig {
     /// SRTP policy for calls from each trunk, and for calls from anywhere else.
     pub srtp_by_trunk: HashMap<String, SrtpMode>,
     pub srtp_default: SrtpMode,
-    /// Where recordings go, and whether every call is recorded.
+    /// Where recordings go, and whether calls are recorded (server switch, account setting).
     pub recordings: Arc<dyn crate::media::storage::RecordingStorage>,
-    pub record_calls: bool,
+    pub recording_policy: Arc<recording_policy::RecordingPolicy>,
     /// The thread that encodes and writes recordings off the media threads.
     pub recording_writer: Arc<recording::RecordingWriter>,
     /// The embedded recognizer and voice, started when a route uses the agent.
@@ -359,7 +360,13 @@ impl CallSession {
     }
 
     async fn run(mut self, tx: TxId, user: String, trunk: Option<String>, offer: Bytes) {
-        let (choice, ringing) = (self.cfg.router)(&user, trunk.as_deref());
+        let (mut choice, ringing) = (self.cfg.router)(&user, trunk.as_deref());
+        if matches!(choice, AppChoice::Record { .. })
+            && !self.cfg.recording_policy.account_enabled()
+        {
+            tracing::warn!(call = %self.call, "record route refused: the account has recording off");
+            choice = AppChoice::Reject(403);
+        }
         if let AppChoice::Reject(code) = choice {
             self.respond(tx, code, None).await;
             let reason = self.wait_end().await;
@@ -517,9 +524,9 @@ impl CallSession {
         }
     }
 
-    /// The whole-call recording tap, when `[recording] enabled`.
+    /// The whole-call recording tap, when `[recording] enabled` and the account records.
     fn call_tap(&self, rate: u32) -> Option<Box<dyn crate::leg::LegTap>> {
-        if !self.cfg.record_calls {
+        if !self.cfg.recording_policy.records_calls() {
             return None;
         }
         let format = self.cfg.recording_format;

@@ -331,8 +331,13 @@ impl Server {
     /// A `read` API key for the account that owns the server's calls, made with the real
     /// `leadscaller keys create` against the server's database.
     pub fn read_api_token(&self) -> String {
+        self.api_token("read")
+    }
+
+    /// An API key of `scope` (`admin` or `read`) for the account that owns the server's calls.
+    pub fn api_token(&self, scope: &str) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_leadscaller"))
-            .args(["keys", "create", "--account", "default", "--scope", "read"])
+            .args(["keys", "create", "--account", "default", "--scope", scope])
             .arg("--config")
             .arg(self.dir.path().join("leadscaller.toml"))
             .current_dir(self.dir.path())
