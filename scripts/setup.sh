@@ -3,6 +3,7 @@
 set -euo pipefail
 PACKAGES=(
   pkg-config libopus-dev   # Opus codec (media core)
+  curl jq                  # docs/api.md walkthrough test runs its curl commands
   sip-tester               # sipp: SIP load and interop peer
   baresip                  # a real SIP user agent for interop tests
   kamailio                 # a real SIP proxy/registrar for carrier tests
