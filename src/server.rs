@@ -321,14 +321,11 @@ pub async fn start(
         _ => None,
     };
     let scheme = if http_tls.is_some() { "HTTPS" } else { "HTTP" };
-    let http = crate::control::serve(
-        s.http.listen,
-        health,
-        streams.merge(api),
-        http_tls,
-        shutdown_rx,
-    )
-    .await?;
+    let mut extra = streams.merge(api);
+    if let Some(token) = &s.http.metrics_token {
+        extra = extra.merge(crate::control::metrics::routes(token.clone()));
+    }
+    let http = crate::control::serve(s.http.listen, health, extra, http_tls, shutdown_rx).await?;
     tracing::info!(addr = %http, "{scheme} listening (GET /health, /v1 API, WebSocket /media-stream)");
     let wss_fork = s
         .routes

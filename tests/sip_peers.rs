@@ -1163,3 +1163,108 @@ fn the_accounts_recording_setting_decides_whether_a_call_is_recorded() {
     });
     assert_eq!(rows["data"].as_array().unwrap().len(), 1, "{rows}");
 }
+
+/// `GET /metrics` needs the `[http] metrics_token`, and counts what happened: a sipp call
+/// (answered, with its duration), a malformed SIP datagram, a stream frame that is not JSON
+/// (sent by a real WebSocket client) and API requests by route template.
+#[test]
+fn prometheus_metrics_count_calls_bad_input_streams_and_api_requests() {
+    const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789";
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.http_extra = vec![format!("metrics_token = \"{METRICS_TOKEN}\"")];
+    let server = Server::start(&cfg);
+    let base = server.api_base();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+    let scrape = |token: Option<&str>| {
+        rt.block_on(async {
+            let mut req = http.get(format!("{base}/metrics"));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        })
+    };
+    assert_eq!(scrape(None).0, 401);
+    assert_eq!(scrape(Some("wrong-token-wrong-token")).0, 401);
+
+    // One answered call.
+    let mut o = SippOpts::new(Scenario::Builtin("uac"), "echo");
+    o.call_ms = Some(500);
+    o.limit = Duration::from_secs(20);
+    run_sipp(&server, &o).assert_all_succeeded(1, &server);
+    server.log_when("call ended", 1, Duration::from_secs(5));
+    // A datagram that is not SIP.
+    let sock = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    sock.send_to(
+        b"INVITE sip:x@y SIP/2.0\r\nVia: garbage\r\n\r\n",
+        (LOOPBACK, server.ports.sip()),
+    )
+    .unwrap();
+    // A stream whose first frame is not JSON.
+    rt.block_on(async {
+        use futures_util::SinkExt;
+        let port = server.ports.http();
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/media-stream"))
+                .await
+                .unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(
+            "{not json".into(),
+        ))
+        .await
+        .unwrap();
+        let _ = ws.close(None).await;
+    });
+    // An API request (401: no key) counted under its route template.
+    rt.block_on(async {
+        let res = http
+            .get(format!("{base}/v1/calls/call_123"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let (status, text) = scrape(Some(METRICS_TOKEN));
+        assert_eq!(status, 200, "{text}");
+        let done = text.contains("leadscaller_stream_frames_dropped_total")
+            && text.contains("leadscaller_sip_parse_errors_total");
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    };
+    assert_eq!(
+        value("leadscaller_calls_total{direction=\"inbound\",result=\"answered\"}"),
+        1.0
+    );
+    assert_eq!(value("leadscaller_call_duration_seconds_count"), 1.0);
+    assert_eq!(value("leadscaller_calls_active"), 0.0);
+    assert_eq!(
+        value("leadscaller_sip_parse_errors_total{transport=\"UDP\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "leadscaller_stream_frames_dropped_total{dialect=\"twilio\",reason=\"invalid_json\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "leadscaller_api_requests_total{method=\"GET\",route=\"/v1/calls/{id}\",status=\"401\"}"
+        ),
+        1.0
+    );
+    assert!(!text.contains("call_123"), "a raw path leaked into a label");
+    assert!(!text.contains(METRICS_TOKEN));
+}

@@ -69,7 +69,24 @@ impl TurnLatency {
 
     /// Logs the record as one `turn latency` line; fields are ms since the end of caller
     /// speech, `-1` for a step that did not run (no LLM in the scripted mode).
+    /// Each step that ran is also recorded in the `leadscaller_agent_turn_latency_seconds`
+    /// histogram.
     pub fn log(&self, mode: &'static str, turn: u32) {
+        for (step, ms) in [
+            "endpoint",
+            "stt_final",
+            "llm_first_token",
+            "tts_first_audio",
+            "first_frame_out",
+        ]
+        .into_iter()
+        .zip(self.steps_ms())
+        {
+            if let Some(ms) = ms {
+                metrics::histogram!(crate::telemetry::metrics::AGENT_TURN_LATENCY, "mode" => mode, "step" => step)
+                    .record(ms as f64 / 1000.0);
+            }
+        }
         let [endpoint, stt, llm, tts, out] = self.steps_ms().map(|v| v.map_or(-1, |v| v as i64));
         tracing::info!(
             mode,

@@ -197,6 +197,8 @@ impl LlmAgentApp {
             }
             TurnAction::SayFallback(text) => {
                 tracing::info!(%text, "agent says (fallback)");
+                metrics::counter!(crate::telemetry::metrics::AGENT_PROVIDER_ERRORS, "mode" => "llm")
+                    .increment(1);
                 if let Some(rx) = self.services.synthesize(&text, io.rate) {
                     self.fallback.push_back((rx, text));
                 }

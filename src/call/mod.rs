@@ -252,6 +252,7 @@ pub async fn run(
                     from: from.uri.to_string(),
                     to: to.uri.to_string(),
                     finished: finished.clone(),
+                    _active: ActiveCall::start(),
                 };
                 tokio::spawn(session.run(tx, user, trunk, request.body));
             }
@@ -321,6 +322,23 @@ struct CallSession {
     setup_at_ms: i64,
     trunk: Option<String>,
     sip_call_id: Option<String>,
+    _active: ActiveCall,
+}
+
+/// Counts a call in `leadscaller_calls_active` for as long as it lives.
+struct ActiveCall;
+
+impl ActiveCall {
+    fn start() -> ActiveCall {
+        metrics::gauge!(crate::telemetry::metrics::CALLS_ACTIVE).increment(1.0);
+        ActiveCall
+    }
+}
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::telemetry::metrics::CALLS_ACTIVE).decrement(1.0);
+    }
 }
 
 /// What a call collected while it ran.
@@ -431,6 +449,18 @@ impl CallSession {
         tracing::info!(call = %self.call, ?reason, frames_sent = frames, dtmf = %outcome.dtmf,
             app = outcome.app_result.as_deref().unwrap_or(""), recording, mos = format!("{mos:.2}"),
             "call ended");
+        let end_ms = crate::store::now_ms();
+        let result = if outcome.answer_at_ms.is_some() {
+            "answered"
+        } else {
+            "not_answered"
+        };
+        metrics::counter!(crate::telemetry::metrics::CALLS_TOTAL, "direction" => "inbound", "result" => result)
+            .increment(1);
+        if let Some(answered) = outcome.answer_at_ms {
+            metrics::histogram!(crate::telemetry::metrics::CALL_DURATION)
+                .record((end_ms - answered).max(0) as f64 / 1000.0);
+        }
         if let Some(f) = &self.finished {
             let _ = f.send(CallRecord {
                 call: self.call,
@@ -445,7 +475,7 @@ impl CallSession {
                 setup_at_ms: self.setup_at_ms,
                 ring_at_ms: outcome.ring_at_ms,
                 answer_at_ms: outcome.answer_at_ms,
-                end_at_ms: crate::store::now_ms(),
+                end_at_ms: end_ms,
                 agent,
             });
         }

@@ -189,6 +189,8 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Bearer token for `GET /metrics` (Prometheus); none: `/metrics` is not served.
+    pub metrics_token: Option<Secret>,
 }
 
 /// `[log]` settings.
@@ -442,6 +444,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls_cert: None,
             tls_key: None,
+            metrics_token: None,
         }
     }
 }
@@ -604,6 +607,7 @@ struct RawHttp {
     listen: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1063,6 +1067,12 @@ fn build_http(raw: RawHttp, ctx: &Ctx<'_>, base_dir: &Path) -> Result<HttpConfig
         Some(a) => parse_socket_addr(&a, 8080)
             .ok_or_else(|| ctx.err("http.listen", bad_socket_addr(&a, "0.0.0.0:8080")))?,
     };
+    let metrics_token = match ctx.opt_str("http.metrics_token", raw.metrics_token.as_deref())? {
+        Some(t) if t.len() < 16 => {
+            return Err(ctx.err("http.metrics_token", "must be at least 16 characters"));
+        }
+        other => other.map(Secret::new),
+    };
     let tls_cert = ctx.opt_str("http.tls_cert", raw.tls_cert.as_deref())?;
     let tls_key = ctx.opt_str("http.tls_key", raw.tls_key.as_deref())?;
     let (tls_cert, tls_key) = match (tls_cert, tls_key) {
@@ -1072,6 +1082,7 @@ fn build_http(raw: RawHttp, ctx: &Ctx<'_>, base_dir: &Path) -> Result<HttpConfig
                 listen,
                 tls_cert: None,
                 tls_key: None,
+                metrics_token,
             });
         }
         (Some(_), None) => {
@@ -1097,6 +1108,7 @@ fn build_http(raw: RawHttp, ctx: &Ctx<'_>, base_dir: &Path) -> Result<HttpConfig
         listen,
         tls_cert: Some(tls_cert),
         tls_key: Some(tls_key),
+        metrics_token,
     })
 }
 

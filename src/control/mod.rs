@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod lead_import;
+pub mod metrics;
 pub mod webhooks;
 
 pub mod listener;
@@ -55,7 +56,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .with_state(health_info)
-        .merge(extra);
+        .merge(extra)
+        .layer(axum::middleware::from_fn(metrics::count_requests));
     tokio::spawn(async move {
         let stop = async move {
             while shutdown.changed().await.is_ok() {

@@ -214,6 +214,13 @@ impl Dispatcher {
                 }
             }
         };
+        let result = match &outcome {
+            AttemptOutcome::Delivered { .. } => "delivered",
+            AttemptOutcome::Retry { .. } => "retry",
+            AttemptOutcome::Failed { .. } => "failed",
+        };
+        metrics::counter!(crate::telemetry::metrics::WEBHOOK_DELIVERIES, "result" => result)
+            .increment(1);
         match &outcome {
             AttemptOutcome::Delivered { status } => tracing::debug!(
                 delivery = %d.id, webhook = %d.webhook_id, event = %d.event.event_type,

@@ -273,6 +273,7 @@ async fn run(cfg: ForkConfig, mut rx: mpsc::Receiver<ToBot>, tx: mpsc::Sender<Fr
             }
             End::Lost => {
                 tracing::warn!(url = %cfg.url, "fork: socket to the bot lost; reconnecting");
+                metrics::counter!(crate::telemetry::metrics::FORK_RECONNECTS).increment(1);
                 if tx.send(FromBot::Lost).await.is_err() {
                     return;
                 }
@@ -471,6 +472,8 @@ async fn session(
                     Ok(super::stream::Command::Clear) => FromBot::Clear,
                     Err(e) => {
                         let reason = drops.record(&e);
+                        metrics::counter!(crate::telemetry::metrics::STREAM_FRAMES_DROPPED, "dialect" => "fork", "reason" => reason.name())
+                            .increment(1);
                         let n = drops.total();
                         if n <= 10 || n.is_power_of_two() {
                             tracing::warn!(stream_sid, error = %e, reason = reason.name(), bad_frames = n, "fork: bad frame from the bot dropped");

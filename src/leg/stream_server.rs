@@ -13,13 +13,14 @@
 //! blocks only this task, whose writes give up at the keep-alive deadline.
 
 use super::stream::drops::{DropCounters, DropReason};
-use super::stream::error::CLOSE_KEEPALIVE_TIMEOUT;
+use super::stream::error::{CLOSE_KEEPALIVE_TIMEOUT, StreamError};
 use super::stream::keepalive::{KeepAlive, KeepAliveAction};
 use super::stream::{DialectKind, Event, Frame, FrameRef};
 use super::stream_auth::{StreamAuth, unix_now};
 use super::stream_leg::{StreamAudio, StreamLeg, StreamLegChannels};
 use super::worker::MediaEngine;
 use super::{LegCommand, LegEvent, MediaApp};
+use crate::telemetry::metrics as m;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -164,6 +165,42 @@ async fn dead(socket: &mut WebSocket, interval: Duration, id: &str) -> bool {
     false
 }
 
+/// Counts a dropped frame in the stream's counters and in the metrics.
+fn count_drop(drops: &mut DropCounters, kind: DialectKind, e: &StreamError) -> DropReason {
+    let reason = drops.record(e);
+    metrics::counter!(m::STREAM_FRAMES_DROPPED, "dialect" => kind.name(), "reason" => reason.name())
+        .increment(1);
+    reason
+}
+
+/// Counts a good frame dropped because the leg's queue was full.
+fn count_queue_full(drops: &mut DropCounters, kind: DialectKind) {
+    drops.add(DropReason::QueueFull);
+    let reason = DropReason::QueueFull.name();
+    metrics::counter!(m::STREAM_FRAMES_DROPPED, "dialect" => kind.name(), "reason" => reason)
+        .increment(1);
+}
+
+fn count_rejected(reason: &'static str) {
+    metrics::counter!(m::STREAMS_REJECTED, "reason" => reason).increment(1);
+}
+
+/// Counts a stream in `leadscaller_streams_active` for as long as it runs.
+struct ActiveStream(DialectKind);
+
+impl ActiveStream {
+    fn start(kind: DialectKind) -> ActiveStream {
+        metrics::gauge!(m::STREAMS_ACTIVE, "dialect" => kind.name()).increment(1.0);
+        ActiveStream(kind)
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        metrics::gauge!(m::STREAMS_ACTIVE, "dialect" => self.0.name()).decrement(1.0);
+    }
+}
+
 /// Runs one stream socket to its end.
 async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) {
     let mut codec = kind.codec();
@@ -197,9 +234,10 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
                 }
             }
             Err(e) => {
-                let reason = drops.record(&e);
+                let reason = count_drop(&mut drops, kind, &e);
                 tracing::warn!(dialect = ?kind, error = %e, reason = reason.name(), "stream frame dropped before start");
                 if e.is_fatal() {
+                    count_rejected("not_speaking_dialect");
                     close(
                         &mut socket,
                         e.close_code(),
@@ -220,15 +258,19 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
         )
     {
         tracing::warn!(stream = %stream_id, call = %start.call_id, error = %e, "stream refused");
+        count_rejected("unauthenticated");
         close(&mut socket, 1008, "unauthenticated stream", soon()).await;
         return;
     }
     let Some(audio) = StreamAudio::from_format(&start.media_format) else {
         tracing::warn!(stream = %stream_id, format = ?start.media_format, "unsupported stream audio");
+        count_rejected("unsupported_audio");
         close(&mut socket, 1003, "unsupported audio format", soon()).await;
         return;
     };
     tracing::info!(stream = %stream_id, call = %start.call_id, dialect = ?kind, ?audio, "stream started");
+    metrics::counter!(m::STREAMS_TOTAL, "dialect" => kind.name()).increment(1);
+    let _active = ActiveStream::start(kind);
 
     let (in_tx, in_rx) = mpsc::channel(512);
     let (out_tx, mut out_rx) = mpsc::channel(512);
@@ -250,7 +292,7 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
     ctx.engine.attach_paced(Box::new(leg));
     for ev in early {
         if in_tx.try_send(ev).is_err() {
-            drops.add(DropReason::QueueFull);
+            count_queue_full(&mut drops, kind);
         }
     }
     let mut bad_in_a_row = 0u32;
@@ -269,14 +311,14 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
                         bad_in_a_row = 0;
                         for ev in events {
                             if in_tx.try_send(ev).is_err() {
-                                drops.add(DropReason::QueueFull);
+                                count_queue_full(&mut drops, kind);
                             }
                         }
                     }
                     Err(e) => {
                         // After a good start one bad frame is dropped and counted; a peer
                         // that sends nothing but garbage is not speaking the dialect.
-                        let reason = drops.record(&e);
+                        let reason = count_drop(&mut drops, kind, &e);
                         bad_in_a_row += 1;
                         tracing::warn!(stream = %stream_id, error = %e, reason = reason.name(), dropped_frames = drops.total(), "stream frame dropped");
                         if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW {

@@ -187,6 +187,13 @@ pub async fn start_with(
                 input = in_rx.recv() => {
                     let Some(input) = input else { break };
                     let now = Instant::now().into_std();
+                    let malformed_before = ep.stats().malformed_in;
+                    let transport = match &input {
+                        Input::Datagram(p, _) | Input::Message(p, _) | Input::Malformed(p, _) => {
+                            Some(p.transport)
+                        }
+                        _ => None,
+                    };
                     match input {
                         Input::Datagram(peer, b) => ep.handle_datagram(now, peer, &b),
                         Input::Message(peer, m) => ep.handle_message(now, peer, m),
@@ -204,6 +211,11 @@ pub async fn start_with(
                             conns.writers.remove(&id);
                             conns.by_addr.retain(|_, v| *v != id);
                         }
+                    }
+                    let malformed = ep.stats().malformed_in - malformed_before;
+                    if let (Some(t), true) = (transport, malformed > 0) {
+                        metrics::counter!(crate::telemetry::metrics::SIP_PARSE_ERRORS, "transport" => t.as_str())
+                            .increment(malformed);
                     }
                 }
                 cmd = cmd_rx.recv() => {

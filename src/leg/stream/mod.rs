@@ -181,6 +181,16 @@ impl DialectKind {
         DialectKind::Plivo,
     ];
 
+    /// The dialect's name in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            DialectKind::Twilio => "twilio",
+            DialectKind::Telnyx => "telnyx",
+            DialectKind::Vonage => "vonage",
+            DialectKind::Plivo => "plivo",
+        }
+    }
+
     /// A fresh codec for one stream in this dialect, with default settings.
     pub fn codec(self) -> Box<dyn Dialect + Send> {
         match self {

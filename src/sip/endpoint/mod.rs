@@ -274,6 +274,7 @@ enum TimerRef {
 pub struct EndpointStats {
     pub requests_in: u64,
     pub responses_in: u64,
+    /// Messages that failed to parse or to validate (requests among them got a 4xx).
     pub malformed_in: u64,
     pub retransmissions_absorbed: u64,
 }
@@ -449,6 +450,7 @@ impl Endpoint {
                 c
             }
             Err(rej) => {
+                self.stats.malformed_in += 1;
                 tracing::debug!(peer = %peer.addr, status = rej.status, reason = %rej.reason, "rejecting request");
                 if req.method != Method::Ack {
                     self.send_stateless(peer, &req.headers, &rej);

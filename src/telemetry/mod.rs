@@ -1,4 +1,6 @@
-//! Logging setup (tracing); metrics export comes with the control plane.
+//! Logging setup (tracing) and Prometheus metrics ([`metrics`]).
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
