@@ -11,15 +11,18 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
-/// What the demo measured.
+/// What the echo demo measured.
 #[derive(Debug, Clone)]
 pub struct DemoReport {
+    /// RTP packets the caller sent.
     pub packets_sent: u32,
+    /// Sent packets that came back (each matched by its tag).
     pub packets_echoed: u32,
     /// Median round trip of an RTP packet through the echo app.
     pub median_rtt: Duration,
     /// INVITE sent → 200 OK received.
     pub setup_time: Duration,
+    /// The server's record of the call, when it arrived in time.
     pub server_record: Option<CallRecord>,
 }
 
