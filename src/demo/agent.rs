@@ -62,12 +62,23 @@ impl AgentDemoReport {
 
 /// Runs the agent demo; `events` are the server agent's live events (see [`super::live`]).
 pub async fn run(
-    mut events: mpsc::UnboundedReceiver<AgentEvent>,
+    events: mpsc::UnboundedReceiver<AgentEvent>,
 ) -> Result<AgentDemoReport, DemoError> {
     let dir = tempfile::Builder::new()
         .prefix("leadscaller-demo-")
         .tempdir()?
         .keep();
+    let result = run_in(dir.clone(), events).await;
+    if result.is_err() {
+        say(&format!("demo: files kept in {}", dir.display()));
+    }
+    result
+}
+
+async fn run_in(
+    dir: PathBuf,
+    mut events: mpsc::UnboundedReceiver<AgentEvent>,
+) -> Result<AgentDemoReport, DemoError> {
     let config_path = write_files(&dir)?;
     let toml = std::fs::read_to_string(&config_path)?;
     let mut server = DemoServer::start(&toml, &config_path.display().to_string(), &dir).await?;
