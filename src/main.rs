@@ -27,10 +27,14 @@ enum Command {
         #[arg(long)]
         sip_port: Option<u16>,
     },
-    /// Place one call on loopback to the echo app with a built-in caller (no config, no network).
+    /// One call on loopback with a built-in caller (no config, no accounts, no network): the
+    /// scripted agent books a callback; `--echo` checks the echo app instead.
     Demo {
-        /// How many 20 ms RTP packets the caller streams.
-        #[arg(long, default_value_t = 100)]
+        /// Call the echo app with a tone instead of talking with the agent.
+        #[arg(long)]
+        echo: bool,
+        /// How many 20 ms RTP packets the caller streams (with --echo).
+        #[arg(long, default_value_t = 100, requires = "echo")]
         packets: u32,
     },
     /// Place one outbound call through a trunk, echo its media, hang up after --duration.
@@ -297,7 +301,11 @@ fn main() -> Result<()> {
         .context("starting the tokio runtime")?;
     match cli.command {
         Command::Serve { config, sip_port } => rt.block_on(serve(config, sip_port)),
-        Command::Demo { packets } => rt.block_on(demo(packets)),
+        Command::Demo {
+            echo: true,
+            packets,
+        } => rt.block_on(demo_echo(packets)),
+        Command::Demo { echo: false, .. } => rt.block_on(demo_agent()),
         Command::Dial {
             destination,
             trunk,
@@ -533,7 +541,31 @@ async fn refuse_if_barred(path: &std::path::Path, cfg: &Config, destination: &st
     Ok(())
 }
 
-async fn demo(packets: u32) -> Result<()> {
+async fn demo_agent() -> Result<()> {
+    let events = leadscaller::demo::live::install("error");
+    let r = leadscaller::demo::agent::run(events)
+        .await
+        .context("demo failed")?;
+    let callback = r
+        .agent
+        .callback
+        .as_ref()
+        .map_or_else(String::new, |c| format!(" (callback {})", c.when));
+    let latency = r
+        .median_turn_latency_ms()
+        .map_or_else(|| "no".to_owned(), |ms| format!("{ms} ms"));
+    println!(
+        "demo: ok — outcome {}{callback} after {:.1} s, {} turns timed, median turn latency {latency} \
+         (end of caller speech → first reply frame), files kept in {}",
+        r.agent.disposition.as_deref().unwrap_or("none"),
+        r.call_time.as_secs_f64(),
+        r.agent.latency.len(),
+        r.dir.display()
+    );
+    Ok(())
+}
+
+async fn demo_echo(packets: u32) -> Result<()> {
     leadscaller::telemetry::init("warn", false);
     let report = leadscaller::demo::run(packets).await?;
     println!(
