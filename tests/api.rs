@@ -781,12 +781,22 @@ both_engines!(nul_characters_are_refused_not_a_server_error, |db| {
         .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["imported"].as_u64(), v["failed"].as_u64()), (Some(1), Some(1)), "{v}");
+    assert_eq!(
+        (v["imported"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
     assert_eq!(v["errors"][0]["line"], 2, "{v}");
     assert_eq!(v["errors"][0]["column"], "Why", "{v}");
     // Nothing but the good DNC row was stored.
-    assert_eq!(api.ok(&a, Method::GET, "/v1/agents", None).await["data"], json!([]));
-    assert_eq!(api.ok(&a, Method::GET, "/v1/leads", None).await["data"], json!([]));
+    assert_eq!(
+        api.ok(&a, Method::GET, "/v1/agents", None).await["data"],
+        json!([])
+    );
+    assert_eq!(
+        api.ok(&a, Method::GET, "/v1/leads", None).await["data"],
+        json!([])
+    );
     assert_eq!(
         api.ok(&a, Method::GET, "/v1/dnc", None).await["data"]
             .as_array()

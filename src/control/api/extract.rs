@@ -156,7 +156,10 @@ mod tests {
             nul_field(&v, String::new()).as_deref(),
             Some("config.k\u{0}")
         );
-        assert_eq!(nul_field(&serde_json::json!({"a": "b"}), String::new()), None);
+        assert_eq!(
+            nul_field(&serde_json::json!({"a": "b"}), String::new()),
+            None
+        );
     }
 
     #[test]
