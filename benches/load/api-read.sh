@@ -153,6 +153,8 @@ EOF
     summary=$(grep -o 'imported [0-9]* skipped [0-9]* failed [0-9]*' "$dir/import.out" | tail -n1)
     echo "$engine: $summary in $((SECONDS - t0)) s"
     [ "$summary" = "imported $LEADS skipped 0 failed 0" ] || { cat "$dir/import.out" >&2; exit 1; }
+    # Fresh planner statistics, as autovacuum would have them a minute after the import.
+    [ "$engine" != postgres ] || psql -q "$url" -c "ANALYZE" >/dev/null
 
     local id
     id=$(curl -fsS -H "Authorization: Bearer $token" "$base/v1/leads?limit=1" |
