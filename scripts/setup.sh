@@ -14,7 +14,10 @@ PACKAGES=(
   flite1-dev               # embedded offline TTS (Flite, BSD-style): kal 8 kHz, slt 16 kHz voices
   python3-websockets       # stream tests: a real WebSocket client playing Twilio
   postgresql               # store/API tests run on a real PostgreSQL server too
+  wrk                      # HTTP load generator: benches/load/api-read.sh
 )
+# schemathesis: property-based tests of the API against its OpenAPI document (tests/schemathesis.rs).
+SCHEMATHESIS_VERSION=4.32.5
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
@@ -28,6 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v schemathesis >/dev/null ||
+  [ "$(schemathesis --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust >= 1.94 (https://rustup.rs) and re-run" >&2

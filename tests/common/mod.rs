@@ -209,6 +209,8 @@ pub struct ServerConfig {
     /// Files written next to the config before the server starts: (name relative to the
     /// config's directory, contents), e.g. a prompt for a `play` route.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The server's database (default: SQLite under the config's directory).
+    pub database_url: String,
 }
 
 impl ServerConfig {
@@ -223,6 +225,7 @@ impl ServerConfig {
             rtp_extra: Vec::new(),
             http_extra: Vec::new(),
             files: Vec::new(),
+            database_url: "sqlite://./data/leadscaller.db".into(),
         }
     }
 
@@ -231,7 +234,7 @@ impl ServerConfig {
         let (rtp_min, rtp_max) = p.server_rtp();
         let mut s = String::new();
         let _ = writeln!(s, "data_dir = \"./data\"");
-        let _ = writeln!(s, "database_url = \"sqlite://./data/leadscaller.db\"\n");
+        let _ = writeln!(s, "database_url = \"{}\"\n", self.database_url);
         let _ = writeln!(s, "[sip]");
         let _ = writeln!(
             s,

@@ -63,7 +63,12 @@ pub async fn require_key(State(state): State<ApiState>, mut req: Request, next: 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     req.extensions_mut().insert(caller.clone());
-    let response = next.run(req).await;
+    let response = if super::extract::url_has_nul(req.uri()) {
+        ApiError::bad_request("the URL must not contain an encoded NUL character (%00)")
+            .into_response()
+    } else {
+        next.run(req).await
+    };
     if mutating {
         let entry = AuditEntry {
             id: String::new(),

@@ -25,6 +25,8 @@ fn view(e: &Event) -> Value {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
     since: Option<String>,

@@ -4,22 +4,69 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::ApiError;
 use crate::store::{PageRequest, parse_time};
 
-/// `Json<T>` with our error body on malformed input.
+/// `Json<T>` with our error body on malformed input; a string holding a NUL character is
+/// refused (422 naming the field) because PostgreSQL cannot store one in a text column.
 pub struct Body<T>(pub T);
+
+/// Largest JSON body, as axum's `Json` allows by default.
+const JSON_LIMIT: usize = 2 * 1024 * 1024;
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, JSON_LIMIT)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        let value = match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(e) => return Err(ApiError::bad_request(e.body_text())),
+        };
+        if let Ok(tree) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(field) = nul_field(&tree, String::new())
+        {
+            return Err(ApiError::invalid(field, "must not contain a NUL character"));
         }
+        Ok(Self(value))
     }
+}
+
+/// The path (`a.b[2]`) of the first string or key in `v` that holds a NUL character.
+fn nul_field(v: &Value, path: String) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_field(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_field(item, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// True when the request's path or query string carries an encoded NUL (`%00`), which no
+/// identifier, cursor or filter may hold (PostgreSQL cannot compare text with one).
+pub fn url_has_nul(uri: &axum::http::Uri) -> bool {
+    let has = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    has(uri.path()) || uri.query().is_some_and(has)
 }
 
 /// The query string of a list route.
@@ -28,7 +75,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Rows per page.
+    /// Rows per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -93,5 +141,34 @@ impl<S: Send + Sync> FromRequestParts<S> for List {
             Ok(Query(q)) => Ok(Self(q)),
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_found_in_strings_keys_and_arrays_with_its_path() {
+        let v = serde_json::json!({"a": {"b": ["ok", "x\u{0}y"]}, "c": "fine"});
+        assert_eq!(nul_field(&v, String::new()).as_deref(), Some("a.b[1]"));
+        let v = serde_json::json!({"config": {"k\u{0}": 1}});
+        assert_eq!(
+            nul_field(&v, String::new()).as_deref(),
+            Some("config.k\u{0}")
+        );
+        assert_eq!(
+            nul_field(&serde_json::json!({"a": "b"}), String::new()),
+            None
+        );
+    }
+
+    #[test]
+    fn encoded_nul_in_path_or_query_is_seen() {
+        let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
+        assert!(url_has_nul(&uri("/v1/leads/a%00b")));
+        assert!(url_has_nul(&uri("/v1/leads?cursor=x%00")));
+        assert!(!url_has_nul(&uri("/v1/leads?cursor=x%2500")));
+        assert!(!url_has_nul(&uri("/v1/leads/lead_01")));
     }
 }
