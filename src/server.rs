@@ -315,6 +315,12 @@ pub async fn start(
             .stream_secret
             .as_ref()
             .map(|k| Arc::new(crate::leg::stream_auth::StreamAuth::new(k.expose()))),
+        trunks: Some(Arc::new(
+            cfg.trunks
+                .values()
+                .map(crate::control::api::trunks::TrunkInfo::of)
+                .collect(),
+        )),
     });
     let http_tls = match (&s.http.tls_cert, &s.http.tls_key) {
         (Some(c), Some(k)) => Some(crate::sip::tls::server_config_from_files(c, k)?),

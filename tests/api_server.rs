@@ -74,3 +74,62 @@ async fn operator_bootstraps_a_key_and_the_server_honours_it() {
         "no secret in the server log"
     );
 }
+
+/// `/v1/trunks` lists the server's configured trunks without their credentials, and a
+/// campaign may only name one of them.
+#[tokio::test]
+async fn campaigns_reference_the_servers_configured_trunks() {
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files.push((
+        "trunks/carrier.toml".into(),
+        b"host = \"127.0.0.1\"\nport = 5099\nfrom_number = \"+15550100199\"\n\
+          [auth]\nusername = \"trunkuser\"\npassword = \"trunk-password-123\"\n"
+            .to_vec(),
+    ));
+    let server = Server::start(&cfg);
+    let (ok, stdout, stderr) = cli(&server, &["keys", "create", "--account", "acme"]);
+    assert!(ok, "{stderr}");
+    let token = stdout.trim().to_owned();
+    let base = server.api_base();
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("{base}/v1/trunks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let trunks: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(trunks["data"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(trunks["data"][0]["name"], "carrier");
+    assert_eq!(trunks["data"][0]["from_number"], "+15550100199");
+    assert!(
+        !text.contains("trunk-password-123") && !text.contains("trunkuser"),
+        "credentials leaked: {text}"
+    );
+    let create = |trunk: &'static str| {
+        let req = http
+            .post(format!("{base}/v1/campaigns"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": "spring", "trunk": trunk}));
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = create("carrier").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["trunk"], "carrier");
+    let (status, body) = create("nope").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "trunk");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("carrier"),
+        "{body}"
+    );
+}

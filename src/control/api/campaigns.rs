@@ -32,7 +32,7 @@ pub struct CampaignBody {
     settings: Option<CampaignSettings>,
 }
 
-fn apply(c: &mut Campaign, b: CampaignBody) -> Result<(), ApiError> {
+fn apply(s: &ApiState, c: &mut Campaign, b: CampaignBody) -> Result<(), ApiError> {
     if let Some(n) = b.name {
         if n.trim().is_empty() || n.len() > 200 {
             return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
@@ -43,6 +43,7 @@ fn apply(c: &mut Campaign, b: CampaignBody) -> Result<(), ApiError> {
         c.agent_id = Some(a);
     }
     if let Some(t) = b.trunk {
+        super::trunks::check_trunk(s, &t)?;
         c.trunk = Some(t);
     }
     if let Some(id) = b.caller_id {
@@ -50,13 +51,14 @@ fn apply(c: &mut Campaign, b: CampaignBody) -> Result<(), ApiError> {
             .map_err(|e| ApiError::invalid("caller_id", format!("not an E.164 number: {e}")))?;
         c.caller_id = Some(e164.as_str().to_owned());
     }
-    if let Some(s) = b.status {
-        c.status = s;
+    if let Some(status) = b.status {
+        c.status = status;
     }
-    if let Some(s) = b.settings {
-        s.validate()
+    if let Some(settings) = b.settings {
+        settings
+            .validate()
             .map_err(|(f, why)| ApiError::invalid(format!("settings.{f}"), why))?;
-        c.settings = s;
+        c.settings = settings;
     }
     Ok(())
 }
@@ -88,7 +90,7 @@ pub async fn create(
         created_at: 0,
         updated_at: 0,
     };
-    apply(&mut campaign, b)?;
+    apply(&s, &mut campaign, b)?;
     let created = s
         .store
         .create_campaign(&c.account, &campaign)
@@ -124,7 +126,7 @@ pub async fn patch(
     Body(b): Body<CampaignBody>,
 ) -> Result<Json<Value>, ApiError> {
     let mut campaign = s.store.campaign(&c.account, &id).await?;
-    apply(&mut campaign, b)?;
+    apply(&s, &mut campaign, b)?;
     let updated = s
         .store
         .update_campaign(&c.account, &campaign)

@@ -20,6 +20,7 @@ mod leads;
 pub mod openapi;
 mod privacy;
 mod streams;
+pub mod trunks;
 mod webhooks;
 
 use axum::Router;
@@ -43,6 +44,8 @@ pub struct ApiState {
     pub suppression_salt: Option<std::sync::Arc<crate::store::suppression::SuppressionSalt>>,
     /// Signs media-stream tokens (none: `[streams] secret` is not set).
     pub stream_auth: Option<std::sync::Arc<crate::leg::stream_auth::StreamAuth>>,
+    /// The server's configured trunks (none: campaign trunk names are not checked).
+    pub trunks: Option<std::sync::Arc<Vec<trunks::TrunkInfo>>>,
 }
 
 impl ApiState {
@@ -55,6 +58,7 @@ impl ApiState {
             storage: None,
             suppression_salt: None,
             stream_auth: None,
+            trunks: None,
         }
     }
 }
@@ -86,6 +90,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/agents/{id}"),
     ("PATCH", "/v1/agents/{id}"),
     ("DELETE", "/v1/agents/{id}"),
+    ("GET", "/v1/trunks"),
     ("GET", "/v1/campaigns"),
     ("POST", "/v1/campaigns"),
     ("GET", "/v1/campaigns/{id}"),
@@ -140,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
                 .patch(agents::patch)
                 .delete(agents::delete),
         )
+        .route("/v1/trunks", get(trunks::list))
         .route(
             "/v1/campaigns",
             get(campaigns::list).post(campaigns::create),

@@ -373,6 +373,7 @@ pages! {
     WebhookPage => WebhookView,
     DeliveryPage => DeliveryView,
     EventPage => EventView,
+    TrunkPage => super::trunks::TrunkInfo,
 }
 
 /// Raw bytes (audio, zip).
@@ -455,6 +456,7 @@ impl Modify for Common {
         super::keys::list, super::keys::create, super::keys::get_one, super::keys::revoke,
         super::agents::list, super::agents::create, super::agents::get_one, super::agents::patch,
         super::agents::delete,
+        super::trunks::list,
         super::campaigns::list, super::campaigns::create, super::campaigns::get_one,
         super::campaigns::patch,
         super::leads::list, super::leads::create, super::leads::import, super::leads::get_one,
