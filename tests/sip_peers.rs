@@ -962,6 +962,33 @@ fn assert_api_serves_the_call_and_its_recording(server: &Server, plain: &[u8]) {
             plain,
             "download = decrypted file"
         );
+        // The call's life as events, in order, all naming the call's record.
+        let events: serde_json::Value = get("/v1/events".into()).await.json().await.unwrap();
+        let mut types: Vec<(String, String)> = events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["call_id"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        types.reverse(); // the API lists newest first
+        let id = call["id"].as_str().unwrap();
+        let order: Vec<&str> = types.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "call.started",
+                "call.answered",
+                "call.ended",
+                "recording.ready"
+            ],
+            "{events}"
+        );
+        assert!(types.iter().all(|(_, c)| c == id), "{events}");
     });
 }
 

@@ -1,7 +1,9 @@
-//! Writes the record of every finished call (CDR, media stats, recording) to the store.
+//! Writes the record of every finished call (CDR, media stats, recording) to the store, and
+//! the `call.started` / `call.answered` events as calls go.
 //!
-//! The call layer only sends a [`CallRecord`] on a channel; this task does the database work,
-//! so a slow database never holds up signalling or media.
+//! The call layer only sends [`CallUpdate`]s on a channel; this task does the database work,
+//! so a slow database never holds up signalling or media. A call's CDR id is chosen when it
+//! starts, so its events name the record that is written when it ends.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -9,17 +11,20 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::CallRecord;
+use std::collections::HashMap;
+
+use super::{CallId, CallRecord, CallUpdate};
 use crate::media::storage::RecordingStorage;
 use crate::store::calls::{CallRecordRow, Direction, RecordingRow};
 use crate::store::events::EventType;
+use crate::store::ids::new_id;
 use crate::store::{AccountId, Store};
 
 /// Turns true when the writer has stored every record it was sent and all senders are gone.
 pub type WriterDone = tokio::sync::watch::Receiver<bool>;
 
-/// Starts the writer; returns the sender the call layer reports finished calls on, and a
-/// signal that the writer has drained. Each record is also forwarded to `forward` (the demo
+/// Starts the writer; returns the sender the call layer reports calls on, and a signal that
+/// the writer has drained. Each ended call's record is also forwarded to `forward` (the demo
 /// and tests read it) after it is stored.
 pub fn spawn_writer(
     store: Store,
@@ -27,13 +32,53 @@ pub fn spawn_writer(
     recordings: Arc<dyn RecordingStorage>,
     key_id: Option<String>,
     forward: Option<mpsc::UnboundedSender<CallRecord>>,
-) -> (mpsc::UnboundedSender<CallRecord>, WriterDone) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<CallRecord>();
+) -> (mpsc::UnboundedSender<CallUpdate>, WriterDone) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<CallUpdate>();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _done = DoneOnDrop(done_tx);
-        while let Some(record) = rx.recv().await {
+        // CDR ids of the calls in progress.
+        let mut ids: HashMap<CallId, String> = HashMap::new();
+        while let Some(update) = rx.recv().await {
+            let record = match update {
+                CallUpdate::Started {
+                    call,
+                    from,
+                    to,
+                    sip_call_id,
+                    trunk,
+                    at_ms,
+                } => {
+                    let id = new_id("call", at_ms);
+                    let payload = json!({
+                        "id": id, "direction": "inbound", "from": from, "to": to,
+                        "sip_call_id": sip_call_id, "trunk": trunk,
+                        "setup_at": crate::store::rfc3339(at_ms),
+                    });
+                    emit(&store, &account, EventType::CallStarted, &id, payload).await;
+                    ids.insert(call, id);
+                    continue;
+                }
+                CallUpdate::Answered {
+                    call,
+                    sip_call_id,
+                    at_ms,
+                } => {
+                    if let Some(id) = ids.get(&call) {
+                        let payload = json!({
+                            "id": id, "sip_call_id": sip_call_id,
+                            "answer_at": crate::store::rfc3339(at_ms),
+                        });
+                        emit(&store, &account, EventType::CallAnswered, id, payload).await;
+                    }
+                    continue;
+                }
+                CallUpdate::Ended(record) => *record,
+            };
             let mut cdr = row(&record);
+            if let Some(id) = ids.remove(&record.call) {
+                cdr.id = id;
+            }
             if let Some(agent) = &record.agent {
                 super::agent_record::fill_row(agent, &mut cdr);
             }
@@ -42,12 +87,7 @@ pub fn spawn_writer(
                     tracing::info!(call = %record.call, cdr = %id, "call record stored");
                     let mut payload = serde_json::to_value(&cdr).unwrap_or_default();
                     payload["id"] = json!(id);
-                    if let Err(e) = store
-                        .emit_event(&account, EventType::CallEnded, Some(&id), None, payload)
-                        .await
-                    {
-                        tracing::error!(call = %record.call, error = %e, "call.ended event not stored");
-                    }
+                    emit(&store, &account, EventType::CallEnded, &id, payload).await;
                     if let Some(agent) = &record.agent {
                         super::agent_record::store(&store, &account, &id, &record.from, agent)
                             .await;
@@ -67,6 +107,22 @@ pub fn spawn_writer(
         }
     });
     (tx, done_rx)
+}
+
+/// Stores a call event (and queues its webhooks); a failure is logged, never fatal.
+async fn emit(
+    store: &Store,
+    account: &AccountId,
+    kind: EventType,
+    call_id: &str,
+    payload: serde_json::Value,
+) {
+    if let Err(e) = store
+        .emit_event(account, kind, Some(call_id), None, payload)
+        .await
+    {
+        tracing::error!(call = %call_id, event = ?kind, error = %e, "call event not stored");
+    }
 }
 
 /// Signals `true` when dropped, even if the writer task panicked.

@@ -172,6 +172,29 @@ pub fn codec_prefs(names: &[String]) -> Vec<sdp::CodecPref> {
         .collect()
 }
 
+/// What the call layer reports about a call as it goes: the CDR writer turns these into
+/// `call.started` / `call.answered` events and, at the end, the call record.
+#[derive(Debug, Clone)]
+pub enum CallUpdate {
+    /// An INVITE was accepted for routing.
+    Started {
+        call: CallId,
+        from: String,
+        to: String,
+        sip_call_id: Option<String>,
+        trunk: Option<String>,
+        at_ms: i64,
+    },
+    /// We answered (200 OK sent).
+    Answered {
+        call: CallId,
+        sip_call_id: Option<String>,
+        at_ms: i64,
+    },
+    /// The call is over.
+    Ended(Box<CallRecord>),
+}
+
 /// One line of call history printed/logged when a call ends.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
@@ -214,7 +237,7 @@ pub async fn run(
     cfg: CallServerConfig,
     mut events: mpsc::Receiver<Event>,
     commands: mpsc::Sender<Command>,
-    finished: Option<mpsc::UnboundedSender<CallRecord>>,
+    finished: Option<mpsc::UnboundedSender<CallUpdate>>,
 ) {
     let ports = Arc::new(Mutex::new(PortAllocator::new(
         cfg.rtp_port_min,
@@ -254,6 +277,16 @@ pub async fn run(
                     finished: finished.clone(),
                     _active: ActiveCall::start(),
                 };
+                if let Some(f) = &finished {
+                    let _ = f.send(CallUpdate::Started {
+                        call,
+                        from: session.from.clone(),
+                        to: session.to.clone(),
+                        sip_call_id: session.sip_call_id.clone(),
+                        trunk: session.trunk.clone(),
+                        at_ms: session.setup_at_ms,
+                    });
+                }
                 tokio::spawn(session.run(tx, user, trunk, request.body));
             }
             Event::InDialogRequest { call, .. }
@@ -318,7 +351,7 @@ struct CallSession {
     events: mpsc::UnboundedReceiver<Event>,
     from: String,
     to: String,
-    finished: Option<mpsc::UnboundedSender<CallRecord>>,
+    finished: Option<mpsc::UnboundedSender<CallUpdate>>,
     setup_at_ms: i64,
     trunk: Option<String>,
     sip_call_id: Option<String>,
@@ -462,7 +495,7 @@ impl CallSession {
                 .record((end_ms - answered).max(0) as f64 / 1000.0);
         }
         if let Some(f) = &self.finished {
-            let _ = f.send(CallRecord {
+            let _ = f.send(CallUpdate::Ended(Box::new(CallRecord {
                 call: self.call,
                 from: self.from.clone(),
                 to: self.to.clone(),
@@ -477,7 +510,7 @@ impl CallSession {
                 answer_at_ms: outcome.answer_at_ms,
                 end_at_ms: end_ms,
                 agent,
-            });
+            })));
         }
     }
 
@@ -672,7 +705,15 @@ impl CallSession {
             }
         }
         self.respond(tx, 200, Some(sdp_answer)).await;
-        outcome.answer_at_ms = Some(crate::store::now_ms());
+        let answered = crate::store::now_ms();
+        outcome.answer_at_ms = Some(answered);
+        if let Some(f) = &self.finished {
+            let _ = f.send(CallUpdate::Answered {
+                call: self.call,
+                sip_call_id: self.sip_call_id.clone(),
+                at_ms: answered,
+            });
+        }
         if handle.is_none() {
             handle = start_media();
         }
