@@ -804,3 +804,33 @@ both_engines!(nul_characters_are_refused_not_a_server_error, |db| {
         Some(1)
     );
 });
+
+// Oversize JSON bodies get 413 with the error body; unknown routes 404 with it; the server
+// keeps serving.
+both_engines!(oversize_bodies_get_413_and_unknown_routes_404, |db| {
+    let api = Api {
+        base: serve(db.store.clone()).await,
+        http: Client::new(),
+    };
+    let a = tenant(&db.store, "a").await;
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let r = api
+        .http
+        .post(format!("{}/v1/agents", api.base))
+        .bearer_auth(&a)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+    let (status, v) = api.call(&a, Method::GET, "/v1/no-such-thing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "not_found", "{v}");
+    assert_eq!(
+        api.ok(&a, Method::GET, "/v1/agents", None).await["data"],
+        json!([])
+    );
+});

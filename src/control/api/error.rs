@@ -41,6 +41,16 @@ impl ApiError {
         }
     }
 
+    /// 413: the body is larger than the route takes.
+    pub fn too_large(limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!("the body is larger than {limit} bytes"),
+            field: None,
+        }
+    }
+
     /// 404 for a resource that does not exist in the caller's account.
     pub fn not_found() -> Self {
         Self {

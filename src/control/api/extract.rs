@@ -21,9 +21,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, JSON_LIMIT)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let bytes = axum::body::to_bytes(body, JSON_LIMIT).await.map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::too_large(JSON_LIMIT)
+            } else {
+                ApiError::bad_request(format!("reading the body: {e}"))
+            }
+        })?;
         let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
         let value = match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => v,
