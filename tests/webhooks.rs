@@ -753,3 +753,112 @@ both_engines!(a_delivery_whose_event_was_purged_is_closed, |db| {
         "the event or endpoint no longer exists"
     );
 });
+
+// Rotation: the new secret is shown once; for `grace_s` both secrets sign each delivery (two
+// `v1=` entries, any one verifies), then only the new one; `grace_s: 0` drops the old at once.
+both_engines!(
+    a_rotated_secret_signs_beside_the_old_one_for_the_grace,
+    |db| {
+        let (api, account, token) = setup(&db.store).await;
+        let (rx, base) = Receiver::start(200, &[]).await;
+        let hook = create_hook(&api, &token, format!("{base}/hook"), &["call.ended"]).await;
+        let id = hook["id"].as_str().unwrap().to_owned();
+        let old = hook["secret"].as_str().unwrap().to_owned();
+        let rotate = |body: Value| {
+            let api = &api;
+            let token = &token;
+            let path = format!("/v1/webhooks/{id}/rotate-secret");
+            async move { api.call(token, Method::POST, &path, Some(body)).await }
+        };
+        let (status, v) = rotate(json!({"grace_s": 60})).await;
+        assert_eq!(status, 200, "{v}");
+        let new = v["secret"].as_str().unwrap().to_owned();
+        assert!(new.starts_with("whsec_") && new != old, "{v}");
+        assert!(v["previous_secret_expires_at"].is_string(), "{v}");
+        let (_, shown) = api
+            .call(&token, Method::GET, &format!("/v1/webhooks/{id}"), None)
+            .await;
+        assert!(
+            !shown.to_string().contains(&new),
+            "the secret is shown only once"
+        );
+
+        let clock = ManualClock::new();
+        clock.advance(1000); // events emitted from now on are due
+        let d = dispatcher(&db.store, &clock, 8);
+        let send = |n: usize| {
+            let hook_id = id.clone();
+            let store = db.store.clone();
+            let account = account.clone();
+            let d = &d;
+            let rx = &rx;
+            async move {
+                store
+                    .emit_event(
+                        &account,
+                        EventType::CallEnded,
+                        Some("call_1"),
+                        None,
+                        json!({}),
+                    )
+                    .await
+                    .unwrap();
+                let ran = d.run_once().await.unwrap();
+                let log = store
+                    .list_deliveries(
+                        &account,
+                        &hook_id,
+                        &leadscaller::store::PageRequest::default(),
+                    )
+                    .await
+                    .map(|p| format!("{:?}", p.data))
+                    .unwrap_or_default();
+                assert_eq!(ran, 1, "send {n}: {log}");
+                let got = rx.got();
+                assert_eq!(got.len(), n);
+                let r = &got[n - 1];
+                (
+                    r.headers[signature::SIGNATURE_HEADER]
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                    r.body.clone(),
+                )
+            }
+        };
+        // During the grace both verify, each with the documented check.
+        let (header, body) = send(1).await;
+        assert_eq!(header.matches("v1=").count(), 2, "{header}");
+        assert!(documented_check(&old, &header, &body), "{header}");
+        assert!(documented_check(&new, &header, &body), "{header}");
+        // After it, only the new one.
+        clock.advance(61_000);
+        let (header, body) = send(2).await;
+        assert_eq!(header.matches("v1=").count(), 1, "{header}");
+        assert!(documented_check(&new, &header, &body), "{header}");
+        assert!(!documented_check(&old, &header, &body), "{header}");
+        // No grace: the replaced secret stops at once.
+        let (status, v) = rotate(json!({"grace_s": 0})).await;
+        assert_eq!(status, 200, "{v}");
+        let newest = v["secret"].as_str().unwrap().to_owned();
+        let (header, body) = send(3).await;
+        assert_eq!(header.matches("v1=").count(), 1, "{header}");
+        assert!(documented_check(&newest, &header, &body), "{header}");
+        assert!(!documented_check(&new, &header, &body), "{header}");
+        // Bounds and tenancy.
+        let (status, v) = rotate(json!({"grace_s": 700000})).await;
+        assert_eq!(status, 422, "{v}");
+        assert_eq!(v["error"]["field"], "grace_s");
+        let (_, other) = tenant(&db.store, "other").await;
+        let (status, v) = api
+            .call(
+                &other,
+                Method::POST,
+                &format!("/v1/webhooks/{id}/rotate-secret"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 404, "{v}");
+        assert!(!v.to_string().contains("whsec_"), "{v}");
+    }
+);

@@ -244,18 +244,19 @@ impl Dispatcher {
 
     /// POSTs the signed event; the HTTP status, or why no status came back (never the secret).
     async fn send(&self, d: &ClaimedDelivery) -> Result<u16, String> {
-        let secret = self
+        let ring = self
             .keys
             .as_deref()
-            .ok_or_else(|| "no master key configured to open the signing secret".to_owned())
-            .and_then(|ring| {
-                open_secret(
-                    ring,
-                    &secret_binding(d.event.account_id.as_str(), &d.webhook_id),
-                    &d.sealed_secret,
-                )
+            .ok_or_else(|| "no master key configured to open the signing secret".to_owned())?;
+        let binding = secret_binding(d.event.account_id.as_str(), &d.webhook_id);
+        let open = |sealed: &str| {
+            open_secret(ring, &binding, sealed)
                 .map_err(|_| "the signing secret cannot be opened with the master keys".to_owned())
-            })?;
+        };
+        let mut secrets = vec![open(&d.sealed_secret)?];
+        if let Some(previous) = &d.sealed_previous_secret {
+            secrets.push(open(previous)?);
+        }
         let body = event_body(&d.event);
         let t = self.clock.now_ms().div_euclid(1000);
         let response = self
@@ -264,7 +265,11 @@ impl Dispatcher {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(
                 signature::SIGNATURE_HEADER,
-                signature::sign(&secret, t, &body),
+                signature::sign_all(
+                    &secrets.iter().map(|s| s.as_slice()).collect::<Vec<_>>(),
+                    t,
+                    &body,
+                ),
             )
             .header(signature::EVENT_ID_HEADER, &d.event.id)
             .header(signature::DELIVERY_ID_HEADER, &d.id)

@@ -25,6 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_calls.sql"),
         postgres: include_str!("../../migrations/postgres/0002_calls.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../../migrations/sqlite/0003_webhook_secret_rotation.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_webhook_secret_rotation.sql"),
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock among PostgreSQL advisory locks.

@@ -169,6 +169,8 @@ pub struct ClaimedDelivery {
     pub url: String,
     /// The endpoint's sealed signing secret.
     pub sealed_secret: String,
+    /// The secret it replaced, while that one still signs too (sealed).
+    pub sealed_previous_secret: Option<String>,
     /// The event to send.
     pub event: Event,
 }
@@ -252,6 +254,45 @@ impl Store {
         let rows = list_page(self, "webhooks", COLUMNS, account, page, None, None).await?;
         let rows = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(rows, page.limit(), |w| &w.id))
+    }
+
+    /// Gives the webhook a new sealed signing secret. With `previous_until` (epoch ms) the old
+    /// secret keeps signing beside the new one until then; without, it stops at once.
+    pub async fn rotate_webhook_secret(
+        &self,
+        account: &AccountId,
+        id: &str,
+        sealed_secret: &str,
+        previous_until: Option<i64>,
+    ) -> Result<Webhook, StoreError> {
+        let now = now_ms();
+        let done = match previous_until {
+            Some(until) => sqlx::query(
+                "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $1, \
+                     secret = $2, updated_at = $3 WHERE account_id = $4 AND id = $5",
+            )
+            .bind(until)
+            .bind(sealed_secret)
+            .bind(now)
+            .bind(account.as_str())
+            .bind(id)
+            .execute(self.pool())
+            .await?,
+            None => sqlx::query(
+                "UPDATE webhooks SET previous_secret = NULL, previous_secret_expires_at = NULL, \
+                     secret = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",
+            )
+            .bind(sealed_secret)
+            .bind(now)
+            .bind(account.as_str())
+            .bind(id)
+            .execute(self.pool())
+            .await?,
+        };
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.webhook(account, id).await
     }
 
     /// Replaces a webhook's url, event types and enabled flag (the secret never changes here).
@@ -392,7 +433,8 @@ impl Store {
         for id in ids {
             let row = sqlx::query(
                 "SELECT d.id, CAST(d.attempts AS BIGINT) AS attempts, d.webhook_id, w.url, \
-                 w.secret, d.event_id FROM webhook_deliveries d \
+                 w.secret, w.previous_secret, w.previous_secret_expires_at, d.event_id \
+                 FROM webhook_deliveries d \
                  JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
             )
             .bind(&id)
@@ -422,12 +464,18 @@ impl Store {
                 continue;
             };
             let attempts: i64 = row.try_get("attempts")?;
+            let previous_until: Option<i64> = row.try_get("previous_secret_expires_at")?;
+            let sealed_previous_secret = match previous_until {
+                Some(until) if until > now => row.try_get("previous_secret")?,
+                _ => None,
+            };
             claimed.push(ClaimedDelivery {
                 id,
                 attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
                 webhook_id: row.try_get("webhook_id")?,
                 url: row.try_get("url")?,
                 sealed_secret: row.try_get("secret")?,
+                sealed_previous_secret,
                 event: event_from_row(&event)?,
             });
         }

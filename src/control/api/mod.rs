@@ -122,6 +122,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/webhooks/{id}"),
     ("GET", "/v1/webhooks/{id}/deliveries"),
     ("POST", "/v1/webhooks/{id}/test"),
+    ("POST", "/v1/webhooks/{id}/rotate-secret"),
     ("GET", "/v1/events"),
     ("POST", "/v1/privacy/export"),
     ("POST", "/v1/privacy/erase"),
@@ -183,6 +184,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/v1/events", get(events::list))
         .route("/v1/privacy/export", post(privacy::export))
         .route("/v1/privacy/erase", post(privacy::erase))

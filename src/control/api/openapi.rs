@@ -468,7 +468,7 @@ impl Modify for Common {
         super::streams::get_twiml,
         super::webhooks::list, super::webhooks::create, super::webhooks::get_one,
         super::webhooks::patch, super::webhooks::delete, super::webhooks::deliveries,
-        super::webhooks::test,
+        super::webhooks::test, super::webhooks::rotate_secret,
         super::events::list,
         super::privacy::export, super::privacy::erase,
     )

@@ -91,6 +91,78 @@ fn check_types(names: &[String]) -> Result<Vec<EventType>, ApiError> {
     Ok(types)
 }
 
+/// A fresh signing secret (`whsec_<64 hex>`) for webhook `id`, and its sealed form.
+fn new_secret(s: &ApiState, c: &Caller, id: &str) -> Result<(String, String), ApiError> {
+    let Some(ring) = &s.keys else {
+        return Err(ApiError::invalid(
+            "secret",
+            "no master key is configured to encrypt the webhook signing secret at rest",
+        ));
+    };
+    let mut raw = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| ApiError::invalid("secret", "could not generate a signing secret"))?;
+    let secret = format!("whsec_{}", hex(&raw));
+    let sealed = seal_secret(
+        ring,
+        &secret_binding(c.account.as_str(), id),
+        secret.as_bytes(),
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "api: sealing a webhook secret failed");
+        ApiError::invalid("secret", "could not encrypt the signing secret")
+    })?;
+    Ok((secret, sealed))
+}
+
+/// The body of `POST /v1/webhooks/{id}/rotate-secret`.
+#[derive(utoipa::ToSchema, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// Seconds the old secret keeps signing beside the new one (0–604800, default 86400).
+    grace_s: Option<u32>,
+}
+
+/// Longest overlap of an old and a new signing secret.
+const MAX_GRACE_S: u32 = 7 * 24 * 3600;
+
+/// `POST /v1/webhooks/{id}/rotate-secret`: a new signing secret, shown once; the old one
+/// keeps signing too (a second `v1=` in the signature header) for `grace_s`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)), request_body = RotateBody, responses((status = 200, body = super::openapi::NewWebhookView), (status = 404, description = "Not in this account"), (status = 422, description = "Invalid field")))]
+pub async fn rotate_secret(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    // The body is optional: an empty POST rotates with the default grace.
+    let b: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    let grace_s = b.grace_s.unwrap_or(86_400);
+    if grace_s > MAX_GRACE_S {
+        return Err(ApiError::invalid(
+            "grace_s",
+            format!("must be 0 to {MAX_GRACE_S} seconds"),
+        ));
+    }
+    // 404 before a secret is made for an endpoint that is not the caller's.
+    s.store.webhook(&c.account, &id).await?;
+    let (secret, sealed) = new_secret(&s, &c, &id)?;
+    let until = (grace_s > 0).then(|| crate::store::now_ms() + i64::from(grace_s) * 1000);
+    let hook = s
+        .store
+        .rotate_webhook_secret(&c.account, &id, &sealed, until)
+        .await?;
+    let mut v = view(&hook);
+    v["secret"] = json!(secret);
+    v["previous_secret_expires_at"] = json!(until.map(crate::store::rfc3339));
+    Ok(Json(v))
+}
+
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookBody, responses((status = 201, body = super::openapi::NewWebhookView), (status = 422, description = "Invalid field")))]
 pub async fn create(
     State(s): State<ApiState>,
@@ -107,27 +179,8 @@ pub async fn create(
             .as_deref()
             .ok_or_else(|| ApiError::invalid("event_types", "required"))?,
     )?;
-    let Some(ring) = &s.keys else {
-        return Err(ApiError::invalid(
-            "secret",
-            "no master key is configured to encrypt the webhook signing secret at rest",
-        ));
-    };
-    let mut raw = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut raw)
-        .map_err(|_| ApiError::invalid("secret", "could not generate a signing secret"))?;
-    let secret = format!("whsec_{}", hex(&raw));
     let id = new_webhook_id();
-    let sealed = seal_secret(
-        ring,
-        &secret_binding(c.account.as_str(), &id),
-        secret.as_bytes(),
-    )
-    .map_err(|e| {
-        tracing::error!(error = %e, "api: sealing a webhook secret failed");
-        ApiError::invalid("secret", "could not encrypt the signing secret")
-    })?;
+    let (secret, sealed) = new_secret(&s, &c, &id)?;
     let hook = s
         .store
         .create_webhook(

@@ -49,7 +49,17 @@ pub fn compute(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 /// The `LeadsCaller-Signature` header value for `body` sent at `timestamp` (unix seconds).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", compute(secret, timestamp, body))
+    sign_all(&[secret], timestamp, body)
+}
+
+/// The header value with one `v1=` per secret (during a rotation: the new one, then the old).
+pub fn sign_all(secrets: &[&[u8]], timestamp: i64, body: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&compute(secret, timestamp, body));
+    }
+    header
 }
 
 /// Checks `header` against `body` and `secret` at `now` (unix seconds), accepting timestamps
