@@ -70,7 +70,7 @@ with open(path, "w", newline="") as f:
 EOF
 }
 
-printf '%-9s %10s %10s %12s %14s  %s\n' rows seconds rows/s "peak RSS MB" "file MB" result
+printf '%-9s %10s %10s %12s %6s %10s  %s\n' rows seconds rows/s "peak RSS MB" CPU "file MB" result
 for n in $ROWS; do
   dir="$WORK/run-$n"
   mkdir -p "$dir/data"
@@ -90,9 +90,11 @@ EOF
     >"$dir/out.txt" 2>"$dir/err.txt" || { tail -5 "$dir/err.txt" >&2; exit 1; }
   end=$(date +%s.%N)
   rss_kb=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$dir/time.txt")
+  cpu=$(awk -F: '/Percent of CPU this job got/ {gsub(/ /, "", $2); print $2}' "$dir/time.txt")
   result=$(tail -1 "$dir/out.txt")
   [[ $result == "imported $n skipped 0 failed 0" ]] || { echo "unexpected: $result" >&2; tail -5 "$dir/err.txt" >&2; exit 1; }
-  awk -v n="$n" -v s="$start" -v e="$end" -v rss="$rss_kb" -v sz="$(stat -c %s "$dir/leads.csv")" -v r="$result" \
-    'BEGIN { t = e - s; printf "%-9d %10.2f %10.0f %12.1f %14.1f  %s\n", n, t, n / t, rss / 1024, sz / 1048576, r }'
+  awk -v n="$n" -v s="$start" -v e="$end" -v rss="$rss_kb" -v cpu="$cpu" \
+    -v sz="$(stat -c %s "$dir/leads.csv")" -v r="$result" \
+    'BEGIN { t = e - s; printf "%-9d %10.2f %10.0f %12.1f %6s %10.1f  %s\n", n, t, n / t, rss / 1024, cpu, sz / 1048576, r }'
   rm -rf "$dir"
 done

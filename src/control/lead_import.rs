@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
-use crate::leads::csv_import::{ColumnMapping, LeadCsvImporter, LeadRecord};
+use crate::leads::csv_import::{ColumnMapping, ConsentAt, LeadCsvImporter, LeadRecord};
 use crate::leads::import::{ImportError, ImportOptions, RowError};
 use crate::leads::timezone::TimeZoneSource;
 use crate::store::accounts::Account;
@@ -17,9 +17,10 @@ use crate::store::{AccountId, Store, StoreError, parse_time};
 use tokio::sync::mpsc;
 
 /// Rows inserted per transaction.
-const BATCH: usize = 5000;
-/// Parsed batches waiting for the inserter (bounds memory when parsing is faster).
-const QUEUE: usize = 2;
+const BATCH: usize = 4000;
+/// Parsed batches waiting for the inserter (bounds memory when parsing is faster): at most
+/// `(QUEUE + 2) * BATCH` rows are held, one being parsed, `QUEUE` waiting, one inserting.
+const QUEUE: usize = 1;
 /// Row failures and skips kept for the report (the counts cover all of them).
 pub const MAX_REPORTED: usize = 1000;
 
@@ -85,7 +86,12 @@ pub fn record_to_fields(r: LeadRecord, campaign: Option<&str>, account: &Account
         timezone_source: Some(timezone_source.to_owned()),
         consent_status: r.consent_status,
         consent_source: r.consent_source.or_else(|| Some("import".to_owned())),
-        consent_at: r.consent_at.and_then(|at| parse_time(&at.to_string())),
+        consent_at: match r.consent_at {
+            // What `parse_time` gives for the instant's RFC 3339 text, without the round trip.
+            Some(ConsentAt::Instant(t)) => Some(t.as_millisecond()),
+            Some(at) => parse_time(&at.to_string()),
+            None => None,
+        },
         consent_text: r.consent_text,
         external_id: r.external_id,
         custom: r.custom,

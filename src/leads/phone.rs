@@ -389,7 +389,8 @@ mod tests {
                 fast += usize::from(agree(&text, region(area + k)));
             }
         }
-        assert!(fast > 3000, "the fast path took only {fast} of 7000");
+        // Most generated shapes (011/001/+ prefixes, doubled or `/` separators) are declined.
+        assert!(fast > 700, "the fast path took only {fast} of 7000");
     }
 
     #[test]
@@ -403,6 +404,8 @@ mod tests {
             ("020 7946 0958", "GB".parse().ok()),
             ("4155552671", None),
             ("415--555-2671", us()),
+            ("+1415-555-2671", us()),
+            ("+1(415) 555-2671", None),
             ("(415 555-2671", us()),
             ("１４１５５５５２６７１", us()),
         ] {

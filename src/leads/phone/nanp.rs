@@ -159,9 +159,9 @@ fn lookup(table: &[NanpRegion], national: &str) -> Result<Option<Region>, PhoneE
     Err(PhoneError::Invalid)
 }
 
-/// The national number of `[+1 sep?] | [1 sep?]` then `(AAA) sep? | AAA sep?` then
-/// `XXX sep? XXXX`, sep one of ` -.`, the area code starting with 2-9; `+1` only when `plus`,
-/// a bare trunk `1` only when not. Anything else is `None`.
+/// The national number of `[+1 sep | +1 (ten digits only) | 1 sep?]` then `(AAA) sep? | AAA
+/// sep?` then `XXX sep? XXXX`, sep one of ` -.`, the area code starting with 2-9; `+1` only
+/// when `plus`, a bare trunk `1` only when not. Anything else is `None`.
 fn ten_digits(b: &[u8], plus: bool) -> Option<[u8; 10]> {
     let mut i = 0;
     let at = |i: usize| b.get(i).copied();
@@ -176,6 +176,11 @@ fn ten_digits(b: &[u8], plus: bool) -> Option<[u8; 10]> {
         }
         i = 2;
         skip_sep(&mut i);
+        // `+1` glued to punctuated digits (`+1415-555-2671`) is read differently by the
+        // crate (as a longer country code): only `+1 ...` or the compact `+14155552671`.
+        if i == 2 && !(b.len() == 12 && b[2..].iter().all(u8::is_ascii_digit)) {
+            return None;
+        }
     } else if at(0) == Some(b'1') {
         i = 1;
         skip_sep(&mut i);
