@@ -37,7 +37,8 @@ impl E164 {
     pub fn dedupe_key(&self) -> u64 {
         let digits = self.text.as_bytes().get(1..).unwrap_or_default();
         let value = digits.iter().fold(0u64, |v, &b| {
-            v.wrapping_mul(10).wrapping_add(u64::from(b.wrapping_sub(b'0')))
+            v.wrapping_mul(10)
+                .wrapping_add(u64::from(b.wrapping_sub(b'0')))
         });
         value | ((digits.len() as u64) << 56)
     }
@@ -178,10 +179,7 @@ pub fn normalize_phone(raw: &str, default_region: Option<Region>) -> Result<E164
 
 /// The general path: `phonenumber::parse`, then its validity check and E.164 formatting.
 /// `trimmed` is non-empty, trimmed and at most `MAX_RAW_LEN` bytes.
-fn normalize_with_crate(
-    trimmed: &str,
-    default_region: Option<Region>,
-) -> Result<E164, PhoneError> {
+fn normalize_with_crate(trimmed: &str, default_region: Option<Region>) -> Result<E164, PhoneError> {
     let prepared = international_prefix_to_plus(trimmed);
     let text = prepared.as_deref().unwrap_or(trimmed);
     let has_plus = text.starts_with('+') || text.starts_with("tel:+");
@@ -364,9 +362,17 @@ mod tests {
     fn shaped(prefix: usize, paren: bool, digits: &str, seps: [usize; 3]) -> String {
         const SEPS: [&str; 6] = ["", " ", "-", ".", "  ", "/"];
         let (a, x, l) = (&digits[..3], &digits[3..6], &digits[6..]);
-        let area = if paren { format!("({a})") } else { a.to_owned() };
+        let area = if paren {
+            format!("({a})")
+        } else {
+            a.to_owned()
+        };
         let pre = ["", "1", "+1", "+", "011 1", "001"][prefix % 6];
-        let s0 = if pre.is_empty() { "" } else { SEPS[seps[0] % 6] };
+        let s0 = if pre.is_empty() {
+            ""
+        } else {
+            SEPS[seps[0] % 6]
+        };
         format!(
             "{pre}{s0}{area}{}{x}{}{l}",
             SEPS[seps[1] % 6],
@@ -449,8 +455,14 @@ mod tests {
         assert_ne!(key("(415) 555-2671"), key("(415) 555-2672"));
         assert_ne!(key("+442079460958"), key("+14155552671"));
         // Same digit value, different length cannot happen in E.164, but the key tells anyway.
-        let a = E164 { text: "+12".into(), region: None };
-        let b = E164 { text: "+012".into(), region: None };
+        let a = E164 {
+            text: "+12".into(),
+            region: None,
+        };
+        let b = E164 {
+            text: "+012".into(),
+            region: None,
+        };
         assert_ne!(a.dedupe_key(), b.dedupe_key());
     }
 

@@ -5,9 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::ids::new_id;
-use super::{
-    AccountId, Engine, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms,
-};
+use super::{AccountId, Engine, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
 
 pub use crate::leads::csv_import::ConsentStatus;
 
