@@ -17,10 +17,10 @@ use crate::store::{AccountId, Store, StoreError, parse_time};
 use tokio::sync::mpsc;
 
 /// Rows inserted per transaction.
-const BATCH: usize = 4000;
+const BATCH: usize = 1000;
 /// Parsed batches waiting for the inserter (bounds memory when parsing is faster): at most
 /// `(QUEUE + 2) * BATCH` rows are held, one being parsed, `QUEUE` waiting, one inserting.
-const QUEUE: usize = 1;
+const QUEUE: usize = 2;
 /// Row failures and skips kept for the report (the counts cover all of them).
 pub const MAX_REPORTED: usize = 1000;
 
