@@ -220,6 +220,7 @@ where
         return Err(e);
     }
     report.skipped_rows.sort_by_key(|s| s.line);
+    report.skipped_rows.truncate(MAX_REPORTED);
     progress(&report);
     Ok(report)
 }
