@@ -222,3 +222,50 @@ async fn servers_starting_together_on_one_sqlite_file_migrate_it_once() {
     assert_eq!(store.migrate().await.unwrap(), 0);
     store.create_account("after").await.unwrap();
 }
+
+both_engines!(
+    lead_batches_span_statements_and_skip_existing_numbers,
+    |db| {
+        // 250 rows: several multi-row INSERT statements; rows 40..60 are already in the store,
+        // rows 200.. repeat numbers of the same batch, odd rows have no consent.
+        let s = &db.store;
+        let a = s.create_account("a").await.unwrap().id;
+        let phone = |i: usize| format!("+1415555{:04}", 3000 + i % 200);
+        let before: Vec<_> = (40..60).map(|i| lead(&phone(i))).collect();
+        assert_eq!(s.insert_leads(&a, &before).await.unwrap().imported, 20);
+        let batch: Vec<_> = (0..250)
+            .map(|i| {
+                let mut l = lead(&phone(i));
+                if i % 2 == 1 {
+                    l.consent_status = None;
+                }
+                l
+            })
+            .collect();
+        let out = s.insert_leads(&a, &batch).await.unwrap();
+        assert_eq!(out.imported, 180);
+        let expected: Vec<usize> = (40..60).chain(200..250).collect();
+        assert_eq!(out.duplicates, expected);
+        let page = PageRequest {
+            limit: Some(200),
+            ..PageRequest::default()
+        };
+        let leads = s.list_leads(&a, &page, None).await.unwrap().data;
+        assert_eq!(leads.len(), 200);
+        let no_consent = leads.iter().find(|l| l.fields.phone == phone(1)).unwrap();
+        assert!(
+            s.consent_history(&a, &no_consent.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let consented = leads.iter().find(|l| l.fields.phone == phone(2)).unwrap();
+        let history = s.consent_history(&a, &consented.id).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].status, ConsentStatus::ExpressWritten);
+        assert_eq!(
+            history[0].source.as_deref(),
+            Some("https://example.com/form")
+        );
+    }
+);

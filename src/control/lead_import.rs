@@ -8,15 +8,19 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
-use crate::leads::csv_import::{ColumnMapping, LeadCsvImporter, LeadRecord};
+use crate::leads::csv_import::{ColumnMapping, ConsentAt, LeadCsvImporter, LeadRecord};
 use crate::leads::import::{ImportError, ImportOptions, RowError};
 use crate::leads::timezone::TimeZoneSource;
 use crate::store::accounts::Account;
 use crate::store::leads::LeadFields;
-use crate::store::{Store, StoreError, parse_time};
+use crate::store::{AccountId, Store, StoreError, parse_time};
+use tokio::sync::mpsc;
 
 /// Rows inserted per transaction.
-const BATCH: usize = 500;
+const BATCH: usize = 1000;
+/// Parsed batches waiting for the inserter (bounds memory when parsing is faster): at most
+/// `(QUEUE + 2) * BATCH` rows are held, one being parsed, `QUEUE` waiting, one inserting.
+const QUEUE: usize = 2;
 /// Row failures and skips kept for the report (the counts cover all of them).
 pub const MAX_REPORTED: usize = 1000;
 
@@ -82,15 +86,49 @@ pub fn record_to_fields(r: LeadRecord, campaign: Option<&str>, account: &Account
         timezone_source: Some(timezone_source.to_owned()),
         consent_status: r.consent_status,
         consent_source: r.consent_source.or_else(|| Some("import".to_owned())),
-        consent_at: r.consent_at.and_then(|at| parse_time(&at.to_string())),
+        consent_at: match r.consent_at {
+            // What `parse_time` gives for the instant's RFC 3339 text, without the round trip.
+            Some(ConsentAt::Instant(t)) => Some(t.as_millisecond()),
+            Some(at) => parse_time(&at.to_string()),
+            None => None,
+        },
         consent_text: r.consent_text,
         external_id: r.external_id,
         custom: r.custom,
     }
 }
 
+/// Good rows waiting for the database, in file order.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u64>,
+    fields: Vec<LeadFields>,
+}
+
+/// What the inserter did with one batch.
+struct Inserted {
+    imported: u64,
+    skipped: u64,
+    /// The first `MAX_REPORTED` rows skipped as already in the campaign.
+    skipped_rows: Vec<SkippedRow>,
+}
+
+/// Aborts the inserter task if the import is dropped (an HTTP client went away): the batch
+/// in flight is rolled back, committed batches stay.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), StoreError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Imports `chunks` (the CSV bytes) into `account`, optionally into `campaign` (checked by the
 /// caller); `progress` sees the running report after every chunk.
+///
+/// Parsing runs in the caller's task while a spawned task inserts the previous batches
+/// (`BATCH` rows a transaction, at most `QUEUE` batches waiting), so memory stays flat
+/// whatever the file size. `report.skipped_rows` holds the first skips by line.
 pub async fn import_leads<S, E>(
     store: &Store,
     account: &Account,
@@ -109,18 +147,32 @@ where
     };
     let mut importer = LeadCsvImporter::new(mapping, options);
     let mut report = ImportReport::default();
-    let mut pending: Vec<(u64, LeadFields)> = Vec::new();
+    let mut pending = Pending::default();
+    let (batches, results, inserter) = spawn_inserter(store.clone(), account.id.clone());
+    let mut results = results;
+    let mut inserter = AbortOnDrop(inserter);
     let mut done = false;
+    let mut failure = None;
     while !done {
         let batch = match chunks.next().await {
             Some(Ok(bytes)) => {
                 report.bytes_read += bytes.len() as u64;
-                importer.push(&bytes)?
+                importer.push(&bytes)
             }
-            Some(Err(e)) => return Err(LeadImportError::Read(e.to_string())),
+            Some(Err(e)) => {
+                failure = Some(LeadImportError::Read(e.to_string()));
+                break;
+            }
             None => {
                 done = true;
-                importer.finish()?
+                importer.finish()
+            }
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                failure = Some(e.into());
+                break;
             }
         };
         report.failed += batch.errors.len() as u64;
@@ -134,24 +186,91 @@ where
             });
         }
         for r in batch.records {
-            let line = r.line;
-            pending.push((line, record_to_fields(r, campaign, account)));
+            pending.lines.push(r.line);
+            pending.fields.push(record_to_fields(r, campaign, account));
         }
-        if pending.len() >= BATCH || (done && !pending.is_empty()) {
-            let fields: Vec<LeadFields> = pending.iter().map(|(_, f)| f.clone()).collect();
-            let out = store.insert_leads(&account.id, &fields).await?;
-            report.imported += out.imported as u64;
-            for i in out.duplicates {
-                report.skipped += 1;
-                report.skipped_rows.push(SkippedRow {
-                    line: pending[i].0,
-                    reason: "already a lead of this campaign".to_owned(),
-                });
+        if pending.lines.len() >= BATCH || (done && !pending.lines.is_empty()) {
+            let full = std::mem::take(&mut pending);
+            if batches.send(full).await.is_err() {
+                // The inserter stopped: its result says why.
+                break;
             }
-            pending.clear();
         }
-        report.skipped_rows.truncate(MAX_REPORTED);
+        while let Ok(r) = results.try_recv() {
+            add_inserted(&mut report, r);
+        }
+        keep_first_skips(&mut report.skipped_rows);
         progress(&report);
     }
+    // Let the inserter finish the batches it has (as a sequential import would have
+    // committed them), then take its verdict.
+    drop(batches);
+    let outcome = (&mut inserter.0).await;
+    while let Ok(r) = results.try_recv() {
+        add_inserted(&mut report, r);
+    }
+    keep_first_skips(&mut report.skipped_rows);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => return Err(StoreError::Db(sqlx::Error::WorkerCrashed).into()),
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report.skipped_rows.sort_by_key(|s| s.line);
+    report.skipped_rows.truncate(MAX_REPORTED);
+    progress(&report);
     Ok(report)
+}
+
+/// Starts the task that inserts batches as they come; it stops at the first store error.
+#[allow(clippy::type_complexity)]
+fn spawn_inserter(
+    store: Store,
+    account: AccountId,
+) -> (
+    mpsc::Sender<Pending>,
+    mpsc::UnboundedReceiver<Inserted>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
+    let (result_tx, result_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            let out = store.insert_leads(&account, &batch.fields).await?;
+            let skipped_rows = out
+                .duplicates
+                .iter()
+                .take(MAX_REPORTED)
+                .map(|&i| SkippedRow {
+                    line: batch.lines[i],
+                    reason: "already a lead of this campaign".to_owned(),
+                })
+                .collect();
+            let _ = result_tx.send(Inserted {
+                imported: out.imported as u64,
+                skipped: out.duplicates.len() as u64,
+                skipped_rows,
+            });
+        }
+        Ok(())
+    });
+    (tx, result_rx, task)
+}
+
+fn add_inserted(report: &mut ImportReport, r: Inserted) {
+    report.imported += r.imported;
+    report.skipped += r.skipped;
+    report.skipped_rows.extend(r.skipped_rows);
+}
+
+/// Keeps the skips list bounded: once it holds twice `MAX_REPORTED`, only the first
+/// `MAX_REPORTED` by line stay (skips arrive from the parser and the inserter out of order).
+fn keep_first_skips(rows: &mut Vec<SkippedRow>) {
+    if rows.len() > 2 * MAX_REPORTED {
+        rows.sort_by_key(|s| s.line);
+        rows.truncate(MAX_REPORTED);
+    }
 }

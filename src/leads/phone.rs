@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use phonenumber::country::Id;
 
+mod nanp;
+
 /// Longest raw input considered; longer cells are rejected before any parsing work.
 const MAX_RAW_LEN: usize = 64;
 
@@ -28,6 +30,17 @@ impl E164 {
     /// The country (ISO 3166 region) the number belongs to, when the numbering plan says.
     pub fn region(&self) -> Option<Region> {
         self.region
+    }
+
+    /// A number that identifies this E.164 number among all others: its digits as an integer
+    /// with the digit count in the top byte (E.164 has at most 15 digits, so no two differ).
+    pub fn dedupe_key(&self) -> u64 {
+        let digits = self.text.as_bytes().get(1..).unwrap_or_default();
+        let value = digits.iter().fold(0u64, |v, &b| {
+            v.wrapping_mul(10)
+                .wrapping_add(u64::from(b.wrapping_sub(b'0')))
+        });
+        value | ((digits.len() as u64) << 56)
     }
 
     /// The NANP area code (`415` for `+14155552671`), for numbers under country code 1.
@@ -158,6 +171,15 @@ pub fn normalize_phone(raw: &str, default_region: Option<Region>) -> Result<E164
     if trimmed.len() > MAX_RAW_LEN {
         return Err(PhoneError::InputTooLong);
     }
+    if let Some(fast) = nanp::normalize(trimmed, default_region) {
+        return fast;
+    }
+    normalize_with_crate(trimmed, default_region)
+}
+
+/// The general path: `phonenumber::parse`, then its validity check and E.164 formatting.
+/// `trimmed` is non-empty, trimmed and at most `MAX_RAW_LEN` bytes.
+fn normalize_with_crate(trimmed: &str, default_region: Option<Region>) -> Result<E164, PhoneError> {
     let prepared = international_prefix_to_plus(trimmed);
     let text = prepared.as_deref().unwrap_or(trimmed);
     let has_plus = text.starts_with('+') || text.starts_with("tel:+");
@@ -313,6 +335,135 @@ mod tests {
         assert_eq!(" FR ".parse::<Region>().unwrap().to_string(), "FR");
         assert_eq!("USA".parse::<Region>(), Err(PhoneError::UnknownRegion));
         assert_eq!("QQ".parse::<Region>(), Err(PhoneError::UnknownRegion));
+    }
+
+    /// Default regions for the fast-path comparisons: NANP ones, others, none.
+    fn region(i: usize) -> Option<Region> {
+        ["US", "CA", "JM", "PR", "GB", "FR", ""][i % 7].parse().ok()
+    }
+
+    /// The fast path either declines or gives exactly what the crate's path gives.
+    fn agree(text: &str, r: Option<Region>) -> bool {
+        let text = text.trim();
+        if text.is_empty() || text.len() > MAX_RAW_LEN {
+            return false;
+        }
+        match nanp::normalize(text, r) {
+            Some(fast) => {
+                assert_eq!(fast, normalize_with_crate(text, r), "{text:?} with {r:?}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A NANP number in a spreadsheet shape; `seps` picks separators (including none and
+    /// doubled ones, which the fast path must leave to the crate).
+    fn shaped(prefix: usize, paren: bool, digits: &str, seps: [usize; 3]) -> String {
+        const SEPS: [&str; 6] = ["", " ", "-", ".", "  ", "/"];
+        let (a, x, l) = (&digits[..3], &digits[3..6], &digits[6..]);
+        let area = if paren {
+            format!("({a})")
+        } else {
+            a.to_owned()
+        };
+        let pre = ["", "1", "+1", "+", "011 1", "001"][prefix % 6];
+        let s0 = if pre.is_empty() {
+            ""
+        } else {
+            SEPS[seps[0] % 6]
+        };
+        format!(
+            "{pre}{s0}{area}{}{x}{}{l}",
+            SEPS[seps[1] % 6],
+            SEPS[seps[2] % 6]
+        )
+    }
+
+    #[test]
+    fn nanp_fast_path_matches_the_crate_on_every_area_code() {
+        // Every area code 000-999 with exchanges that are valid, N11, 555, 0xx/1xx, in the
+        // main shapes and default regions: valid, invalid and other-region (CA, JM...) numbers.
+        let mut fast = 0;
+        for area in 0..1000 {
+            for (k, exch) in ["555", "200", "911", "011", "123", "867", "234"]
+                .iter()
+                .enumerate()
+            {
+                let digits = format!("{area:03}{exch}{:04}", (area * 7 + k * 1301) % 10_000);
+                let text = shaped(area + k, (area + k) % 2 == 0, &digits, [k, area, k + area]);
+                fast += usize::from(agree(&text, region(area + k)));
+            }
+        }
+        // Most generated shapes (011/001/+ prefixes, doubled or `/` separators) are declined.
+        assert!(fast > 700, "the fast path took only {fast} of 7000");
+    }
+
+    #[test]
+    fn nanp_fast_path_leaves_other_shapes_to_the_crate() {
+        for (text, r) in [
+            ("415 555 2671 ext. 22", us()),
+            ("tel:+1-415-555-2671", us()),
+            ("(415)555-267", us()),
+            ("415-555-26711", us()),
+            ("+44 20 7946 0958", us()),
+            ("020 7946 0958", "GB".parse().ok()),
+            ("4155552671", None),
+            ("415--555-2671", us()),
+            ("+1415-555-2671", us()),
+            ("+1(415) 555-2671", None),
+            ("(415 555-2671", us()),
+            ("１４１５５５５２６７１", us()),
+        ] {
+            assert!(nanp::normalize(text, r).is_none(), "{text:?}");
+        }
+        assert!(nanp::normalize("(415) 555-2671", us()).is_some());
+        assert!(nanp::normalize("+1 415 555 2671", None).is_some());
+        assert!(
+            nanp::normalize("(099) 555-2671", us()).is_none(),
+            "area codes starting 0/1 go to the crate"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn nanp_fast_path_matches_the_crate_on_random_numbers(
+            prefix in 0usize..6,
+            paren in proptest::bool::ANY,
+            digits in "[0-9]{10}",
+            seps in proptest::array::uniform3(0usize..6),
+            r in 0usize..7,
+        ) {
+            agree(&shaped(prefix, paren, &digits, seps), region(r));
+        }
+
+        #[test]
+        fn nanp_fast_path_matches_the_crate_on_random_text(
+            text in "[0-9 ().+/x#-]{0,20}",
+            r in 0usize..7,
+        ) {
+            agree(&text, region(r));
+        }
+    }
+
+    #[test]
+    fn dedupe_keys_tell_numbers_apart() {
+        let key = |s: &str| normalize_phone(s, us()).unwrap().dedupe_key();
+        assert_eq!(key("(415) 555-2671"), key("+1 415 555 2671"));
+        assert_ne!(key("(415) 555-2671"), key("(415) 555-2672"));
+        assert_ne!(key("+442079460958"), key("+14155552671"));
+        // Same digit value, different length cannot happen in E.164, but the key tells anyway.
+        let a = E164 {
+            text: "+12".into(),
+            region: None,
+        };
+        let b = E164 {
+            text: "+012".into(),
+            region: None,
+        };
+        assert_ne!(a.dedupe_key(), b.dedupe_key());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::ids::new_id;
-use super::{AccountId, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
+use super::{AccountId, Engine, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
 
 pub use crate::leads::csv_import::ConsentStatus;
 
@@ -162,6 +162,111 @@ async fn insert_one(
     Ok(Some(id))
 }
 
+/// Rows per multi-row `INSERT` of `insert_leads`: `PARAMS_PER_LEAD` parameters a row, far
+/// under SQLite's 32766 and PostgreSQL's 65535 bound parameters; one prepared statement per
+/// size (every full chunk, then the rest).
+const ROWS_PER_INSERT: usize = 100;
+/// Parameters bound per row by `insert_chunk`.
+const PARAMS_PER_LEAD: usize = 17;
+/// Parameters bound per row by `insert_consents`.
+const PARAMS_PER_CONSENT: usize = 7;
+const _: () = assert!(ROWS_PER_INSERT * PARAMS_PER_LEAD <= 32_766);
+
+/// `VALUES` tuples for `rows` rows of `per_row` parameters each, then `tail` in every tuple.
+/// SQLite gets anonymous `?` (sqlx looks up each named parameter's name, which SQLite finds by
+/// a linear scan: quadratic in a statement of a thousand `$N`); PostgreSQL gets `$1, $2, ...`.
+fn values_sql(sql: &mut String, engine: Engine, rows: usize, per_row: usize, tail: &str) {
+    use std::fmt::Write;
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for k in 0..per_row {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            match engine {
+                Engine::Sqlite => sql.push('?'),
+                _ => {
+                    let _ = write!(sql, "${n}");
+                }
+            }
+        }
+        sql.push_str(tail);
+        sql.push(')');
+    }
+}
+
+/// Inserts `chunk` (at most `ROWS_PER_INSERT` leads) with status `new` in one statement; the
+/// new id of each row, `None` for a row whose number was already in its campaign (or earlier
+/// in the chunk).
+async fn insert_chunk(
+    conn: &mut sqlx::AnyConnection,
+    engine: Engine,
+    account: &AccountId,
+    chunk: &[LeadFields],
+    now: i64,
+) -> Result<Vec<Option<String>>, StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO leads (id, campaign_id, phone, first_name, last_name, email, timezone, \
+         timezone_source, consent_status, consent_source, consent_at, consent_text, external_id, \
+         custom, account_id, created_at, updated_at, status) VALUES ",
+    );
+    values_sql(&mut sql, engine, chunk.len(), PARAMS_PER_LEAD, ", 'new'");
+    sql.push_str(" ON CONFLICT (account_id, campaign_id, phone) DO NOTHING RETURNING id");
+    let ids: Vec<String> = chunk.iter().map(|_| new_id("lead", now)).collect();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, f) in ids.iter().zip(chunk) {
+        query = bind_fields(
+            query
+                .bind(id.clone())
+                .bind(f.campaign_id.clone().unwrap_or_default()),
+            f,
+        )
+        .bind(account.as_str())
+        .bind(now)
+        .bind(now);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut returned = std::collections::HashSet::with_capacity(rows.len());
+    for row in &rows {
+        returned.insert(row.try_get::<String, _>("id")?);
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| returned.contains(&id).then_some(id))
+        .collect())
+}
+
+/// Appends the import consent event of each new lead (`(lead id, fields)`), in one `INSERT`.
+async fn insert_consents(
+    conn: &mut sqlx::AnyConnection,
+    engine: Engine,
+    account: &AccountId,
+    leads: &[(&str, &LeadFields)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO consent_events (id, account_id, lead_id, status, source, text, at, call_id) \
+         VALUES ",
+    );
+    values_sql(&mut sql, engine, leads.len(), PARAMS_PER_CONSENT, ", NULL");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (lead_id, f) in leads {
+        let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+        query = query
+            .bind(new_id("cns", now))
+            .bind(account.as_str())
+            .bind(lead_id.to_string())
+            .bind(consent.as_str())
+            .bind(f.consent_source.clone())
+            .bind(f.consent_text.clone())
+            .bind(f.consent_at.unwrap_or(now));
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// Binds a lead's fields, phone first, in the column order both `INSERT` and `UPDATE` use.
 fn bind_fields<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
@@ -184,7 +289,8 @@ fn bind_fields<'q>(
         .bind(f.consent_at)
         .bind(f.consent_text.clone())
         .bind(f.external_id.clone())
-        .bind(serde_json::Value::Object(f.custom.clone()).to_string())
+        // The same compact text as `Value::Object(custom).to_string()`, without the copy.
+        .bind(serde_json::to_string(&f.custom).unwrap_or_else(|_| "{}".to_owned()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -237,7 +343,8 @@ impl Store {
         }
     }
 
-    /// Inserts a batch of leads in one transaction; duplicates are skipped and reported.
+    /// Inserts a batch of leads in one transaction; duplicates (a number already in the
+    /// campaign, or earlier in the batch) are skipped and reported.
     pub async fn insert_leads(
         &self,
         account: &AccountId,
@@ -246,10 +353,25 @@ impl Store {
         let mut out = BatchOutcome::default();
         let mut tx = self.pool().begin().await?;
         let now = now_ms();
-        for (i, f) in batch.iter().enumerate() {
-            match insert_one(&mut tx, account, f, "new", now).await? {
-                Some(_) => out.imported += 1,
-                None => out.duplicates.push(i),
+        for (n, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
+            let first = n * ROWS_PER_INSERT;
+            let inserted = insert_chunk(&mut tx, self.engine(), account, chunk, now).await?;
+            out.imported += inserted.iter().filter(|i| i.is_some()).count();
+            out.duplicates.extend(
+                inserted
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| id.is_none())
+                    .map(|(i, _)| first + i),
+            );
+            let consents: Vec<(&str, &LeadFields)> = inserted
+                .iter()
+                .zip(chunk)
+                .filter_map(|(id, f)| Some((id.as_deref()?, f)))
+                .filter(|(_, f)| f.consent_status.is_some_and(|c| c != ConsentStatus::None))
+                .collect();
+            if !consents.is_empty() {
+                insert_consents(&mut tx, self.engine(), account, &consents, now).await?;
             }
         }
         tx.commit().await?;
