@@ -834,3 +834,33 @@ both_engines!(oversize_bodies_get_413_and_unknown_routes_404, |db| {
         json!([])
     );
 });
+
+// A NUL in a leads CSV field fails that row (line and column), never the import: PostgreSQL
+// cannot store a NUL in text.
+both_engines!(a_nul_in_a_leads_csv_field_fails_only_that_row, |db| {
+    let api = Api {
+        base: serve(db.store.clone()).await,
+        http: Client::new(),
+    };
+    let a = tenant(&db.store, "a").await;
+    let r = api
+        .http
+        .post(format!(
+            "{}/v1/leads/import?phone=Phone&first_name=First",
+            api.base
+        ))
+        .bearer_auth(&a)
+        .body("Phone,First\n+14155552671,A\u{0}da\n+14155552672,Grace\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["imported"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["errors"][0]["line"], 2, "{v}");
+    assert_eq!(v["errors"][0]["column"], "First", "{v}");
+});

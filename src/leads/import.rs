@@ -461,6 +461,15 @@ fn check_row<'a>(
     let mut out = Vec::with_capacity(fields.len());
     for (i, f) in fields.iter().enumerate() {
         match std::str::from_utf8(f) {
+            // PostgreSQL cannot store a NUL in text: the row fails, never the import.
+            Ok(s) if s.contains('\0') => {
+                errors.push(RowError {
+                    line,
+                    column: Some(header.names[i].clone()),
+                    reason: "contains a NUL character".into(),
+                });
+                out.push("");
+            }
             Ok(s) => out.push(s),
             Err(_) => {
                 errors.push(RowError {

@@ -85,7 +85,6 @@ pub async fn import(
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let account = s.store.account(&c.account).await?;
-    let reason_column = query.get("reason").cloned();
     let mapping: DncMapping = serde_json::from_value(json!(query))
         .map_err(|e| ApiError::invalid("mapping", format!("column mapping: {e}")))?;
     let options = ImportOptions {
@@ -117,15 +116,6 @@ pub async fn import(
             errors.push(json!({"line": e.line, "column": e.column, "reason": e.reason}));
         }
         for r in batch.records {
-            // PostgreSQL cannot store a NUL in text: the row fails instead of the request.
-            if r.reason.as_deref().is_some_and(|t| t.contains('\0')) {
-                failed += 1;
-                if errors.len() < 1000 {
-                    errors.push(json!({"line": r.line, "column": reason_column,
-                                       "reason": "contains a NUL character"}));
-                }
-                continue;
-            }
             s.store
                 .add_dnc(
                     &c.account,
