@@ -112,6 +112,16 @@ pub enum ImportError {
         /// Line of the header.
         line: u64,
     },
+    /// The header reads as one column holding another delimiter: not a comma-separated file.
+    #[error(
+        "the header is one column holding {delimiter:?} (line {line}): the file must be comma-separated (save it as CSV with commas)"
+    )]
+    WrongDelimiter {
+        /// The delimiter the header seems to use.
+        delimiter: char,
+        /// Line of the header.
+        line: u64,
+    },
     /// The same name appears twice in the header.
     #[error("column {column:?} appears more than once in the header (line {line})")]
     DuplicateColumn {
@@ -170,14 +180,22 @@ impl Header {
                 "{field} maps to an empty column name"
             )));
         }
-        self.names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| ImportError::MissingColumn {
-                field,
-                column: wanted.to_string(),
+        if let Some(i) = self.names.iter().position(|n| n.eq_ignore_ascii_case(wanted)) {
+            return Ok(i);
+        }
+        if let [only] = self.names.as_slice()
+            && let Some(delimiter) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d))
+        {
+            return Err(ImportError::WrongDelimiter {
+                delimiter,
                 line: self.line,
-            })
+            });
+        }
+        Err(ImportError::MissingColumn {
+            field,
+            column: wanted.to_string(),
+            line: self.line,
+        })
     }
 
     /// `find` for an optional mapping entry.

@@ -127,6 +127,24 @@ fn missing_required_column_is_one_clear_error() {
 }
 
 #[test]
+fn a_semicolon_or_tab_separated_file_is_named_as_such() {
+    for (input, d) in [
+        ("Phone;First\n4155552671;Ada\n", ';'),
+        ("Phone\tFirst\n4155552671\tAda\n", '\t'),
+    ] {
+        let e = import(mapping(), us_options(), input.as_bytes()).unwrap_err();
+        assert_eq!(
+            e,
+            ImportError::WrongDelimiter {
+                delimiter: d,
+                line: 1
+            }
+        );
+        assert!(e.to_string().contains("comma-separated"), "{e}");
+    }
+}
+
+#[test]
 fn missing_optional_mapped_column_names_the_field() {
     let m = ColumnMapping {
         phone: "phone".into(),
