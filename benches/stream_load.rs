@@ -228,7 +228,9 @@ fn status_mb(pid: u32, key: &str) -> f64 {
 fn payload(app: App, k: u64) -> Vec<u8> {
     let loud = app == App::Echo || k % 200 < 50;
     if loud {
-        (0..160).map(|j| if (j / 10) % 2 == 0 { 0x20 } else { 0xa0 }).collect()
+        (0..160)
+            .map(|j| if (j / 10) % 2 == 0 { 0x20 } else { 0xa0 })
+            .collect()
     } else {
         vec![0xff; 160]
     }
@@ -298,7 +300,8 @@ async fn run_stream(
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
         }
     });
-    let connected = serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
+    let connected =
+        serde_json::json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
     let mut ok = tx.send(send(connected)).await.is_ok() && tx.send(send(start)).await.is_ok();
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -380,9 +383,17 @@ fn step(rt: &tokio::runtime::Runtime, args: &Args, n: usize) {
         })
         .collect();
     std::thread::sleep(w0.saturating_duration_since(Instant::now()));
-    let (s0, g0, at0) = (cpu_seconds(&server_stat), cpu_seconds(&self_stat), Instant::now());
+    let (s0, g0, at0) = (
+        cpu_seconds(&server_stat),
+        cpu_seconds(&self_stat),
+        Instant::now(),
+    );
     std::thread::sleep(w1.saturating_duration_since(Instant::now()));
-    let (s1, g1, at1) = (cpu_seconds(&server_stat), cpu_seconds(&self_stat), Instant::now());
+    let (s1, g1, at1) = (
+        cpu_seconds(&server_stat),
+        cpu_seconds(&self_stat),
+        Instant::now(),
+    );
     let rss = status_mb(pid, "VmRSS:");
     let hwm = status_mb(pid, "VmHWM:");
     let results: Vec<StreamResult> = rt.block_on(async {
@@ -416,7 +427,10 @@ fn step(rt: &tokio::runtime::Runtime, args: &Args, n: usize) {
         }
     }
     errors.sort_by(f64::total_cmp);
-    let closes_1000 = results.iter().filter(|r| r.close_code == Some(1000)).count();
+    let closes_1000 = results
+        .iter()
+        .filter(|r| r.close_code == Some(1000))
+        .count();
     println!(
         "| {:?} | {n} | {:.3} % | {:.1} % | {:.3} MB | {:.1} MB | {:.1} MB | {:.1} | {:.2} / {:.2} / {:.2} ms | {pauses} | {:.0} % | {} | {closes_1000} |",
         args.app,
@@ -435,10 +449,18 @@ fn step(rt: &tokio::runtime::Runtime, args: &Args, n: usize) {
     if let Some(first) = failed.first() {
         eprintln!("{} streams failed, e.g.: {first}", failed.len());
     }
-    let log = server.log_text();
-    let warnings = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR"));
-    for line in warnings.take(5) {
-        eprintln!("server: {line}");
+    // The server's warnings and errors, counted by message (fields left out).
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in server.log_text().lines() {
+        let Some(at) = line.find(" WARN ").or_else(|| line.find(" ERROR ")) else {
+            continue;
+        };
+        let words = line[at..].split_whitespace().skip(2);
+        let message: Vec<&str> = words.take_while(|w| !w.contains('=')).collect();
+        *counts.entry(message.join(" ")).or_default() += 1;
+    }
+    for (message, count) in counts {
+        eprintln!("  server log, {count} x: {message}");
     }
 }
 

@@ -774,7 +774,7 @@ fn plivo_checkpoints_and_clear_audio_with_the_agent() {
     );
     // Each checkpoint follows its audio at once (the tick that sent its last frame).
     for (c, name) in &checkpoints {
-        let last = media.iter().filter(|t| *t <= c).last().copied();
+        let last = media.iter().rfind(|t| *t <= c).copied();
         let gap = last.map(|l| (c - l) * 1000.0);
         assert!(
             gap.is_some_and(|g| g < 30.0),
