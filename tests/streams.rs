@@ -515,3 +515,313 @@ fn log_time(line: &str) -> Option<f64> {
     let s: f64 = parts.next()?.parse().ok()?;
     Some(h * 3600.0 + m * 60.0 + s)
 }
+
+/// A token signed with the test secret, valid for 5 minutes.
+fn good_token() -> String {
+    leadscaller::leg::stream_auth::StreamAuth::new(SECRET).sign_for(300)
+}
+
+/// (close code, media frames back) of a client run.
+fn outcome(v: &serde_json::Value) -> (Option<u64>, usize) {
+    (
+        v["close_code"].as_u64(),
+        v["media"].as_array().map_or(0, Vec::len),
+    )
+}
+
+/// Every dialect with a real client: no token, a forged one, or one only in the URL query of
+/// a Twilio stream (Twilio forbids query strings) gets 1008 and no media; the token where
+/// each carrier puts it, or (all but Twilio) in `?token=`, gets the stream echoed.
+#[test]
+fn every_dialect_is_refused_without_its_token_and_accepted_with_it() {
+    let server = server(true);
+    let query = format!("?token={}", good_token());
+    let forged = "not-the-servers-secret-at-all";
+    let cases: Vec<(&str, String, Vec<&str>, bool)> = vec![
+        (
+            "twilio_client.py",
+            "/media-stream/twilio".into(),
+            vec![],
+            false,
+        ),
+        (
+            "twilio_client.py",
+            format!("/media-stream/twilio{query}"),
+            vec![],
+            false,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/twilio".into(),
+            vec!["--secret", SECRET],
+            true,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec!["--dialect", "telnyx"],
+            false,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec!["--dialect", "telnyx", "--secret", forged],
+            false,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec![
+                "--dialect",
+                "telnyx",
+                "--secret",
+                SECRET,
+                "--token-via",
+                "custom",
+            ],
+            true,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec![
+                "--dialect",
+                "telnyx",
+                "--secret",
+                SECRET,
+                "--token-via",
+                "connected",
+            ],
+            true,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec![
+                "--dialect",
+                "telnyx",
+                "--secret",
+                SECRET,
+                "--token-via",
+                "client_state",
+            ],
+            true,
+        ),
+        (
+            "twilio_client.py",
+            format!("/media-stream/telnyx{query}"),
+            vec!["--dialect", "telnyx"],
+            true,
+        ),
+        (
+            "vonage_client.py",
+            "/media-stream/vonage".into(),
+            vec![],
+            false,
+        ),
+        (
+            "vonage_client.py",
+            "/media-stream/vonage".into(),
+            vec!["--secret", forged],
+            false,
+        ),
+        (
+            "vonage_client.py",
+            format!("/media-stream/vonage{query}"),
+            vec![],
+            true,
+        ),
+        (
+            "plivo_client.py",
+            "/media-stream/plivo".into(),
+            vec![],
+            false,
+        ),
+        (
+            "plivo_client.py",
+            "/media-stream/plivo".into(),
+            vec!["--secret", forged],
+            false,
+        ),
+        (
+            "plivo_client.py",
+            "/media-stream/plivo".into(),
+            vec!["--secret", SECRET],
+            true,
+        ),
+        (
+            "plivo_client.py",
+            format!("/media-stream/plivo{query}"),
+            vec![],
+            true,
+        ),
+    ];
+    let refused = cases.iter().filter(|c| !c.3).count();
+    for (script, path, extra, ok) in &cases {
+        let mut args = vec!["25"];
+        args.extend_from_slice(extra);
+        let v = run_script(&server, script, path, &args);
+        let (code, media) = outcome(&v);
+        if *ok {
+            assert!(
+                media >= 20,
+                "{script} {path} {extra:?}: {media} frames back\n{v}"
+            );
+            assert_ne!(code, Some(1008), "{script} {path} {extra:?}");
+        } else {
+            assert_eq!(code, Some(1008), "{script} {path} {extra:?}: {v}");
+            assert_eq!(
+                media, 0,
+                "{script} {path} {extra:?}: media to a refused stream"
+            );
+        }
+    }
+    let log = server.log_when("stream refused", refused, Duration::from_secs(5));
+    assert_eq!(log.matches("stream refused").count(), refused, "{log}");
+    assert!(!log.contains(SECRET), "the secret must never be logged");
+    assert!(!log.contains(&query[7..]), "a token must never be logged");
+}
+
+/// Plivo: µ-law `media` events echoed as `playAudio` byte for byte, in order, in real time;
+/// the token in `extraHeaders`; the DTMF seen; nothing dropped.
+#[test]
+fn plivo_stream_is_echoed_with_play_audio() {
+    let server = server(true);
+    let v = run_script(
+        &server,
+        "plivo_client.py",
+        "/media-stream/plivo",
+        &["100", "--secret", SECRET],
+    );
+    let media: Vec<(f64, Vec<u8>)> = v["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = base64::engine::general_purpose::STANDARD
+                .decode(m[1].as_str().unwrap())
+                .unwrap();
+            (m[0].as_f64().unwrap(), p)
+        })
+        .collect();
+    let tags: Vec<usize> = media.iter().filter_map(|(_, p)| tag(p)).collect();
+    assert!(tags.windows(2).all(|w| w[1] > w[0]), "{tags:?}");
+    assert!(
+        tags.len() >= 97,
+        "only {} of 100 frames came back",
+        tags.len()
+    );
+    for (_, p) in &media {
+        assert_eq!(tag(p).map(frame).as_ref(), Some(p), "payload changed");
+    }
+    let span = media.last().unwrap().0 - media.first().unwrap().0;
+    let mean_ms = span * 1000.0 / (media.len() - 1) as f64;
+    assert!(
+        (19.0..21.5).contains(&mean_ms),
+        "mean spacing {mean_ms:.2} ms"
+    );
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("dialect=Plivo"), "{log}");
+    assert!(
+        log.contains("digit=5") || log.contains("digit='5'"),
+        "{log}"
+    );
+    let end = log.lines().find(|l| l.contains("stream ended")).unwrap();
+    assert!(end.contains("drops=none"), "{end}");
+}
+
+/// Plivo with the scripted agent. Run 1: the greeting arrives as `playAudio` followed by
+/// `checkpoint`s, which the client answers with `playedStream` once that audio has played;
+/// the caller then says "Please stop calling me.", the agent says goodbye and closes the
+/// stream. Run 2: the caller talks over the greeting and the agent stops it with
+/// `clearAudio`, answered with `clearedAudio`. The server takes Plivo's answers without
+/// dropping a frame.
+#[test]
+fn plivo_checkpoints_and_clear_audio_with_the_agent() {
+    let server = agent_stream_server("");
+    let wav = stop_utterance();
+    let run = |frames: &str, at: &str| {
+        let args = [
+            frames,
+            "--secret",
+            SECRET,
+            "--wav",
+            wav.to_str().unwrap(),
+            "--at",
+            at,
+        ];
+        let v = run_script(&server, "plivo_client.py", "/media-stream/plivo", &args);
+        let list = |key: &str| -> Vec<(f64, String)> {
+            v[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| match m.as_f64() {
+                    Some(t) => (t, String::new()),
+                    None => (m[0].as_f64().unwrap(), m[1].as_str().unwrap().to_string()),
+                })
+                .collect()
+        };
+        let media: Vec<f64> = list("media").into_iter().map(|m| m.0).collect();
+        (media, list("checkpoints"), list("played"), list("clears"))
+    };
+
+    let (media, checkpoints, played, _) = run("1250", "8");
+    assert!(
+        media.len() > 200,
+        "only {} frames of agent audio",
+        media.len()
+    );
+    // Each checkpoint follows its audio at once (the tick that sent its last frame).
+    for (c, name) in &checkpoints {
+        let last = media.iter().rfind(|t| *t <= c).copied();
+        let gap = last.map(|l| (c - l) * 1000.0);
+        assert!(
+            gap.is_some_and(|g| g < 30.0),
+            "checkpoint {name} {gap:?} ms after its audio"
+        );
+    }
+    // The greeting's checkpoints were answered, by name, once their audio had played.
+    let greeting: Vec<&(f64, String)> = checkpoints
+        .iter()
+        .filter(|c| c.0 < media[0] + 7.5)
+        .collect();
+    assert!(
+        !greeting.is_empty(),
+        "no checkpoint in the greeting: {checkpoints:?}"
+    );
+    for (t, name) in &greeting {
+        let answer = played.iter().find(|p| &p.1 == name);
+        assert!(
+            answer.is_some_and(|a| a.0 >= *t),
+            "{name} not answered: {played:?}"
+        );
+    }
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("MarkDoNotCall"), "{log}");
+    let end = log.lines().find(|l| l.contains("stream ended")).unwrap();
+    assert!(end.contains("drops=none"), "{end}");
+    assert!(end.contains("close_code=1000"), "{end}");
+
+    let (media2, _, _, clears2) = run("600", "2");
+    assert_eq!(
+        clears2.len(),
+        1,
+        "one barge-in, one clearAudio: {clears2:?}"
+    );
+    let log = server.log_when("stream ended", 2, Duration::from_secs(5));
+    assert!(log.contains("barge-in"), "{log}");
+    let end = log
+        .lines()
+        .filter(|l| l.contains("stream ended"))
+        .nth(1)
+        .unwrap();
+    assert!(end.contains("drops=none"), "{end}");
+    eprintln!(
+        "plivo agent: {} playAudio, {} checkpoints, {} answered; with barge-in clearAudio {:.2} s into the greeting",
+        media.len(),
+        checkpoints.len(),
+        played.len(),
+        clears2[0].0 - media2[0]
+    );
+}

@@ -1,14 +1,20 @@
-//! Stream authentication. Twilio forbids query strings in a `<Stream url>`, so the stream
-//! carries a signed, expiring token in its `customParameters` (`token`):
-//! `v1.<expiry unix seconds>.<hex HMAC-SHA256(secret, "v1.<expiry>")>`.
+//! Stream authentication: a signed, expiring token,
+//! `v1.<expiry unix seconds>.<hex HMAC-SHA256(secret, "v1.<expiry>")>`. Each dialect's codec
+//! puts the token its carrier delivers into the start's `token` parameter (Twilio
+//! `customParameters`, Telnyx `custom_parameters`/`stream_auth_token`/`client_state`, Plivo
+//! `extraHeaders`, Vonage `headers`); Telnyx, Plivo and Vonage may also put it in the stream
+//! URL's query (`?token=`). Twilio forbids query strings in a `<Stream url>`, so a Twilio
+//! stream's token is only ever its `customParameters`.
 
+use super::stream::DialectKind;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a stream token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("no token in the stream's customParameters")]
+    #[error("no token in the stream's start parameters or URL query")]
     Missing,
     #[error("token is not of the form v1.<expiry>.<signature>")]
     Malformed,
@@ -100,6 +106,21 @@ impl StreamAuth {
     }
 }
 
+/// The token a stream presents: its start's `token` parameter, or else, for the dialects
+/// whose carriers allow a query string in the stream URL (all but Twilio), the URL's
+/// `?token=`.
+pub fn presented_token<'a>(
+    kind: DialectKind,
+    start_params: &'a BTreeMap<String, String>,
+    query_token: Option<&'a str>,
+) -> Option<&'a str> {
+    let from_query = match kind {
+        DialectKind::Twilio => None,
+        DialectKind::Telnyx | DialectKind::Vonage | DialectKind::Plivo => query_token,
+    };
+    start_params.get("token").map(String::as_str).or(from_query)
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -134,5 +155,21 @@ mod tests {
         let other = StreamAuth::new("other").sign(1000);
         assert_eq!(auth.verify(Some(&other), 0), Err(TokenError::BadSignature));
         assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_query_token_counts_for_every_dialect_but_twilio() {
+        let with: BTreeMap<String, String> = [("token".to_string(), "start".to_string())].into();
+        let without = BTreeMap::new();
+        for kind in DialectKind::ALL {
+            assert_eq!(presented_token(kind, &with, Some("query")), Some("start"));
+            assert_eq!(presented_token(kind, &without, None), None);
+            let want = (kind != DialectKind::Twilio).then_some("query");
+            assert_eq!(
+                presented_token(kind, &without, Some("query")),
+                want,
+                "{kind:?}"
+            );
+        }
     }
 }

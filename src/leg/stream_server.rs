@@ -16,14 +16,14 @@ use super::stream::drops::{DropCounters, DropReason};
 use super::stream::error::{CLOSE_KEEPALIVE_TIMEOUT, StreamError};
 use super::stream::keepalive::{KeepAlive, KeepAliveAction};
 use super::stream::{DialectKind, Event, Frame, FrameRef};
-use super::stream_auth::{StreamAuth, unix_now};
+use super::stream_auth::{StreamAuth, presented_token, unix_now};
 use super::stream_leg::{StreamAudio, StreamLeg, StreamLegChannels};
 use super::worker::MediaEngine;
 use super::{LegCommand, LegEvent, MediaApp};
 use crate::telemetry::metrics as m;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use std::sync::Arc;
@@ -56,13 +56,20 @@ pub fn routes(ctx: Arc<StreamContext>) -> Router {
         .with_state(ctx)
 }
 
+/// The stream URL's query: `?token=` for the dialects whose carriers allow one.
+#[derive(serde::Deserialize, Default)]
+struct StreamQuery {
+    token: Option<String>,
+}
+
 async fn twilio_upgrade(ws: WebSocketUpgrade, State(ctx): State<Arc<StreamContext>>) -> Response {
-    ws.on_upgrade(move |s| run(s, DialectKind::Twilio, ctx))
+    ws.on_upgrade(move |s| run(s, DialectKind::Twilio, None, ctx))
 }
 
 async fn dialect_upgrade(
     ws: WebSocketUpgrade,
     Path(dialect): Path<String>,
+    Query(query): Query<StreamQuery>,
     State(ctx): State<Arc<StreamContext>>,
 ) -> Response {
     let kind = match dialect.as_str() {
@@ -77,7 +84,7 @@ async fn dialect_upgrade(
             ));
         }
     };
-    ws.on_upgrade(move |s| run(s, kind, ctx))
+    ws.on_upgrade(move |s| run(s, kind, query.token, ctx))
 }
 
 fn as_frame(msg: &Message) -> Option<FrameRef<'_>> {
@@ -201,8 +208,13 @@ impl Drop for ActiveStream {
     }
 }
 
-/// Runs one stream socket to its end.
-async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) {
+/// Runs one stream socket to its end; `query_token` is the URL's `?token=`.
+async fn run(
+    mut socket: WebSocket,
+    kind: DialectKind,
+    query_token: Option<String>,
+    ctx: Arc<StreamContext>,
+) {
     let mut codec = kind.codec();
     let mut early: Vec<Event> = Vec::new();
     let mut keep = KeepAlive::new(ctx.ping_interval, Instant::now());
@@ -253,11 +265,11 @@ async fn run(mut socket: WebSocket, kind: DialectKind, ctx: Arc<StreamContext>) 
     let stream_id = start.stream_id.clone();
     if let Some(auth) = &ctx.auth
         && let Err(e) = auth.verify(
-            start.custom_parameters.get("token").map(String::as_str),
+            presented_token(kind, &start.custom_parameters, query_token.as_deref()),
             unix_now(),
         )
     {
-        tracing::warn!(stream = %stream_id, call = %start.call_id, error = %e, "stream refused");
+        tracing::warn!(stream = %stream_id, call = %start.call_id, dialect = kind.name(), error = %e, "stream refused");
         count_rejected("unauthenticated");
         close(&mut socket, 1008, "unauthenticated stream", soon()).await;
         return;

@@ -132,14 +132,25 @@ fn decode_start(s: StartIn, extra_headers: Option<String>) -> Result<StreamStart
 }
 
 /// `extraHeaders` as Plivo passes them: `k1=v1,k2=v2` in the XML, `k1=v1;k2=v2` in examples.
+/// Plivo allows only letters and digits in them, so a stream token travels in two parts,
+/// `tokenExpiry=<expiry>,tokenSig=<hex signature>`, put back together as `token`
+/// (`v1.<expiry>.<signature>`); a `token` header as such is taken as it is.
 fn parse_headers(text: &str) -> BTreeMap<String, String> {
-    text.split([',', ';'])
+    let mut headers: BTreeMap<String, String> = text
+        .split([',', ';'])
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=')?;
             let k = k.trim();
             (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
         })
-        .collect()
+        .collect();
+    if !headers.contains_key("token")
+        && let (Some(expiry), Some(sig)) = (headers.get("tokenExpiry"), headers.get("tokenSig"))
+    {
+        let token = format!("v1.{expiry}.{sig}");
+        headers.insert("token".into(), token);
+    }
+    headers
 }
 
 #[derive(Deserialize)]
@@ -429,5 +440,37 @@ mod tests {
         let h = parse_headers("a=1,b=2;c=x=y, =skip,novalue");
         assert_eq!(h.len(), 3);
         assert_eq!(h["c"], "x=y");
+    }
+
+    /// The token from `extraHeaders`: split in letters-and-digits parts, or whole.
+    #[test]
+    fn the_token_comes_from_extra_headers() {
+        let table = [
+            (
+                "tokenExpiry=1795000000,tokenSig=5f0c9a",
+                Some("v1.1795000000.5f0c9a"),
+            ),
+            (
+                "userId=1;tokenSig=5f0c9a;tokenExpiry=1795000000",
+                Some("v1.1795000000.5f0c9a"),
+            ),
+            ("token=v1.1795000000.5f0c9a", Some("v1.1795000000.5f0c9a")),
+            ("tokenSig=5f0c9a", None),
+            ("userId=12345", None),
+            ("", None),
+        ];
+        for (headers, want) in table {
+            let start = START.replace("userId=12345;sessionId=abc-xyz", headers);
+            let mut codec = PlivoCodec::new();
+            let evs = codec.decode(FrameRef::Text(&start)).unwrap();
+            let Event::Start(s) = &evs[0] else {
+                panic!("{evs:?}")
+            };
+            assert_eq!(
+                s.custom_parameters.get("token").map(String::as_str),
+                want,
+                "{headers}"
+            );
+        }
     }
 }

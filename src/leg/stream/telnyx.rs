@@ -7,6 +7,7 @@ use super::wire::{self, DtmfIn, MediaIn, Num};
 use super::{Command, Dialect, Event, Frame, FrameRef, MediaFormat, StreamError, StreamStart};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// How many sequence numbers we wait for a missing frame by default (160 ms of 20 ms media).
 pub const DEFAULT_REORDER_WINDOW: u64 = 8;
@@ -17,6 +18,9 @@ pub struct TelnyxCodec {
     /// The media format from `start`, checked against every payload.
     format: Option<MediaFormat>,
     reorder: ReorderBuffer<Event>,
+    /// `connected.x-telnyx-streaming-auth-token` (Call Control's `stream_auth_token`),
+    /// handed to the `start` as its `token` parameter.
+    auth_token: Option<String>,
 }
 
 impl Default for TelnyxCodec {
@@ -36,6 +40,7 @@ impl TelnyxCodec {
         TelnyxCodec {
             format: None,
             reorder: ReorderBuffer::new(window),
+            auth_token: None,
         }
     }
 
@@ -53,14 +58,20 @@ impl TelnyxCodec {
 
     fn decode_one(&mut self, msg: Inbound<'_>) -> Result<Event, StreamError> {
         Ok(match wire::required(msg.event.as_deref(), "event")? {
-            "connected" => Event::Connected {
-                protocol: None,
-                version: msg.version,
-            },
+            "connected" => {
+                if let Some(t) = msg.auth_token {
+                    self.auth_token = Some(t);
+                }
+                Event::Connected {
+                    protocol: None,
+                    version: msg.version,
+                }
+            }
             "start" => {
                 let start = decode_start(
                     wire::required(msg.start, "start")?,
                     msg.stream_id.map(Cow::into_owned),
+                    self.auth_token.as_deref(),
                 )?;
                 self.format = Some(start.media_format.clone());
                 Event::Start(start)
@@ -146,7 +157,15 @@ impl Dialect for TelnyxCodec {
     }
 }
 
-fn decode_start(s: StartIn, stream_id: Option<String>) -> Result<StreamStart, StreamError> {
+/// Where a Telnyx stream's token may travel, first found wins: `start.custom_parameters`
+/// `token` (Call Control `custom_parameters`, TeXML `<Parameter>`), the connected frame's
+/// `x-telnyx-streaming-auth-token` (Call Control `stream_auth_token`), or `client_state`
+/// holding base64 of the token (`v1.…`).
+fn decode_start(
+    s: StartIn,
+    stream_id: Option<String>,
+    auth_token: Option<&str>,
+) -> Result<StreamStart, StreamError> {
     let format = wire::required(s.media_format, "start.media_format")?;
     let encoding = wire::required(format.encoding, "start.media_format.encoding")?;
     let sample_rate = wire::num(format.sample_rate, "start.media_format.sample_rate")?;
@@ -154,7 +173,13 @@ fn decode_start(s: StartIn, stream_id: Option<String>) -> Result<StreamStart, St
         None => 1,
         Some(c) => wire::num(Some(c), "start.media_format.channels")?,
     };
-    let mut custom_parameters = wire::string_map(s.custom_parameters);
+    let mut custom_parameters = custom_params(s.custom_parameters);
+    if !custom_parameters.contains_key("token") {
+        let from_state = s.client_state.as_deref().and_then(client_state_token);
+        if let Some(t) = auth_token.map(str::to_string).or(from_state) {
+            custom_parameters.insert("token".into(), t);
+        }
+    }
     if let Some(state) = s.client_state {
         custom_parameters
             .entry("client_state".into())
@@ -176,6 +201,33 @@ fn decode_start(s: StartIn, stream_id: Option<String>) -> Result<StreamStart, St
     })
 }
 
+/// `start.custom_parameters`: an object of names to values, or a list of
+/// `{"name":…,"value":…}` as Call Control's `custom_parameters` are written.
+fn custom_params(v: Option<serde_json::Value>) -> BTreeMap<String, String> {
+    match v {
+        Some(serde_json::Value::Object(map)) => wire::string_map(Some(map)),
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|item| {
+                let name = item.get("name")?.as_str()?.to_string();
+                let value = match item.get("value")? {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some((name, value))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A stream token carried in `client_state`: base64 of `v1.<expiry>.<sig>`.
+fn client_state_token(state: &str) -> Option<String> {
+    let bytes = wire::b64_decode(state.trim()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.starts_with("v1.").then_some(text)
+}
+
 #[derive(Deserialize)]
 struct Inbound<'a> {
     #[serde(borrow)]
@@ -191,6 +243,8 @@ struct Inbound<'a> {
     dtmf: Option<DtmfIn<'a>>,
     mark: Option<NameIn>,
     payload: Option<ErrorIn>,
+    #[serde(rename = "x-telnyx-streaming-auth-token")]
+    auth_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -198,7 +252,7 @@ struct StartIn {
     user_id: Option<String>,
     call_control_id: Option<String>,
     client_state: Option<String>,
-    custom_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    custom_parameters: Option<serde_json::Value>,
     media_format: Option<MediaFormatIn>,
 }
 
@@ -555,5 +609,71 @@ mod tests {
                 exact: false
             })
         );
+    }
+
+    /// The start's `token` parameter from each place Telnyx can carry it.
+    #[test]
+    fn the_token_comes_from_each_documented_place() {
+        let tok = "v1.1795000000.5f0c";
+        let start = |start_fields: &str| {
+            format!(
+                r#"{{"event":"start","sequence_number":"1","stream_id":"S1","start":{{"call_control_id":"v3:c","media_format":{{"encoding":"PCMU","sample_rate":8000,"channels":1}}{start_fields}}}}}"#
+            )
+        };
+        let state = wire::b64_encode(tok.as_bytes());
+        let table: [(&str, String, Option<&str>); 8] = [
+            // Call Control `custom_parameters` ([{name, value}]) and TeXML `<Parameter>`.
+            (
+                CONNECTED,
+                start(&format!(
+                    r#","custom_parameters":[{{"name":"token","value":"{tok}"}}]"#
+                )),
+                Some(tok),
+            ),
+            (
+                CONNECTED,
+                start(&format!(r#","custom_parameters":{{"token":"{tok}"}}"#)),
+                Some(tok),
+            ),
+            // Call Control `stream_auth_token`, echoed in the connected frame.
+            (
+                r#"{"event":"connected","version":"1.0.0","x-telnyx-streaming-auth-token":"v1.1795000000.5f0c"}"#,
+                start(""),
+                Some(tok),
+            ),
+            // `client_state`: base64 of the token.
+            (
+                CONNECTED,
+                start(&format!(r#","client_state":"{state}""#)),
+                Some(tok),
+            ),
+            // A client_state that is not a token (the documented example) is no token.
+            (
+                CONNECTED,
+                start(r#","client_state":"aGF2ZSBhIG5pY2UgZGF5ID1d""#),
+                None,
+            ),
+            (CONNECTED, start(r#","client_state":"!!""#), None),
+            (CONNECTED, start(""), None),
+            // custom_parameters win over the auth token.
+            (
+                r#"{"event":"connected","x-telnyx-streaming-auth-token":"v1.1.other"}"#,
+                start(&format!(r#","custom_parameters":{{"token":"{tok}"}}"#)),
+                Some(tok),
+            ),
+        ];
+        for (connected, start, want) in table {
+            let mut codec = TelnyxCodec::new();
+            codec.decode(FrameRef::Text(connected)).unwrap();
+            let evs = codec.decode(FrameRef::Text(&start)).unwrap();
+            let Event::Start(s) = &evs[0] else {
+                panic!("{evs:?}")
+            };
+            assert_eq!(
+                s.custom_parameters.get("token").map(String::as_str),
+                want,
+                "{connected} {start}"
+            );
+        }
     }
 }

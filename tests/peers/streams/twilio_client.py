@@ -13,6 +13,11 @@ With --dialect telnyx it speaks Telnyx's variant instead (snake_case names, `str
 `call_control_id`, PCMU `media_format`) and, with --shuffle, sends every pair of media frames
 in swapped order, as a network that reorders would.
 
+With --dialect telnyx and --secret, --token-via says where the token goes, as Telnyx would
+carry it: `custom` (start.custom_parameters, from Call Control `custom_parameters` or TeXML
+`<Parameter>`; the default), `connected` (connected.x-telnyx-streaming-auth-token and the
+same HTTP header, from Call Control `stream_auth_token`) or `client_state` (base64 of it).
+
 With a wss:// URL, --cafile PEM is the root to trust (a self-signed test certificate).
 
 With --deaf S it sends `connected` and `start`, then stops reading the socket (and sends
@@ -23,6 +28,7 @@ S seconds.
 
 usage: twilio_client.py URL FRAMES [--secret S] [--bad] [--wav FILE --at S]
                         [--dialect twilio|telnyx] [--shuffle] [--cafile PEM] [--deaf S]
+                        [--token-via custom|connected|client_state]
 """
 import argparse
 import asyncio
@@ -75,6 +81,7 @@ async def main() -> None:
     ap.add_argument("--cafile")
     ap.add_argument("--deaf", type=float)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--token-via", default="custom", choices=["custom", "connected", "client_state"])
     a = ap.parse_args()
     kw = {}
     if a.url.startswith("wss://"):
@@ -82,6 +89,17 @@ async def main() -> None:
     if a.deaf is not None:
         kw["ping_interval"] = None
     telnyx = a.dialect == "telnyx"
+    tok = token(a.secret) if a.secret else None
+    hello = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+    telnyx_start = {}
+    if telnyx and tok:
+        if a.token_via == "custom":
+            telnyx_start["custom_parameters"] = {"token": tok}
+        elif a.token_via == "connected":
+            hello["x-telnyx-streaming-auth-token"] = tok
+            kw["extra_headers"] = {"x-telnyx-streaming-auth-token": tok}
+        else:
+            telnyx_start["client_state"] = base64.b64encode(tok.encode()).decode()
     speech = ulaw_data(a.wav) if a.wav else None
 
     def payload(i: int) -> bytes:
@@ -112,8 +130,8 @@ async def main() -> None:
             while held:
                 await ws.send(held.pop())
 
-        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        params = {"token": token(a.secret)} if a.secret else {}
+        await ws.send(json.dumps(hello))
+        params = {"token": tok} if tok else {}
         if telnyx:
             await send({
                 "event": "start",
@@ -123,6 +141,7 @@ async def main() -> None:
                     "from": "+13122010094",
                     "to": "+13122123456",
                     "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1},
+                    **telnyx_start,
                 },
             })
         else:
