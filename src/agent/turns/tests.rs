@@ -11,6 +11,10 @@ fn settings() -> LlmMode {
         tools: vec!["end_call", "set_outcome", "send_dtmf"],
         fallback_line: "Sorry, one moment.".into(),
         max_tool_rounds: 4,
+        no_input_ms: 6000,
+        reprompt: "Are you still there?".into(),
+        max_reprompts: 2,
+        silence_hangup: "Goodbye.".into(),
     }
 }
 
