@@ -890,4 +890,194 @@ mod tests {
         assert_eq!(reason, "agent hung up (outcome agent_error)");
         assert!(app.fallback.is_empty() && app.held.is_empty());
     }
+
+    /// Ticks the app `ticks` times with the caller talking while `talking(tick)`; returns
+    /// whether agent audio went out on each tick, and the hang-up reason if any.
+    fn ticks(
+        app: &mut LlmAgentApp,
+        ticks: u64,
+        talking: impl Fn(u64) -> bool,
+        tick_ms: u64,
+    ) -> (Vec<bool>, Option<String>) {
+        let mut h = AppHarness::new(RATE);
+        let mut sent = Vec::new();
+        for t in 0..ticks {
+            let end = h.tick(Some(&caller(t, &talking)), app);
+            sent.push(h.sent_audio);
+            if end.is_some() {
+                return (sent, end);
+            }
+            std::thread::sleep(Duration::from_millis(tick_ms));
+        }
+        (sent, None)
+    }
+
+    const LONG: &str = "Hello there. This is a long greeting that goes on for a good while.";
+
+    #[test]
+    fn a_backchannel_pauses_the_agent_then_it_resumes_where_it_stopped() {
+        let stt = Box::new(ScriptedStt::new(["Uh-huh.".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        // The greeting lasts 68 chars * 40 ms = 2.7 s; "uh-huh" from 0.4 s to 0.9 s.
+        let (sent, end) = ticks(&mut app, 300, |t| (20..45).contains(&t), 0);
+        assert_eq!(end, None);
+        // Paused 300 ms into the speech (VAD start at 0.46 s): silent from the next tick
+        // until the utterance ends (0.9 s + 400 ms) and the transcript says "uh-huh".
+        let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
+        let back = (first_quiet..sent.len()).find(|&t| sent[t]).unwrap();
+        assert!(
+            (37..=40).contains(&first_quiet),
+            "quiet from tick {first_quiet}"
+        );
+        assert!((64..=67).contains(&back), "resumed at tick {back}");
+        // Every frame of the greeting went out: as many as with a silent caller.
+        let frames = sent.iter().filter(|&&a| a).count();
+        let mut quiet = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9)),
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        let (all, _) = ticks(&mut quiet, 300, |_| false, 0);
+        assert_eq!(frames, all.iter().filter(|&&a| a).count());
+        assert!(frames >= LONG.len() * 2, "{frames} frames");
+        assert_eq!(app.engine.history()[1].content, LONG);
+        assert_eq!(app.engine.history().len(), 2, "a backchannel is not a turn");
+        let r = app.take_report().unwrap();
+        let agent = r
+            .turns
+            .iter()
+            .find(|t| t.speaker == Speaker::Agent)
+            .unwrap();
+        assert_eq!((agent.text.as_str(), agent.interrupted), (LONG, false));
+    }
+
+    #[test]
+    fn a_sentence_over_the_agent_pauses_it_then_clears_it() {
+        let stt = Box::new(ScriptedStt::new(["Wait, who is this?".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        let (sent, end) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
+        assert_eq!(end.as_deref(), Some("agent hung up (outcome booked)"));
+        let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
+        assert!(
+            (37..=40).contains(&first_quiet),
+            "quiet from tick {first_quiet}"
+        );
+        let h = app.engine.history();
+        assert!(
+            h[1].content.len() < LONG.len() && LONG.starts_with(h[1].content.as_str()),
+            "greeting kept as {:?}",
+            h[1].content
+        );
+        assert_eq!(h[2].content, "Wait, who is this?");
+    }
+
+    #[test]
+    fn long_speech_over_the_agent_clears_it_without_waiting_for_the_transcript() {
+        let stt = Box::new(ScriptedStt::new(["uh-huh".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        // 1.2 s of speech: past max_backchannel_ms (800), so it interrupts, and its
+        // transcript is then a turn even though it is a backchannel word.
+        let (_, end) = ticks(&mut app, 200, |t| (20..80).contains(&t), 0);
+        assert_eq!(end.as_deref(), Some("agent hung up (outcome booked)"));
+        let h = app.engine.history();
+        assert!(h[1].content.len() < LONG.len(), "{:?}", h[1].content);
+        assert_eq!(h[2].content, "uh-huh");
+    }
+
+    #[test]
+    fn the_greeting_starts_within_500_ms_of_answer_on_the_embedded_voice() {
+        let stt = Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9));
+        let mut app =
+            LlmAgentApp::new(AgentServices::start(), mode("Hello."), stt, goodbye(), None);
+        // Ticks paced at 20 ms of wall clock, as on a call: flite runs on its thread.
+        let (sent, _) = ticks(&mut app, 50, |_| false, 20);
+        let first = sent.iter().position(|&a| a).expect("no greeting audio");
+        assert!(first * 20 < 500, "first frame at tick {first}");
+    }
+
+    #[test]
+    fn greeting_wait_hello_greets_after_the_callees_first_utterance_or_the_timeout() {
+        let hello = TurnSettings {
+            greeting_wait: GreetingWait::Hello,
+            hello_timeout_ms: 2000,
+            ..TurnSettings::default()
+        };
+        let stt = || Box::new(ScriptedStt::new(["should not be used".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt(),
+            goodbye(),
+            Some(silence_tts(20)),
+        )
+        .with_turns(&hello);
+        // "Hello?" from 0.2 s to 0.8 s: the greeting follows the endpoint (0.8 + 0.4 s).
+        let (sent, _) = ticks(&mut app, 100, |t| (10..40).contains(&t), 0);
+        let first = sent.iter().position(|&a| a).expect("no greeting");
+        assert!((59..=62).contains(&first), "greeting at tick {first}");
+        assert_eq!(app.engine.history().len(), 2, "the hello is not a turn");
+        // A silent callee: greeted at the timeout.
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt(),
+            goodbye(),
+            Some(silence_tts(20)),
+        )
+        .with_turns(&hello);
+        let (sent, _) = ticks(&mut app, 150, |_| false, 0);
+        let first = sent.iter().position(|&a| a).expect("no greeting");
+        assert!((100..=102).contains(&first), "greeting at tick {first}");
+    }
+
+    #[test]
+    fn a_silent_caller_is_reprompted_then_the_call_ends_with_no_response() {
+        let mut m = mode("Hello.");
+        m.no_input_ms = 1000;
+        m.max_reprompts = 1;
+        let stt = Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            m,
+            stt,
+            goodbye(),
+            Some(silence_tts(10)),
+        );
+        let (sent, end) = ticks(&mut app, 400, |_| false, 0);
+        assert_eq!(end.as_deref(), Some("agent hung up (outcome no_response)"));
+        let said: Vec<_> = app
+            .engine
+            .history()
+            .iter()
+            .skip(1)
+            .map(|m| m.content.clone())
+            .collect();
+        assert_eq!(said, ["Hello.", "Are you still there?", "Goodbye."]);
+        // Greeting (60 ms), 1 s of silence, the reprompt (200 ms), 1 s, the goodbye (80 ms).
+        assert!(
+            (115..=135).contains(&sent.len()),
+            "ended at tick {}",
+            sent.len()
+        );
+    }
 }
