@@ -450,12 +450,13 @@ impl AgentApp {
                     start_ms,
                     end_ms,
                     paused_agent,
+                    over_agent,
                 } => {
                     if !self.greeted {
                         // The callee's hello: now greet (it is not a turn).
                         self.greet(io);
-                    } else if self.recognize(pcm, (start_ms, end_ms), paused_agent, io) {
-                        self.awaiting_backchannel = paused_agent;
+                    } else if self.recognize(pcm, (start_ms, end_ms), over_agent, io) {
+                        self.awaiting_backchannel = over_agent;
                     } else if paused_agent {
                         self.resume("not recognized");
                     }
@@ -564,12 +565,14 @@ impl MediaApp for AgentApp {
                         && (text.trim().is_empty() || self.is_backchannel(&text));
                     if backchannel {
                         // "uh-huh" over the agent: it goes on, and it is not a turn.
+                        tracing::info!(%text, "caller backchannel: not a turn");
                         self.turn = None;
                         self.resume("backchannel");
                     } else {
-                        if self.awaiting_backchannel {
+                        if self.outbox.is_paused() {
                             self.barge_in(io);
                         }
+                        self.awaiting_backchannel = false;
                         let actions = self.flow.on_user_text(&text, confidence);
                         self.act(actions, io);
                     }

@@ -300,6 +300,7 @@ impl LlmAgentApp {
                     start_ms,
                     end_ms,
                     paused_agent,
+                    over_agent,
                 } => {
                     if !self.greeted {
                         // The callee's hello: now greet (it is not a turn).
@@ -307,7 +308,7 @@ impl LlmAgentApp {
                     } else if ending {
                         self.resume("call ending");
                     } else if self.end_utterance(&pcm, (start_ms, end_ms), io) {
-                        self.awaiting_backchannel = paused_agent;
+                        self.awaiting_backchannel = over_agent;
                     } else if paused_agent {
                         self.resume("not recognized");
                     }
@@ -404,11 +405,15 @@ impl LlmAgentApp {
                     if self.awaiting_backchannel {
                         if text.trim().is_empty() || self.settings.is_backchannel(&text) {
                             // "uh-huh" over the agent: it goes on, and it is not a turn.
+                            tracing::info!(%text, "caller backchannel: not a turn");
                             self.latency = None;
                             self.resume("backchannel");
                             continue;
                         }
-                        self.barge_in(io);
+                        if self.outbox.is_paused() {
+                            self.barge_in(io);
+                        }
+                        self.awaiting_backchannel = false;
                     }
                     self.feed(TurnEvent::UserText(text), io);
                 }

@@ -32,6 +32,8 @@ pub enum Heard {
         end_ms: u64,
         /// It paused the agent: its transcript decides between resuming and interrupting.
         paused_agent: bool,
+        /// The agent was talking during it (paused or not): a backchannel is not a turn.
+        over_agent: bool,
     },
     /// Speech that paused the agent ended too short to be an utterance: resume.
     Resume,
@@ -62,6 +64,8 @@ pub struct Listener {
     speech_ms: u64,
     start_ms: u64,
     overlap: Overlap,
+    /// The agent talked at some point during the current utterance.
+    over_agent: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -91,6 +95,7 @@ impl Listener {
             speech_ms: 0,
             start_ms: 0,
             overlap: Overlap::None,
+            over_agent: false,
         }
     }
 
@@ -123,6 +128,7 @@ impl Listener {
                 self.speech_ms = 0;
                 self.start_ms = now_ms;
                 self.overlap = Overlap::None;
+                self.over_agent = agent_talking;
                 self.utterance.clear();
                 self.utterance.extend(self.pre_roll.drain(..));
                 out.push(Heard::SpeechStarted);
@@ -138,6 +144,9 @@ impl Listener {
                         start_ms: self.start_ms,
                         end_ms: now_ms.saturating_sub(self.silence_ms),
                         paused_agent: paused,
+                        // Once it interrupted, it is a turn whatever it says.
+                        over_agent: (self.over_agent || paused)
+                            && self.overlap != Overlap::Interrupted,
                     });
                 } else if paused {
                     out.push(Heard::Resume);
@@ -148,6 +157,7 @@ impl Listener {
         }
         if self.in_speech {
             self.utterance.extend_from_slice(frame);
+            self.over_agent |= agent_talking;
             if voiced {
                 self.speech_ms += frame.len() as u64 * 1000 / u64::from(rate.max(1));
             }
