@@ -8,7 +8,7 @@
 mod common;
 
 use common::ulaw_samples;
-use leadscaller::agent::stages::{Vad, VadEvent};
+use leadscaller::agent::stages::VadEvent;
 use leadscaller::agent::{StageConfig, StageRegistry};
 use std::path::Path;
 

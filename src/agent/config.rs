@@ -107,6 +107,7 @@ pub struct LlmMode {
 /// What drives the conversation.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // one per agent file, loaded once
 pub enum AgentMode {
     /// A scripted flow.
     Scripted(Arc<Flow>),

@@ -295,8 +295,10 @@ mod tests {
 
     #[test]
     fn silence_ms_sets_the_endpoint() {
-        let mut s = TurnSettings::default();
-        s.silence_ms = 800;
+        let mut s = TurnSettings {
+            silence_ms: 800,
+            ..TurnSettings::default()
+        };
         s.vad.params.insert("end_ms".into(), 800.into());
         let vad = crate::agent::StageRegistry::with_builtins()
             .build_vad(&s.vad, &|_| None)
