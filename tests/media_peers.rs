@@ -967,3 +967,76 @@ fn assert_api_serves_the_agent_report(server: &Server, diag: &dyn Fn() -> String
         }
     });
 }
+
+/// Backchannel words do not cut the agent off, a real sentence does (scripted agent,
+/// PocketSphinx, flite, over SIP with baresip). baresip says "Uh-huh." 1.5 s into the
+/// greeting: the agent pauses, the recognizer hears "uh-huh", and the greeting resumes where
+/// it stopped — baresip keeps receiving speech for seconds after. Then a second call says
+/// "Please stop calling me." at the same point: its greeting is cleared.
+#[test]
+fn agent_backchannel_does_not_interrupt_but_a_sentence_does() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut flow = fs::read(root.join("sip-config/agents/appointment-setter.toml")).expect("flow");
+    // "Uh-huh" has about 250 ms of voiced speech: pause after 120 ms of it.
+    flow.extend_from_slice(b"\n[barge_in]\nmin_speech_ms = 120\n");
+    let run_with = |file: &str| {
+        let utterance = fs::read(root.join("../shared/audio").join(file)).expect(file);
+        let mut cfg = ServerConfig::new(PortBlock::allocate());
+        cfg.files = vec![("agents/appointment-setter.toml".into(), flow.clone())];
+        cfg.routes = vec![Route {
+            match_user: "agent".into(),
+            app: "agent".into(),
+            reject_code: None,
+            extra: vec!["flow = \"agents/appointment-setter.toml\"".into()],
+        }];
+        let server = Server::start(&cfg);
+        let mut input = vec![0i16; RATE as usize * 3 / 2];
+        input.extend(common::ulaw_samples(&utterance));
+        input.resize(RATE as usize * 30, 0);
+        let run = Baresip {
+            config: "config",
+            accounts: "accounts-phone",
+            input_wav: wav_bytes(RATE, &input),
+            user: "agent",
+            quit_after_s: 12,
+        }
+        .run(&server);
+        let log = server.log();
+        let dec = run.dump("-dec.wav", &server);
+        let (rate, channels, heard) = read_wav(&dec);
+        let mono = channel(&heard, channels, 0);
+        // Seconds of speech baresip received (20 ms windows above RMS 300).
+        let speech_s = mono
+            .chunks(rate as usize / 50)
+            .filter(|w| rms(w) > 300.0)
+            .count() as f64
+            * 0.02;
+        let diag = run.diag(&server);
+        (log, speech_s, diag)
+    };
+    let (log, speech_s, diag) = run_with("backchannel__flite.wav");
+    assert!(
+        log.contains("agent paused: caller talking over it"),
+        "the agent never paused\n{diag}"
+    );
+    let resumed =
+        log_line(&log, &["agent resumed"]).unwrap_or_else(|| panic!("never resumed\n{diag}"));
+    assert!(resumed.contains("backchannel"), "{resumed}\n{diag}");
+    assert!(
+        !log.contains("barge-in: agent speech cleared"),
+        "the backchannel cut the agent off\n{diag}"
+    );
+    // The whole greeting (about 6 s of flite speech) reached baresip.
+    assert!(
+        speech_s > 4.5,
+        "only {speech_s:.1} s of agent speech heard\n{diag}"
+    );
+    let (log2, speech2_s, diag2) = run_with("stop__flite.wav");
+    assert!(
+        log2.contains("barge-in: agent speech cleared"),
+        "a sentence did not interrupt\n{diag2}"
+    );
+    println!(
+        "agent speech heard: {speech_s:.1} s with a backchannel, {speech2_s:.1} s with a sentence"
+    );
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::flow::Flow;
 use super::registry::{BuildError, StageConfig, StageKind, StageRegistry};
 use super::tools::tool_names;
+use super::turns::settings::TurnSettings;
 use crate::config::EnvLookup;
 
 /// Keys of an agent file that belong to the scripted flow.
@@ -22,14 +23,34 @@ const LLM_MODE_KEYS: &[&str] = &[
     "tools",
     "fallback_line",
     "max_tool_rounds",
+    "no_input_ms",
+    "reprompt",
+    "max_reprompts",
+    "silence_hangup",
 ];
-/// Pipeline stage tables, valid in both modes.
-const STAGE_KEYS: &[&str] = &["stt", "llm", "tts"];
+/// Pipeline stage tables and turn-taking settings, valid in both modes.
+const STAGE_KEYS: &[&str] = &[
+    "stt",
+    "llm",
+    "tts",
+    "vad",
+    "barge_in",
+    "greeting_wait",
+    "hello_timeout_ms",
+];
 
 /// The line said with the embedded voice when a provider fails.
 pub const DEFAULT_FALLBACK_LINE: &str = "Sorry, one moment.";
 /// Default cap on LLM calls that only run tools, per caller turn.
 pub const DEFAULT_MAX_TOOL_ROUNDS: u32 = 4;
+/// Caller silence before the LLM mode reprompts, by default (ms).
+pub const DEFAULT_NO_INPUT_MS: u64 = 6000;
+/// The LLM mode's reprompt, by default.
+pub const DEFAULT_REPROMPT: &str = "Are you still there?";
+/// Reprompts in a row before the LLM mode hangs up, by default.
+pub const DEFAULT_MAX_REPROMPTS: u32 = 2;
+/// Said before the LLM mode hangs up on a silent caller, by default.
+pub const DEFAULT_SILENCE_HANGUP: &str = "I can't hear anyone, so I'll hang up now. Goodbye.";
 
 /// Why an agent file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,11 +94,20 @@ pub struct LlmMode {
     pub fallback_line: String,
     /// Most LLM calls in a row that only run tools, before the turn is given up.
     pub max_tool_rounds: u32,
+    /// Caller silence (nothing said, nothing playing) before a reprompt (ms).
+    pub no_input_ms: u64,
+    /// Said after `no_input_ms` of silence.
+    pub reprompt: String,
+    /// Reprompts in a row before `silence_hangup` and the end of the call.
+    pub max_reprompts: u32,
+    /// Said before hanging up on a silent caller (outcome `no_response`).
+    pub silence_hangup: String,
 }
 
 /// What drives the conversation.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // one per agent file, loaded once
 pub enum AgentMode {
     /// A scripted flow.
     Scripted(Arc<Flow>),
@@ -96,6 +126,8 @@ pub struct AgentConfig {
     pub tts: Option<StageConfig>,
     /// Scripted or LLM.
     pub mode: AgentMode,
+    /// VAD, endpointing, barge-in and greeting settings (both modes).
+    pub turns: TurnSettings,
 }
 
 impl AgentConfig {
@@ -167,6 +199,9 @@ impl AgentConfig {
             check_stage(registry, kind, &config, env).map_err(|e| invalid(&key, e.to_string()))?;
             Ok(Some(config))
         };
+        let turns = TurnSettings::from_table(&table).map_err(|(k, r)| invalid(&k, r))?;
+        check_stage(registry, StageKind::Vad, &turns.vad, env)
+            .map_err(|e| invalid("vad", e.to_string()))?;
         let stt = stage(StageKind::Stt)?;
         let llm = stage(StageKind::Llm)?;
         let tts = stage(StageKind::Tts)?;
@@ -214,6 +249,7 @@ impl AgentConfig {
             stt,
             tts,
             mode,
+            turns,
         })
     }
 
@@ -284,6 +320,28 @@ fn llm_mode(
         tools,
         fallback_line: text("fallback_line")?.unwrap_or_else(|| DEFAULT_FALLBACK_LINE.into()),
         max_tool_rounds,
+        no_input_ms: match table.get("no_input_ms") {
+            None => DEFAULT_NO_INPUT_MS,
+            Some(toml::Value::Integer(n)) if (1_000..=120_000).contains(n) => *n as u64,
+            Some(_) => {
+                return Err(invalid(
+                    "no_input_ms",
+                    "expected a whole number of milliseconds in 1000..=120000".into(),
+                ));
+            }
+        },
+        reprompt: text("reprompt")?.unwrap_or_else(|| DEFAULT_REPROMPT.into()),
+        max_reprompts: match table.get("max_reprompts") {
+            None => DEFAULT_MAX_REPROMPTS,
+            Some(toml::Value::Integer(n)) if (0..=10).contains(n) => *n as u32,
+            Some(_) => {
+                return Err(invalid(
+                    "max_reprompts",
+                    "expected a whole number in 0..=10".into(),
+                ));
+            }
+        },
+        silence_hangup: text("silence_hangup")?.unwrap_or_else(|| DEFAULT_SILENCE_HANGUP.into()),
     })
 }
 
@@ -357,6 +415,56 @@ replies = ["Hello."]
         );
         assert_eq!(c.stt.as_ref().map(|s| s.name.as_str()), Some("scripted"));
         assert!(c.tts.is_none(), "flite stays the default voice");
+        assert_eq!(c.turns, TurnSettings::default());
+        assert_eq!(m.no_input_ms, DEFAULT_NO_INPUT_MS);
+        assert_eq!(m.reprompt, DEFAULT_REPROMPT);
+        assert_eq!(m.max_reprompts, DEFAULT_MAX_REPROMPTS);
+    }
+
+    #[test]
+    fn turn_settings_load_in_both_modes() {
+        let llm = format!(
+            "no_input_ms = 4000\nreprompt = \"Hello?\"\nmax_reprompts = 1\nsilence_hangup = \"Bye.\"\ngreeting_wait = \"hello\"\n{LLM}\n[vad]\nname = \"earshot\"\nsilence_ms = 600\n[barge_in]\nbackchannel = [\"okay\"]\n"
+        );
+        let c = parse(&llm).unwrap();
+        assert_eq!(c.turns.vad.name, "earshot");
+        assert_eq!(c.turns.silence_ms, 600);
+        assert_eq!(c.turns.backchannel, ["okay"]);
+        let AgentMode::Llm(m) = &c.mode else {
+            panic!("expected the LLM mode")
+        };
+        assert_eq!(
+            (
+                m.no_input_ms,
+                m.reprompt.as_str(),
+                m.max_reprompts,
+                m.silence_hangup.as_str()
+            ),
+            (4000, "Hello?", 1, "Bye.")
+        );
+        let src = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/sip-config/agents/appointment-setter.toml"
+        ))
+        .unwrap();
+        let scripted = format!(
+            "greeting_wait = \"hello\"\n{src}\n[vad]\nmin_speech_ms = 150\n[barge_in]\nmin_speech_ms = 100\n"
+        );
+        let c = parse(&scripted).unwrap();
+        assert!(c.flow().is_some());
+        assert_eq!(
+            c.turns.greeting_wait,
+            super::super::turns::settings::GreetingWait::Hello
+        );
+        assert_eq!(
+            (c.turns.min_speech_ms, c.turns.barge_in_ms),
+            (150, Some(100))
+        );
+        let e = parse(&format!("no_input_ms = 3000\n{src}")).unwrap_err();
+        assert!(
+            e.starts_with("a.toml: no_input_ms: only valid in the LLM mode"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -435,6 +543,34 @@ replies = ["Hello."]
                 "a.toml: greeting: only valid in the LLM mode",
             ),
             ("[tts]\nvoice = 1\n", "a.toml: tts: missing field `name`"),
+            (
+                "[vad]\nname = \"webrtc\"\n",
+                "a.toml: vad: vad: unknown stage \"webrtc\" (known: earshot, energy)",
+            ),
+            (
+                "[vad]\nname = \"energy\"\nthreshold = 3\n",
+                "a.toml: vad: vad energy: unknown parameter \"threshold\"",
+            ),
+            (
+                "[vad]\nsilence_ms = 20\n",
+                "a.toml: vad.silence_ms: expected a whole number of milliseconds in 100..=5000",
+            ),
+            (
+                "[barge_in]\nbackchannel = [1]\n",
+                "a.toml: barge_in.backchannel[0]: expected a string",
+            ),
+            (
+                "greeting_wait = \"maybe\"\n[flow]\nstart = \"a\"\n",
+                "a.toml: greeting_wait: expected \"none\" or \"hello\"",
+            ),
+            (
+                "system_prompt = \"x\"\nno_input_ms = 5\n[stt]\nname = \"scripted\"\n[llm]\nname = \"echo\"\n",
+                "a.toml: no_input_ms: expected a whole number of milliseconds",
+            ),
+            (
+                "system_prompt = \"x\"\nmax_reprompts = 11\n[stt]\nname = \"scripted\"\n[llm]\nname = \"echo\"\n",
+                "a.toml: max_reprompts: expected a whole number in 0..=10",
+            ),
         ];
         for (src, want) in cases {
             let got = parse(src).expect_err(src);

@@ -11,9 +11,18 @@ use super::stages::{StageError, Vad, VadEvent, VadFrame};
 pub struct EnergyVad {
     /// Level (dBFS) at which a frame counts as speech.
     threshold_dbfs: f64,
-    /// Speech needed in a row before `SpeechStart`, in ms (ignores clicks).
+    /// Turns per-frame decisions into debounced speech edges.
+    edges: SpeechEdges,
+}
+
+/// Debounces per-frame speech/non-speech decisions into `SpeechStart`/`SpeechEnd` edges:
+/// speech must last `start_ms` to start (ignores clicks), silence `end_ms` to end (bridges
+/// pauses). Shared by the `energy` and `earshot` VADs.
+#[derive(Debug, Clone)]
+pub struct SpeechEdges {
+    /// Speech needed in a row before `SpeechStart`, in ms.
     start_ms: f64,
-    /// Silence needed in a row after speech before `SpeechEnd`, in ms (bridges pauses).
+    /// Silence needed in a row after speech before `SpeechEnd`, in ms.
     end_ms: f64,
     /// Whether the caller is currently speaking (after debouncing).
     speaking: bool,
@@ -21,15 +30,54 @@ pub struct EnergyVad {
     run_ms: f64,
 }
 
+impl SpeechEdges {
+    /// Edges after `start_ms` of speech and `end_ms` of silence.
+    pub fn new(start_ms: f64, end_ms: f64) -> Self {
+        Self {
+            start_ms,
+            end_ms,
+            speaking: false,
+            run_ms: 0.0,
+        }
+    }
+
+    /// One frame of `frame_ms` judged speech or not; returns the edge it completes.
+    pub fn step(&mut self, is_speech: bool, frame_ms: f64) -> Option<VadEvent> {
+        if is_speech == self.speaking {
+            self.run_ms = 0.0;
+            return None;
+        }
+        self.run_ms += frame_ms;
+        let needed = if self.speaking {
+            self.end_ms
+        } else {
+            self.start_ms
+        };
+        if self.run_ms < needed {
+            return None;
+        }
+        self.speaking = is_speech;
+        self.run_ms = 0.0;
+        Some(if is_speech {
+            VadEvent::SpeechStart
+        } else {
+            VadEvent::SpeechEnd
+        })
+    }
+
+    /// Forgets the current state (not speaking).
+    pub fn reset(&mut self) {
+        self.speaking = false;
+        self.run_ms = 0.0;
+    }
+}
+
 impl EnergyVad {
     /// A detector with the given threshold and debounce times.
     pub fn new(threshold_dbfs: f64, start_ms: f64, end_ms: f64) -> Self {
         Self {
             threshold_dbfs,
-            start_ms,
-            end_ms,
-            speaking: false,
-            run_ms: 0.0,
+            edges: SpeechEdges::new(start_ms, end_ms),
         }
     }
 
@@ -71,27 +119,7 @@ impl Vad for EnergyVad {
         let level = level_dbfs(samples);
         // A soft step 3 dB wide, so the probability says how clear the decision was.
         let probability = 1.0 / (1.0 + (-(level - self.threshold_dbfs) / 3.0).exp());
-        let is_speech = level >= self.threshold_dbfs;
-        let mut event = None;
-        if is_speech == self.speaking {
-            self.run_ms = 0.0;
-        } else {
-            self.run_ms += frame_ms;
-            let needed = if self.speaking {
-                self.end_ms
-            } else {
-                self.start_ms
-            };
-            if self.run_ms >= needed {
-                self.speaking = is_speech;
-                self.run_ms = 0.0;
-                event = Some(if is_speech {
-                    VadEvent::SpeechStart
-                } else {
-                    VadEvent::SpeechEnd
-                });
-            }
-        }
+        let event = self.edges.step(level >= self.threshold_dbfs, frame_ms);
         Ok(VadFrame {
             probability: probability as f32,
             event,
@@ -99,8 +127,7 @@ impl Vad for EnergyVad {
     }
 
     fn reset(&mut self) {
-        self.speaking = false;
-        self.run_ms = 0.0;
+        self.edges.reset();
     }
 }
 

@@ -242,6 +242,9 @@ impl StageRegistry {
     pub fn with_builtins() -> Self {
         let mut r = Self::default();
         r.register_vad("energy", |p| Ok(Box::new(EnergyVad::from_params(p)?)));
+        r.register_vad("earshot", |p| {
+            Ok(Box::new(super::vad_earshot::EarshotStage::from_params(p)?))
+        });
         r.register_stt("scripted", |p| Ok(Box::new(ScriptedStt::from_params(p)?)));
         r.register_stt("deepgram", |p| {
             Ok(Box::new(super::stt_deepgram::DeepgramStt::from_params(p)?))

@@ -27,6 +27,8 @@ use crate::media::playout::Mark;
 pub const AGENT_ERROR: &str = "agent_error";
 /// The outcome of a call the model ended without `set_outcome`.
 pub const DEFAULT_OUTCOME: &str = "completed";
+/// The outcome of a call ended because the caller stayed silent.
+pub const NO_RESPONSE: &str = "no_response";
 
 /// An input to the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,8 @@ pub enum TurnEvent {
     UserText(String),
     /// The caller pressed a key.
     Dtmf(char),
+    /// Nothing was said or played for the settings' `no_input_ms`.
+    NoInput,
     /// A delta of the running completion.
     Llm(LlmDelta),
     /// The running completion's stream ended.
@@ -158,6 +162,8 @@ pub struct TurnEngine {
     ending: Option<String>,
     /// Whether [`TurnAction::Hangup`] was returned.
     hangup_sent: bool,
+    /// Reprompts since the caller last said something.
+    reprompts: u32,
 }
 
 impl TurnEngine {
@@ -192,7 +198,13 @@ impl TurnEngine {
             outcome: None,
             ending: None,
             hangup_sent: false,
+            reprompts: 0,
         }
+    }
+
+    /// Silence (ms) after which the driver reports [`TurnEvent::NoInput`].
+    pub fn no_input_ms(&self) -> u64 {
+        self.settings.no_input_ms
     }
 
     /// The conversation so far.
@@ -234,12 +246,15 @@ impl TurnEngine {
             TurnEvent::Start => self.greet(&mut out),
             TurnEvent::UserText(text) => {
                 if !text.trim().is_empty() {
+                    self.reprompts = 0;
                     self.user_turn(text.trim().to_owned(), &mut out);
                 }
             }
             TurnEvent::Dtmf(d) => {
+                self.reprompts = 0;
                 self.user_turn(format!("(the caller pressed the key {d})"), &mut out)
             }
+            TurnEvent::NoInput => self.no_input(&mut out),
             TurnEvent::Llm(delta) => self.on_delta(delta, &mut out),
             TurnEvent::LlmEnded => {
                 if self.llm_running {
@@ -271,6 +286,27 @@ impl TurnEngine {
         let message = Some(self.history.len() - 1);
         self.speak(&greeting, message, out);
         self.finish_tts(out);
+    }
+
+    /// The caller said nothing: reprompt, or after `max_reprompts` say the hang-up line and
+    /// end the call with [`NO_RESPONSE`]. Ignored while the agent is busy.
+    fn no_input(&mut self, out: &mut Vec<TurnAction>) {
+        if self.is_busy() {
+            return;
+        }
+        let line = if self.reprompts < self.settings.max_reprompts {
+            self.reprompts += 1;
+            self.settings.reprompt.clone()
+        } else {
+            self.ending = Some(NO_RESPONSE.to_owned());
+            self.settings.silence_hangup.clone()
+        };
+        self.history
+            .push(ChatMessage::text(Role::Assistant, line.clone()));
+        let message = Some(self.history.len() - 1);
+        self.speak(&line, message, out);
+        self.finish_tts(out);
+        self.maybe_hang_up(out);
     }
 
     fn user_turn(&mut self, text: String, out: &mut Vec<TurnAction>) {
@@ -543,5 +579,8 @@ fn heard_text(spoken: &str, start: usize, end: usize) -> String {
     spoken[start..end].trim().to_owned()
 }
 
+pub mod listener;
+pub mod outbox;
+pub mod settings;
 #[cfg(test)]
 mod tests;

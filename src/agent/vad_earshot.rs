@@ -2,6 +2,9 @@
 //! scores 16 ms frames of 16 kHz audio. Call audio arrives in 20 ms frames at 8 or 16 kHz, so
 //! frames are resampled to 16 kHz and re-cut into earshot's 256-sample blocks.
 
+use super::energy_vad::SpeechEdges;
+use super::registry::{BuildError, StageParams};
+use super::stages::{StageError, Vad, VadFrame};
 use crate::codec::CodecError;
 use crate::codec::resample::Resampler;
 
@@ -84,6 +87,64 @@ impl EarshotVad {
         }
         self.pending.clear();
         self.last = 0.0;
+    }
+}
+
+/// `earshot` as a pipeline [`Vad`] stage: a frame is speech when earshot's probability
+/// reaches `threshold`, debounced into edges like the `energy` VAD.
+#[derive(Debug)]
+pub struct EarshotStage {
+    /// The network and its resampler.
+    vad: EarshotVad,
+    /// Probability at which a frame counts as speech.
+    threshold: f32,
+    /// Debounced speech edges.
+    edges: SpeechEdges,
+}
+
+impl EarshotStage {
+    /// A stage with the given threshold and debounce times.
+    pub fn new(threshold: f32, start_ms: f64, end_ms: f64) -> Self {
+        Self {
+            vad: EarshotVad::new(),
+            threshold,
+            edges: SpeechEdges::new(start_ms, end_ms),
+        }
+    }
+
+    /// Reads `threshold` (0.5), `start_ms` (60) and `end_ms` (400).
+    pub fn from_params(p: &StageParams<'_>) -> Result<Self, BuildError> {
+        Ok(Self::new(
+            p.number("threshold", 0.5, 0.01..=0.99)? as f32,
+            p.number("start_ms", 60.0, 0.0..=5_000.0)?,
+            p.number("end_ms", 400.0, 0.0..=10_000.0)?,
+        ))
+    }
+}
+
+impl Default for EarshotStage {
+    fn default() -> Self {
+        Self::new(0.5, 60.0, 400.0)
+    }
+}
+
+impl Vad for EarshotStage {
+    fn push(&mut self, samples: &[i16], rate: u32) -> Result<VadFrame, StageError> {
+        let probability = self
+            .vad
+            .push(samples, rate)
+            .map_err(|e| StageError::Unsupported {
+                stage: "vad earshot".to_owned(),
+                reason: e.to_string(),
+            })?;
+        let frame_ms = samples.len() as f64 * 1000.0 / f64::from(rate.max(1));
+        let event = self.edges.step(probability >= self.threshold, frame_ms);
+        Ok(VadFrame { probability, event })
+    }
+
+    fn reset(&mut self) {
+        self.vad.reset();
+        self.edges.reset();
     }
 }
 

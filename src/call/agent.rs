@@ -1,7 +1,8 @@
-//! The `agent` app in the scripted mode: energy VAD endpointing, a recognizer (PocketSphinx
-//! constrained to the flow state's phrases, or the agent file's `[stt]` stage), the scripted
-//! flow deciding what to say and which tools to call, a voice (flite, or the `[tts]` stage),
-//! barge-in (the caller talking over the agent clears its queued speech) and one
+//! The `agent` app in the scripted mode: VAD endpointing (the agent file's `[vad]`), a
+//! recognizer (PocketSphinx constrained to the flow state's phrases, or the agent file's
+//! `[stt]` stage), the scripted flow deciding what to say and which tools to call, a voice
+//! (flite, or the `[tts]` stage), barge-in (the caller talking over the agent pauses it; a
+//! backchannel word resumes it, anything else clears its queued speech) and one
 //! `turn latency` line per turn. The LLM mode is `agent_llm.rs`.
 //!
 //! The embedded recognition and synthesis are slow next to a 20 ms tick, so they run on two
@@ -13,10 +14,13 @@ use crate::agent::EnergyVad;
 use crate::agent::flow::{Action, Flow, FlowSession};
 use crate::agent::latency::TurnLatency;
 use crate::agent::report::{AgentReport, CallerTurns, HeardLines};
-use crate::agent::stages::{Stt, SttSession, Tts, Vad, VadEvent};
+use crate::agent::stages::{Stt, SttSession, Tts};
 use crate::agent::stt_sphinx::{DEFAULT_MODEL_DIR, ExpectedPhrase, SphinxRecognizer};
 use crate::agent::tools::ToolCall;
 use crate::agent::tts_flite::{FliteTts, FliteVoice};
+use crate::agent::turns::listener::{Heard, Listener};
+use crate::agent::turns::outbox::{LEAD_FRAMES, Outbox};
+use crate::agent::turns::settings::{GreetingWait, TurnSettings};
 use crate::leg::{AppIo, LegEvent, MediaApp};
 use crate::media::playout::{Mark, MarkEvent};
 use std::collections::{BTreeMap, VecDeque};
@@ -24,17 +28,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
-/// Speech shorter than this is not sent to the recognizer (clicks, breaths).
-const MIN_UTTERANCE_MS: usize = 200;
 /// Caller speech over the agent's audio for this long interrupts it, by default: long
 /// enough that a cough or an "uh-huh" does not cut the agent off.
 pub const DEFAULT_BARGE_IN_MS: u64 = 300;
 /// Silence (nothing queued, no speech, nothing pending) before the flow's no-input.
 const NO_INPUT_MS: u64 = 8_000;
-/// Silence the energy VAD waits for before it ends an utterance (its default `end_ms`).
-const VAD_END_MS: u64 = 400;
-/// Audio kept from before the VAD's speech start (it decides after some speech).
-const PRE_ROLL_MS: usize = 300;
+/// Other spellings of backchannel words in the recognizer's dictionary.
+const BACKCHANNEL_SPELLINGS: &[(&str, &str)] = &[("mm-hmm", "mhm"), ("okay", "ok")];
 /// Said with the embedded voice when a configured stage fails.
 const FALLBACK_LINE: &str = crate::agent::config::DEFAULT_FALLBACK_LINE;
 /// The mark put after the last words before a hang-up.
@@ -152,15 +152,23 @@ fn run_tts(jobs: Receiver<TtsJob>) {
 pub struct AgentApp {
     services: Arc<AgentServices>,
     flow: FlowSession,
-    vad: EnergyVad,
+    /// Endpointing, pause and barge-in.
+    listener: Listener,
+    /// VAD, barge-in and greeting settings.
+    settings: TurnSettings,
+    /// Agent audio on its way to the playout queue (pausable).
+    outbox: Outbox,
+    /// An utterance that paused the agent is being recognized: its transcript decides.
+    awaiting_backchannel: bool,
+    /// Ticks the agent has been paused, and when the pause began (ms).
+    paused_ticks: u64,
+    paused_at_ms: Option<u64>,
     started: bool,
+    /// When the call started (tick), for the hello timeout.
+    start_tick: u64,
+    /// Whether the greeting was said (at once, or after the callee's hello).
+    greeted: bool,
     expected: Vec<String>,
-    /// The caller's current utterance, and whether the VAD is in speech.
-    utterance: Vec<i16>,
-    /// The last [`PRE_ROLL_MS`] of caller audio, prepended when speech starts.
-    pre_roll: VecDeque<i16>,
-    in_speech: bool,
-    speech_ticks: u64,
     /// Recognition in flight.
     stt: Option<PendingText>,
     /// Speech being synthesized with its text, in the order it must be played.
@@ -186,8 +194,6 @@ pub struct AgentApp {
     /// The agent's lines queued and not yet heard, and the caller's utterances in recognition.
     heard: HeardLines,
     callers: CallerTurns,
-    /// When the caller's current utterance started, ms since the leg started.
-    speech_start_ms: u64,
 }
 
 /// Timestamps of one turn, for its latency record.
@@ -207,13 +213,20 @@ impl AgentApp {
         AgentApp {
             services,
             flow: FlowSession::new(flow, lead),
-            vad: EnergyVad::default(),
+            listener: Listener::new(
+                Box::new(EnergyVad::default()),
+                &TurnSettings::default(),
+                DEFAULT_BARGE_IN_MS,
+            ),
+            settings: TurnSettings::default(),
+            outbox: Outbox::default(),
+            awaiting_backchannel: false,
+            paused_ticks: 0,
+            paused_at_ms: None,
             started: false,
+            start_tick: 0,
+            greeted: false,
             expected: Vec::new(),
-            utterance: Vec::new(),
-            pre_roll: VecDeque::new(),
-            in_speech: false,
-            speech_ticks: 0,
             stt: None,
             tts: VecDeque::new(),
             stt_stage: None,
@@ -229,14 +242,52 @@ impl AgentApp {
             report: AgentReport::new("scripted"),
             heard: HeardLines::default(),
             callers: CallerTurns::default(),
-            speech_start_ms: 0,
         }
     }
 
     /// How long the caller must talk over the agent to interrupt it (0: at speech start).
     pub fn with_barge_in(mut self, min: std::time::Duration) -> AgentApp {
         self.barge_in_ms = min.as_millis() as u64;
+        self.rebuild_listener();
         self
+    }
+
+    /// Uses the agent file's VAD, endpointing, barge-in and greeting settings.
+    pub fn with_turns(mut self, settings: &TurnSettings) -> AgentApp {
+        self.settings = settings.clone();
+        self.rebuild_listener();
+        self
+    }
+
+    fn rebuild_listener(&mut self) {
+        let vad = super::agent_llm::build_vad(&self.settings);
+        self.listener = Listener::new(vad, &self.settings, self.barge_in_ms);
+    }
+
+    /// The phrases the recognizer listens for: the state's, plus the backchannel words
+    /// (and their dictionary spellings) for speech over the agent.
+    fn expected_for(&self, over_agent: bool) -> Vec<String> {
+        let mut e = self.expected.clone();
+        if over_agent {
+            for w in &self.settings.backchannel {
+                e.push(w.clone());
+                for (word, other) in BACKCHANNEL_SPELLINGS {
+                    if w == word {
+                        e.push((*other).to_owned());
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    /// Whether a recognized reply is only backchannel words (with their spellings).
+    fn is_backchannel(&self, text: &str) -> bool {
+        let mut t = format!(" {} ", text.to_lowercase());
+        for (word, other) in BACKCHANNEL_SPELLINGS {
+            t = t.replace(&format!(" {other} "), &format!(" {word} "));
+        }
+        self.settings.is_backchannel(&t)
     }
 
     /// Uses these stages instead of the embedded recognizer and voice (`None`: embedded).
@@ -272,12 +323,12 @@ impl AgentApp {
     }
 
     /// Sends an ended utterance to the configured recognizer; false when it failed.
-    fn recognize_on_stage(&mut self, pcm: &[i16], rate: u32) -> bool {
+    fn recognize_on_stage(&mut self, pcm: &[i16], rate: u32, expected: &[String]) -> bool {
         let Some(stage) = self.stt_stage.as_mut() else {
             return false;
         };
         if self.stt_session.is_none() {
-            match stage.start(rate, &self.expected) {
+            match stage.start(rate, expected) {
                 Ok(s) => self.stt_session = Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "agent stage failed");
@@ -288,7 +339,7 @@ impl AgentApp {
         let Some(s) = self.stt_session.as_mut() else {
             return false;
         };
-        s.set_expected_phrases(&self.expected);
+        s.set_expected_phrases(expected);
         match s.push_audio(pcm).and_then(|()| s.end_utterance()) {
             Ok(()) => true,
             Err(e) => {
@@ -329,10 +380,9 @@ impl AgentApp {
                     self.record_turn(io);
                     let mark = Mark(self.next_mark);
                     self.next_mark += 1;
-                    let start_ms = io.tick * 20 + ms(io.queued_samples(), io.rate);
-                    if io.play(&pcm, Some(mark)).is_ok() {
-                        self.heard.queued(mark, &text, start_ms);
-                    }
+                    let start_ms = io.tick * 20 + ms(self.outbox.pending(io), io.rate);
+                    self.outbox.push(&pcm, Some(mark));
+                    self.heard.queued(mark, &text, start_ms);
                 }
                 Polled::Pending => return,
                 Polled::Failed(e) => {
@@ -349,7 +399,7 @@ impl AgentApp {
         }
         if self.hangup_pending {
             self.hangup_pending = false;
-            let _ = io.play(&[], Some(HANGUP_MARK));
+            self.outbox.push(&[], Some(HANGUP_MARK));
         }
     }
 
@@ -360,8 +410,9 @@ impl AgentApp {
             return;
         };
         let now = std::time::Instant::now();
-        let queued_ms = io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1));
-        let mut l = TurnLatency::new(t.endpoint, std::time::Duration::from_millis(VAD_END_MS));
+        let queued_ms = ms(self.outbox.pending(io), io.rate);
+        let silence = std::time::Duration::from_millis(self.listener.silence_ms());
+        let mut l = TurnLatency::new(t.endpoint, silence);
         if let Some(r) = t.recognized {
             l.stt_final(r);
         }
@@ -379,77 +430,110 @@ impl AgentApp {
         let Some(frame) = io.caller else {
             return;
         };
-        let event = self.vad.push(frame, io.rate).ok().and_then(|f| f.event);
-        match event {
-            Some(VadEvent::SpeechStart) => {
-                self.in_speech = true;
-                self.speech_ticks = 0;
-                self.speech_start_ms = io.tick * 20;
-                self.utterance.clear();
-                self.utterance.extend(self.pre_roll.drain(..));
-            }
-            Some(VadEvent::SpeechEnd) => {
-                self.in_speech = false;
-                let min = io.rate as usize * MIN_UTTERANCE_MS / 1000;
-                let span = (
-                    self.speech_start_ms,
-                    (io.tick * 20).saturating_sub(VAD_END_MS),
-                );
-                if self.utterance.len() >= min && self.stt.is_none() && self.stt_stage.is_some() {
-                    let pcm = std::mem::take(&mut self.utterance);
-                    if self.recognize_on_stage(&pcm, io.rate) {
-                        self.stt = Some(PendingText::Stage);
-                        self.callers.sent(span.0, span.1);
-                        self.turn = Some(TurnTimes {
-                            endpoint: std::time::Instant::now(),
-                            recognized: None,
-                        });
-                    }
-                } else if self.utterance.len() >= min && self.stt.is_none() {
-                    let (reply, rx) = std::sync::mpsc::channel();
-                    let job = SttJob {
-                        posted: std::time::Instant::now(),
-                        pcm: std::mem::take(&mut self.utterance),
-                        rate: io.rate,
-                        expected: self.expected.clone(),
-                        reply,
-                    };
-                    if self.services.stt.try_send(job).is_ok() {
-                        self.stt = Some(PendingText::Service(rx));
-                        self.callers.sent(span.0, span.1);
-                        self.turn = Some(TurnTimes {
-                            endpoint: std::time::Instant::now(),
-                            recognized: None,
-                        });
+        let talking = self.outbox.pending(io) > 0 || !self.tts.is_empty();
+        for heard in self.listener.push(frame, io.rate, io.tick * 20, talking) {
+            match heard {
+                Heard::SpeechStarted => {}
+                Heard::Pause => {
+                    self.outbox.pause();
+                    self.paused_ticks = 0;
+                    self.paused_at_ms = Some(io.tick * 20);
+                    tracing::info!(
+                        queued_ms = ms(self.outbox.pending(io), io.rate),
+                        "agent paused: caller talking over it"
+                    );
+                }
+                Heard::Interrupt => self.barge_in(io),
+                Heard::Resume => self.resume("too short"),
+                Heard::Utterance {
+                    pcm,
+                    start_ms,
+                    end_ms,
+                    paused_agent,
+                    over_agent,
+                } => {
+                    if !self.greeted {
+                        // The callee's hello: now greet (it is not a turn).
+                        self.greet(io);
+                    } else if self.recognize(pcm, (start_ms, end_ms), over_agent, io) {
+                        self.awaiting_backchannel = over_agent;
+                    } else if paused_agent {
+                        self.resume("not recognized");
                     }
                 }
-                self.utterance.clear();
-            }
-            None => {}
-        }
-        if !self.in_speech {
-            self.pre_roll.extend(frame.iter().copied());
-            let keep = io.rate as usize * PRE_ROLL_MS / 1000;
-            if self.pre_roll.len() > keep {
-                let excess = self.pre_roll.len() - keep;
-                self.pre_roll.drain(..excess);
             }
         }
-        if self.in_speech {
-            self.utterance.extend_from_slice(frame);
-            self.speech_ticks += 1;
-            // Barge-in: the caller talks over queued agent speech.
-            if self.speech_ticks * 20 >= self.barge_in_ms && io.queued_samples() > 0 {
-                let report = io.clear();
-                self.tts.clear();
-                self.heard.cleared(&mut self.report, &report, io.tick * 20);
-                tracing::info!(
-                    heard_up_to = ?report.last_played,
-                    cut_ms = report.interrupted.map_or(0, |c| c.heard_ms(io.rate)),
-                    "barge-in: agent speech cleared"
-                );
-            }
+    }
+
+    /// Sends an ended utterance to the recognizer; false when it could not be sent (one
+    /// already in flight, or the recognizer failed).
+    fn recognize(
+        &mut self,
+        pcm: Vec<i16>,
+        span: (u64, u64),
+        over_agent: bool,
+        io: &mut AppIo<'_>,
+    ) -> bool {
+        if self.stt.is_some() {
+            return false;
         }
+        let expected = self.expected_for(over_agent);
+        if self.stt_stage.is_some() {
+            if !self.recognize_on_stage(&pcm, io.rate, &expected) {
+                return false;
+            }
+            self.stt = Some(PendingText::Stage);
+        } else {
+            let (reply, rx) = std::sync::mpsc::channel();
+            let job = SttJob {
+                posted: std::time::Instant::now(),
+                pcm,
+                rate: io.rate,
+                expected,
+                reply,
+            };
+            if self.services.stt.try_send(job).is_err() {
+                return false;
+            }
+            self.stt = Some(PendingText::Service(rx));
+        }
+        self.callers.sent(span.0, span.1);
+        self.turn = Some(TurnTimes {
+            endpoint: std::time::Instant::now(),
+            recognized: None,
+        });
+        true
+    }
+
+    /// Barge-in: clears the agent's queued speech, keeping in the report what was heard.
+    fn barge_in(&mut self, io: &mut AppIo<'_>) {
+        self.awaiting_backchannel = false;
+        // The caller heard the agent up to the pause, if it was paused.
+        let at_ms = self.paused_at_ms.take().unwrap_or(io.tick * 20);
+        let report = self.outbox.clear(io);
+        self.tts.clear();
+        self.heard.cleared(&mut self.report, &report, at_ms);
+        tracing::info!(
+            heard_up_to = ?report.last_played,
+            cut_ms = report.interrupted.map_or(0, |c| c.heard_ms(io.rate)),
+            "barge-in: agent speech cleared"
+        );
+    }
+
+    /// The agent goes on where it paused.
+    fn resume(&mut self, why: &str) {
+        self.awaiting_backchannel = false;
+        self.paused_at_ms = None;
+        if self.outbox.is_paused() {
+            self.outbox.resume();
+            tracing::info!(why, "agent resumed");
+        }
+    }
+
+    fn greet(&mut self, io: &mut AppIo<'_>) {
+        self.greeted = true;
+        let actions = self.flow.start();
+        self.act(actions, io);
     }
 }
 
@@ -457,8 +541,14 @@ impl MediaApp for AgentApp {
     fn on_tick(&mut self, io: &mut AppIo<'_>) {
         if !self.started {
             self.started = true;
-            let actions = self.flow.start();
-            self.act(actions, io);
+            self.start_tick = io.tick;
+            if self.settings.greeting_wait == GreetingWait::None {
+                self.greet(io);
+            }
+        }
+        if !self.greeted && (io.tick - self.start_tick) * 20 >= self.settings.hello_timeout_ms {
+            tracing::info!("no hello from the callee: greeting");
+            self.greet(io);
         }
         self.listen(io);
         if let Some(pending) = self.stt.as_mut() {
@@ -471,12 +561,26 @@ impl MediaApp for AgentApp {
                     tracing::info!(%text, confidence, "caller said");
                     self.callers
                         .recognized(&mut self.report, &text, io.tick * 20);
-                    let actions = self.flow.on_user_text(&text, confidence);
-                    self.act(actions, io);
+                    let backchannel = self.awaiting_backchannel
+                        && (text.trim().is_empty() || self.is_backchannel(&text));
+                    if backchannel {
+                        // "uh-huh" over the agent: it goes on, and it is not a turn.
+                        tracing::info!(%text, "caller backchannel: not a turn");
+                        self.turn = None;
+                        self.resume("backchannel");
+                    } else {
+                        if self.outbox.is_paused() {
+                            self.barge_in(io);
+                        }
+                        self.awaiting_backchannel = false;
+                        let actions = self.flow.on_user_text(&text, confidence);
+                        self.act(actions, io);
+                    }
                 }
                 Polled::Pending => {}
                 Polled::Failed(e) => {
                     self.stt = None;
+                    self.resume("recognizer failed");
                     self.callers.lost();
                     if let Some(e) = e {
                         // Say so, then the flow's no-input / reprompt logic takes over.
@@ -488,10 +592,19 @@ impl MediaApp for AgentApp {
             }
         }
         self.play_ready_speech(io);
-        let idle = !self.in_speech
+        if self.outbox.is_paused() {
+            self.paused_ticks += 1;
+            if self.paused_ticks * 20 >= super::agent_llm::PAUSE_LIMIT_MS
+                && !self.listener.in_speech()
+            {
+                self.barge_in(io);
+            }
+        }
+        let idle = self.greeted
+            && !self.listener.in_speech()
             && self.stt.is_none()
             && self.tts.is_empty()
-            && io.queued_samples() == 0
+            && self.outbox.is_idle(io)
             && !self.flow.is_finished();
         self.quiet_ticks = if idle { self.quiet_ticks + 1 } else { 0 };
         if self.quiet_ticks * 20 >= NO_INPUT_MS {
@@ -499,6 +612,7 @@ impl MediaApp for AgentApp {
             let actions = self.flow.on_no_input();
             self.act(actions, io);
         }
+        self.outbox.feed(io, LEAD_FRAMES * io.rate as usize / 50);
     }
 
     fn on_event(&mut self, event: &LegEvent, io: &mut AppIo<'_>) {

@@ -1,7 +1,9 @@
 //! The `agent` app in the LLM mode: a thin driver around [`TurnEngine`]. On each 20 ms tick
-//! it runs the energy VAD (endpointing, barge-in), feeds ended utterances to the STT
-//! session, polls the STT, LLM and TTS sessions with a no-op waker (they are non-blocking),
-//! hands their events to the engine and carries out its actions on the playout queue.
+//! it runs the [`Listener`] (VAD endpointing, pause and barge-in), feeds ended utterances to
+//! the STT session, polls the STT, LLM and TTS sessions with a no-op waker (they are
+//! non-blocking), hands their events to the engine and carries out its actions through the
+//! [`Outbox`] (pausable) into the playout queue. Speech over the agent first pauses it; the
+//! transcript then decides: backchannel words resume it, anything else interrupts it.
 //!
 //! The fallback line is always said with the embedded voice (flite on the service thread),
 //! so a failing remote voice can still apologise; stage audio waits behind it.
@@ -17,21 +19,20 @@ use crate::agent::config::LlmMode;
 use crate::agent::latency::TurnLatency;
 use crate::agent::report::{AgentReport, CallerTurns, ReplySpans, Speaker};
 use crate::agent::stages::{
-    Llm, LlmStream, Role, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio, TtsSession, Vad,
-    VadEvent,
+    Llm, LlmStream, Role, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio, TtsSession,
 };
 use crate::agent::tools::ToolCall;
+use crate::agent::turns::listener::{Heard, Listener};
+use crate::agent::turns::outbox::{LEAD_FRAMES, Outbox};
+use crate::agent::turns::settings::{GreetingWait, TurnSettings};
 use crate::agent::turns::{TurnAction, TurnEngine, TurnEvent};
-use crate::agent::{EnergyVad, StageKind};
+use crate::agent::{EnergyVad, StageKind, StageRegistry};
 use crate::leg::{AppIo, LegEvent, MediaApp};
 use crate::media::playout::{Mark, MarkEvent};
 
-/// Speech shorter than this is not sent to the recognizer (clicks, breaths).
-const MIN_UTTERANCE_MS: usize = 200;
-/// Silence the energy VAD waits for before it ends an utterance.
-const VAD_END_MS: u64 = 400;
-/// Audio kept from before the VAD's speech start.
-const PRE_ROLL_MS: usize = 300;
+/// The agent stays paused this long after the pausing speech without a transcript, then
+/// the speech counts as an interruption.
+pub const PAUSE_LIMIT_MS: u64 = 3_000;
 /// A completion or synthesis that yields nothing for this long has failed: the call must
 /// never go silent forever, whatever a provider does.
 const STALL_MS: u64 = 30_000;
@@ -44,8 +45,23 @@ pub struct LlmAgentApp {
     services: Arc<AgentServices>,
     /// The conversation.
     engine: TurnEngine,
-    /// Endpointing and barge-in.
-    vad: EnergyVad,
+    /// Endpointing, pause and barge-in.
+    listener: Listener,
+    /// VAD, barge-in and greeting settings.
+    settings: TurnSettings,
+    /// Agent audio on its way to the playout queue (pausable).
+    outbox: Outbox,
+    /// An utterance that paused the agent is being recognized: its transcript decides.
+    awaiting_backchannel: bool,
+    /// Ticks the agent has been paused, and when the pause began (ms).
+    paused_ticks: u64,
+    paused_at_ms: Option<u64>,
+    /// A caller utterance is being recognized.
+    awaiting_final: bool,
+    /// Whether the greeting was triggered (at once, or after the callee's hello).
+    greeted: bool,
+    /// Ticks of silence on both sides, for the no-input reprompt.
+    quiet_ticks: u64,
     /// The recognizer and its open session.
     stt: Box<dyn Stt>,
     stt_session: Option<Box<dyn SttSession>>,
@@ -59,13 +75,8 @@ pub struct LlmAgentApp {
     fallback: VecDeque<(Receiver<Vec<i16>>, String)>,
     held: VecDeque<(Vec<i16>, Mark)>,
     started: bool,
-    /// The caller's utterance, the pre-roll before it, and whether the VAD is in speech.
-    utterance: Vec<i16>,
-    pre_roll: VecDeque<i16>,
-    in_speech: bool,
-    speech_ticks: u64,
-    /// Whether this utterance already interrupted the agent.
-    barged: bool,
+    /// When the call started (tick), for the hello timeout.
+    start_tick: u64,
     barge_in_ms: u64,
     /// Ticks a running completion or synthesis has produced nothing.
     stalled_ticks: u64,
@@ -81,8 +92,6 @@ pub struct LlmAgentApp {
     report: AgentReport,
     replies: ReplySpans,
     callers: CallerTurns,
-    /// When the caller's current utterance started, ms since the leg started.
-    speech_start_ms: u64,
 }
 
 impl LlmAgentApp {
@@ -98,7 +107,19 @@ impl LlmAgentApp {
         Self {
             services,
             engine: TurnEngine::new(mode, 1),
-            vad: EnergyVad::default(),
+            listener: Listener::new(
+                Box::new(EnergyVad::default()),
+                &TurnSettings::default(),
+                DEFAULT_BARGE_IN_MS,
+            ),
+            settings: TurnSettings::default(),
+            outbox: Outbox::default(),
+            awaiting_backchannel: false,
+            paused_ticks: 0,
+            paused_at_ms: None,
+            awaiting_final: false,
+            greeted: false,
+            quiet_ticks: 0,
             stt,
             stt_session: None,
             llm,
@@ -108,11 +129,7 @@ impl LlmAgentApp {
             fallback: VecDeque::new(),
             held: VecDeque::new(),
             started: false,
-            utterance: Vec::new(),
-            pre_roll: VecDeque::new(),
-            in_speech: false,
-            speech_ticks: 0,
-            barged: false,
+            start_tick: 0,
             barge_in_ms: DEFAULT_BARGE_IN_MS,
             stalled_ticks: 0,
             latency: None,
@@ -123,14 +140,25 @@ impl LlmAgentApp {
             report: AgentReport::new("llm"),
             replies: ReplySpans::default(),
             callers: CallerTurns::default(),
-            speech_start_ms: 0,
         }
     }
 
     /// How long the caller must talk over the agent to interrupt it (0: at speech start).
     pub fn with_barge_in(mut self, min: Duration) -> Self {
         self.barge_in_ms = min.as_millis() as u64;
+        self.rebuild_listener();
         self
+    }
+
+    /// Uses the agent file's VAD, endpointing, barge-in and greeting settings.
+    pub fn with_turns(mut self, settings: &TurnSettings) -> Self {
+        self.settings = settings.clone();
+        self.rebuild_listener();
+        self
+    }
+
+    fn rebuild_listener(&mut self) {
+        self.listener = Listener::new(build_vad(&self.settings), &self.settings, self.barge_in_ms);
     }
 
     fn feed(&mut self, event: TurnEvent, io: &mut AppIo<'_>) {
@@ -223,13 +251,11 @@ impl LlmAgentApp {
 
     /// Queues reply audio; the first of a turn closes its latency record.
     fn play(&mut self, samples: &[i16], mark: Mark, io: &mut AppIo<'_>) {
-        let queued =
-            Duration::from_millis(io.queued_samples() as u64 * 1000 / u64::from(io.rate.max(1)));
-        if io.play(samples, Some(mark)).is_ok() {
-            let turn = self.caller_messages();
-            let start_ms = io.tick * 20 + queued.as_millis() as u64;
-            self.replies.queued(turn, start_ms);
-        }
+        let queued = Duration::from_millis(ms(self.outbox.pending(io), io.rate));
+        self.outbox.push(samples, Some(mark));
+        let turn = self.caller_messages();
+        let start_ms = io.tick * 20 + queued.as_millis() as u64;
+        self.replies.queued(turn, start_ms);
         if let Some(mut l) = self.latency.take() {
             l.first_frame_out(Instant::now() + queued);
             l.log("llm", self.turns);
@@ -247,85 +273,116 @@ impl LlmAgentApp {
         let Some(frame) = io.caller else {
             return;
         };
-        let event = self.vad.push(frame, io.rate).ok().and_then(|f| f.event);
-        match event {
-            Some(VadEvent::SpeechStart) => {
-                self.in_speech = true;
-                self.speech_ticks = 0;
-                self.speech_start_ms = io.tick * 20;
-                self.barged = false;
-                self.utterance.clear();
-                self.utterance.extend(self.pre_roll.drain(..));
-            }
-            Some(VadEvent::SpeechEnd) => {
-                self.in_speech = false;
-                let min = io.rate as usize * MIN_UTTERANCE_MS / 1000;
-                let pcm = std::mem::take(&mut self.utterance);
-                if pcm.len() >= min && self.engine.ending().is_none() {
-                    self.end_utterance(&pcm, io);
+        let talking = self.outbox.pending(io) > 0
+            || self.engine.is_busy()
+            || !self.fallback.is_empty()
+            || !self.held.is_empty();
+        let ending = self.engine.ending().is_some();
+        for heard in self
+            .listener
+            .push(frame, io.rate, io.tick * 20, talking && !ending)
+        {
+            match heard {
+                Heard::SpeechStarted => {}
+                Heard::Pause => {
+                    self.outbox.pause();
+                    self.paused_ticks = 0;
+                    self.paused_at_ms = Some(io.tick * 20);
+                    tracing::info!(
+                        queued_ms = ms(self.outbox.pending(io), io.rate),
+                        "agent paused: caller talking over it"
+                    );
                 }
-            }
-            None => {}
-        }
-        if self.in_speech {
-            self.utterance.extend_from_slice(frame);
-            self.speech_ticks += 1;
-            let agent_talking = io.queued_samples() > 0 || self.engine.is_busy();
-            if !self.barged
-                && self.speech_ticks * 20 >= self.barge_in_ms
-                && agent_talking
-                && self.engine.ending().is_none()
-            {
-                self.barged = true;
-                let report = io.clear();
-                self.held.clear();
-                self.fallback.clear();
-                self.replies.barge_in(io.tick * 20);
-                tracing::info!(heard_up_to = ?report.last_played, "barge-in: agent speech cleared");
-                self.feed(
-                    TurnEvent::BargeIn {
-                        last_played: report.last_played,
-                    },
-                    io,
-                );
-            }
-        } else {
-            self.pre_roll.extend(frame.iter().copied());
-            let keep = io.rate as usize * PRE_ROLL_MS / 1000;
-            if self.pre_roll.len() > keep {
-                let excess = self.pre_roll.len() - keep;
-                self.pre_roll.drain(..excess);
+                Heard::Interrupt => self.barge_in(io),
+                Heard::Resume => self.resume("too short"),
+                Heard::Utterance {
+                    pcm,
+                    start_ms,
+                    end_ms,
+                    paused_agent,
+                    over_agent,
+                } => {
+                    if !self.greeted {
+                        // The callee's hello: now greet (it is not a turn).
+                        self.greet(io);
+                    } else if ending {
+                        self.resume("call ending");
+                    } else if self.end_utterance(&pcm, (start_ms, end_ms), io) {
+                        self.awaiting_backchannel = over_agent;
+                    } else if paused_agent {
+                        self.resume("not recognized");
+                    }
+                }
             }
         }
     }
 
+    /// Barge-in: clears the agent's audio and tells the engine what was heard.
+    fn barge_in(&mut self, io: &mut AppIo<'_>) {
+        self.awaiting_backchannel = false;
+        // The caller heard the agent up to the pause, if it was paused.
+        let at_ms = self.paused_at_ms.take().unwrap_or(io.tick * 20);
+        let report = self.outbox.clear(io);
+        self.held.clear();
+        self.fallback.clear();
+        self.replies.barge_in(at_ms);
+        tracing::info!(heard_up_to = ?report.last_played, "barge-in: agent speech cleared");
+        self.feed(
+            TurnEvent::BargeIn {
+                last_played: report.last_played,
+            },
+            io,
+        );
+    }
+
+    /// The agent goes on where it paused.
+    fn resume(&mut self, why: &str) {
+        self.awaiting_backchannel = false;
+        self.paused_at_ms = None;
+        if self.outbox.is_paused() {
+            self.outbox.resume();
+            tracing::info!(why, "agent resumed");
+        }
+    }
+
+    fn greet(&mut self, io: &mut AppIo<'_>) {
+        self.greeted = true;
+        self.feed(TurnEvent::Start, io);
+    }
+
     /// The endpoint is decided: the utterance goes to the recognizer.
-    fn end_utterance(&mut self, pcm: &[i16], io: &mut AppIo<'_>) {
+    /// Returns whether it was sent.
+    fn end_utterance(&mut self, pcm: &[i16], span: (u64, u64), io: &mut AppIo<'_>) -> bool {
         if self.stt_session.is_none() {
             match self.stt.start(io.rate, &[]) {
                 Ok(s) => self.stt_session = Some(s),
-                Err(error) => return self.feed(fail(StageKind::Stt, error), io),
+                Err(error) => {
+                    self.feed(fail(StageKind::Stt, error), io);
+                    return false;
+                }
             }
         }
         let Some(session) = self.stt_session.as_mut() else {
-            return;
+            return false;
         };
         let sent = session
             .push_audio(pcm)
             .and_then(|()| session.end_utterance());
         match sent {
             Ok(()) => {
-                let end_ms = (io.tick * 20).saturating_sub(VAD_END_MS);
-                self.callers.sent(self.speech_start_ms, end_ms);
+                self.callers.sent(span.0, span.1);
                 self.turns += 1;
+                self.awaiting_final = true;
                 self.latency = Some(TurnLatency::new(
                     Instant::now(),
-                    Duration::from_millis(VAD_END_MS),
+                    Duration::from_millis(self.listener.silence_ms()),
                 ));
+                true
             }
             Err(error) => {
                 self.stt_session = None;
                 self.feed(fail(StageKind::Stt, error), io);
+                false
             }
         }
     }
@@ -342,13 +399,29 @@ impl LlmAgentApp {
                         l.stt_final(Instant::now());
                     }
                     tracing::info!(%text, confidence, "caller said");
+                    self.awaiting_final = false;
                     self.callers
                         .recognized(&mut self.report, &text, io.tick * 20);
+                    if self.awaiting_backchannel {
+                        if text.trim().is_empty() || self.settings.is_backchannel(&text) {
+                            // "uh-huh" over the agent: it goes on, and it is not a turn.
+                            tracing::info!(%text, "caller backchannel: not a turn");
+                            self.latency = None;
+                            self.resume("backchannel");
+                            continue;
+                        }
+                        if self.outbox.is_paused() {
+                            self.barge_in(io);
+                        }
+                        self.awaiting_backchannel = false;
+                    }
                     self.feed(TurnEvent::UserText(text), io);
                 }
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(error))) => {
                     self.stt_session = None;
+                    self.awaiting_final = false;
+                    self.resume("recognizer failed");
                     self.callers.lost();
                     self.feed(fail(StageKind::Stt, error), io);
                 }
@@ -425,12 +498,11 @@ impl LlmAgentApp {
             match rx.try_recv() {
                 Ok(pcm) => {
                     let text = self.fallback.pop_front().map(|f| f.1).unwrap_or_default();
-                    let start_ms = io.tick * 20 + ms(io.queued_samples(), io.rate);
-                    if io.play(&pcm, None).is_ok() {
-                        let end_ms = start_ms + ms(pcm.len(), io.rate);
-                        self.report
-                            .say(Speaker::Agent, &text, (start_ms, end_ms), false);
-                    }
+                    let start_ms = io.tick * 20 + ms(self.outbox.pending(io), io.rate);
+                    self.outbox.push(&pcm, None);
+                    let end_ms = start_ms + ms(pcm.len(), io.rate);
+                    self.report
+                        .say(Speaker::Agent, &text, (start_ms, end_ms), false);
                 }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
@@ -443,9 +515,46 @@ impl LlmAgentApp {
         }
         if self.hangup.is_some() && !self.hangup_queued {
             self.hangup_queued = true;
-            let _ = io.play(&[], Some(HANGUP_MARK));
+            self.outbox.push(&[], Some(HANGUP_MARK));
         }
     }
+}
+
+impl LlmAgentApp {
+    /// A pause with no transcript for too long becomes an interruption; silence on both
+    /// sides for `no_input_ms` runs the engine's no-input.
+    fn watch_pause_and_silence(&mut self, io: &mut AppIo<'_>) {
+        if self.outbox.is_paused() {
+            self.paused_ticks += 1;
+            if self.paused_ticks * 20 >= PAUSE_LIMIT_MS && !self.listener.in_speech() {
+                self.barge_in(io);
+            }
+        }
+        let idle = self.greeted
+            && !self.listener.in_speech()
+            && !self.awaiting_final
+            && !self.engine.is_busy()
+            && self.engine.ending().is_none()
+            && self.fallback.is_empty()
+            && self.outbox.is_idle(io);
+        self.quiet_ticks = if idle { self.quiet_ticks + 1 } else { 0 };
+        if self.quiet_ticks * 20 >= self.engine.no_input_ms() {
+            self.quiet_ticks = 0;
+            tracing::info!("no input from the caller");
+            self.feed(TurnEvent::NoInput, io);
+        }
+    }
+}
+
+/// The VAD `settings` name (checked when the agent file loaded); the energy VAD if it
+/// cannot be built.
+pub(super) fn build_vad(settings: &TurnSettings) -> Box<dyn crate::agent::stages::Vad> {
+    StageRegistry::with_builtins()
+        .build_vad(&settings.vad, &|_| None)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "agent vad: using the energy VAD");
+            Box::new(EnergyVad::default())
+        })
 }
 
 fn fail(stage: StageKind, error: StageError) -> TurnEvent {
@@ -456,11 +565,20 @@ impl MediaApp for LlmAgentApp {
     fn on_tick(&mut self, io: &mut AppIo<'_>) {
         if !self.started {
             self.started = true;
-            self.feed(TurnEvent::Start, io);
+            self.start_tick = io.tick;
+            if self.settings.greeting_wait == GreetingWait::None {
+                self.greet(io);
+            }
+        }
+        if !self.greeted && (io.tick - self.start_tick) * 20 >= self.settings.hello_timeout_ms {
+            tracing::info!("no hello from the callee: greeting");
+            self.greet(io);
         }
         self.listen(io);
         self.poll_stages(io);
         self.drain_fallback(io);
+        self.watch_pause_and_silence(io);
+        self.outbox.feed(io, LEAD_FRAMES * io.rate as usize / 50);
     }
 
     fn on_event(&mut self, event: &LegEvent, io: &mut AppIo<'_>) {
@@ -592,6 +710,10 @@ mod tests {
             tools: vec!["end_call", "set_outcome"],
             fallback_line: "Sorry, one moment.".into(),
             max_tool_rounds: 4,
+            no_input_ms: 6000,
+            reprompt: "Are you still there?".into(),
+            max_reprompts: 2,
+            silence_hangup: "Goodbye.".into(),
         }
     }
 
@@ -772,5 +894,195 @@ mod tests {
         let (reason, _) = run(&mut app, |t| (20..50).contains(&t), true);
         assert_eq!(reason, "agent hung up (outcome agent_error)");
         assert!(app.fallback.is_empty() && app.held.is_empty());
+    }
+
+    /// Ticks the app `ticks` times with the caller talking while `talking(tick)`; returns
+    /// whether agent audio went out on each tick, and the hang-up reason if any.
+    fn ticks(
+        app: &mut LlmAgentApp,
+        ticks: u64,
+        talking: impl Fn(u64) -> bool,
+        tick_ms: u64,
+    ) -> (Vec<bool>, Option<String>) {
+        let mut h = AppHarness::new(RATE);
+        let mut sent = Vec::new();
+        for t in 0..ticks {
+            let end = h.tick(Some(&caller(t, &talking)), app);
+            sent.push(h.sent_audio);
+            if end.is_some() {
+                return (sent, end);
+            }
+            std::thread::sleep(Duration::from_millis(tick_ms));
+        }
+        (sent, None)
+    }
+
+    const LONG: &str = "Hello there. This is a long greeting that goes on for a good while.";
+
+    #[test]
+    fn a_backchannel_pauses_the_agent_then_it_resumes_where_it_stopped() {
+        let stt = Box::new(ScriptedStt::new(["Uh-huh.".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        // The greeting lasts 68 chars * 40 ms = 2.7 s; "uh-huh" from 0.4 s to 0.9 s.
+        let (sent, end) = ticks(&mut app, 300, |t| (20..45).contains(&t), 0);
+        assert_eq!(end, None);
+        // Paused 300 ms into the speech (VAD start at 0.46 s): silent from the next tick
+        // until the utterance ends (0.9 s + 400 ms) and the transcript says "uh-huh".
+        let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
+        let back = (first_quiet..sent.len()).find(|&t| sent[t]).unwrap();
+        assert!(
+            (37..=40).contains(&first_quiet),
+            "quiet from tick {first_quiet}"
+        );
+        assert!((64..=67).contains(&back), "resumed at tick {back}");
+        // Every frame of the greeting went out: as many as with a silent caller.
+        let frames = sent.iter().filter(|&&a| a).count();
+        let mut quiet = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9)),
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        let (all, _) = ticks(&mut quiet, 300, |_| false, 0);
+        assert_eq!(frames, all.iter().filter(|&&a| a).count());
+        assert!(frames >= LONG.len() * 2, "{frames} frames");
+        assert_eq!(app.engine.history()[1].content, LONG);
+        assert_eq!(app.engine.history().len(), 2, "a backchannel is not a turn");
+        let r = app.take_report().unwrap();
+        let agent = r
+            .turns
+            .iter()
+            .find(|t| t.speaker == Speaker::Agent)
+            .unwrap();
+        assert_eq!((agent.text.as_str(), agent.interrupted), (LONG, false));
+    }
+
+    #[test]
+    fn a_sentence_over_the_agent_pauses_it_then_clears_it() {
+        let stt = Box::new(ScriptedStt::new(["Wait, who is this?".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        let (sent, end) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
+        assert_eq!(end.as_deref(), Some("agent hung up (outcome booked)"));
+        let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
+        assert!(
+            (37..=40).contains(&first_quiet),
+            "quiet from tick {first_quiet}"
+        );
+        let h = app.engine.history();
+        assert!(
+            h[1].content.len() < LONG.len() && LONG.starts_with(h[1].content.as_str()),
+            "greeting kept as {:?}",
+            h[1].content
+        );
+        assert_eq!(h[2].content, "Wait, who is this?");
+    }
+
+    #[test]
+    fn long_speech_over_the_agent_clears_it_without_waiting_for_the_transcript() {
+        let stt = Box::new(ScriptedStt::new(["uh-huh".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        // 1.2 s of speech: past max_backchannel_ms (800), so it interrupts, and its
+        // transcript is then a turn even though it is a backchannel word.
+        let (_, end) = ticks(&mut app, 200, |t| (20..80).contains(&t), 0);
+        assert_eq!(end.as_deref(), Some("agent hung up (outcome booked)"));
+        let h = app.engine.history();
+        assert!(h[1].content.len() < LONG.len(), "{:?}", h[1].content);
+        assert_eq!(h[2].content, "uh-huh");
+    }
+
+    #[test]
+    fn the_greeting_starts_within_500_ms_of_answer_on_the_embedded_voice() {
+        let stt = Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9));
+        let mut app =
+            LlmAgentApp::new(AgentServices::start(), mode("Hello."), stt, goodbye(), None);
+        // Ticks paced at 20 ms of wall clock, as on a call: flite runs on its thread.
+        let (sent, _) = ticks(&mut app, 50, |_| false, 20);
+        let first = sent.iter().position(|&a| a).expect("no greeting audio");
+        assert!(first * 20 < 500, "first frame at tick {first}");
+    }
+
+    #[test]
+    fn greeting_wait_hello_greets_after_the_callees_first_utterance_or_the_timeout() {
+        let hello = TurnSettings {
+            greeting_wait: GreetingWait::Hello,
+            hello_timeout_ms: 2000,
+            ..TurnSettings::default()
+        };
+        let stt = || Box::new(ScriptedStt::new(["should not be used".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt(),
+            goodbye(),
+            Some(silence_tts(20)),
+        )
+        .with_turns(&hello);
+        // "Hello?" from 0.2 s to 0.8 s: the greeting follows the endpoint (0.8 + 0.4 s).
+        let (sent, _) = ticks(&mut app, 100, |t| (10..40).contains(&t), 0);
+        let first = sent.iter().position(|&a| a).expect("no greeting");
+        assert!((59..=62).contains(&first), "greeting at tick {first}");
+        assert_eq!(app.engine.history().len(), 2, "the hello is not a turn");
+        // A silent callee: greeted at the timeout.
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt(),
+            goodbye(),
+            Some(silence_tts(20)),
+        )
+        .with_turns(&hello);
+        let (sent, _) = ticks(&mut app, 150, |_| false, 0);
+        let first = sent.iter().position(|&a| a).expect("no greeting");
+        assert!((100..=102).contains(&first), "greeting at tick {first}");
+    }
+
+    #[test]
+    fn a_silent_caller_is_reprompted_then_the_call_ends_with_no_response() {
+        let mut m = mode("Hello.");
+        m.no_input_ms = 1000;
+        m.max_reprompts = 1;
+        let stt = Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            m,
+            stt,
+            goodbye(),
+            Some(silence_tts(10)),
+        );
+        let (sent, end) = ticks(&mut app, 400, |_| false, 0);
+        assert_eq!(end.as_deref(), Some("agent hung up (outcome no_response)"));
+        let said: Vec<_> = app
+            .engine
+            .history()
+            .iter()
+            .skip(1)
+            .map(|m| m.content.clone())
+            .collect();
+        assert_eq!(said, ["Hello.", "Are you still there?", "Goodbye."]);
+        // Greeting (60 ms), 1 s of silence, the reprompt (200 ms), 1 s, the goodbye (80 ms).
+        assert!(
+            (115..=135).contains(&sent.len()),
+            "ended at tick {}",
+            sent.len()
+        );
     }
 }

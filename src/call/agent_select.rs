@@ -49,6 +49,7 @@ pub fn build_agent_app(
             Ok(Box::new(
                 AgentApp::new(services, flow.clone(), BTreeMap::new())
                     .with_barge_in(barge_in)
+                    .with_turns(&agent.turns)
                     .with_stages(stt, tts),
             ))
         }
@@ -64,7 +65,9 @@ pub fn build_agent_app(
                 .build_llm(&mode.llm, &env)
                 .map_err(|e| format!("{file}: llm: {e}"))?;
             Ok(Box::new(
-                LlmAgentApp::new(services, mode.clone(), stt, llm, tts).with_barge_in(barge_in),
+                LlmAgentApp::new(services, mode.clone(), stt, llm, tts)
+                    .with_barge_in(barge_in)
+                    .with_turns(&agent.turns),
             ))
         }
     }

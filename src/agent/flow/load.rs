@@ -40,6 +40,18 @@ struct RawFile {
     /// See `_stt`.
     #[serde(default, rename = "tts")]
     _tts: Option<toml::Value>,
+    /// Turn-taking settings of the agent file, validated by `agent::config`.
+    #[serde(default, rename = "vad")]
+    _vad: Option<toml::Value>,
+    /// See `_vad`.
+    #[serde(default, rename = "barge_in")]
+    _barge_in: Option<toml::Value>,
+    /// See `_vad`.
+    #[serde(default, rename = "greeting_wait")]
+    _greeting_wait: Option<toml::Value>,
+    /// See `_vad`.
+    #[serde(default, rename = "hello_timeout_ms")]
+    _hello_timeout_ms: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,10 @@ fn settings() -> LlmMode {
         tools: vec!["end_call", "set_outcome", "send_dtmf"],
         fallback_line: "Sorry, one moment.".into(),
         max_tool_rounds: 4,
+        no_input_ms: 6000,
+        reprompt: "Are you still there?".into(),
+        max_reprompts: 2,
+        silence_hangup: "Goodbye.".into(),
     }
 }
 
@@ -332,4 +336,82 @@ fn tool_rounds_are_capped() {
     }
     assert_eq!(starts, 3, "max_tool_rounds = 4 completions per turn");
     let _ = LlmToolCall::default();
+}
+
+/// An engine whose greeting has played out.
+fn greeted() -> TurnEngine {
+    let mut e = TurnEngine::new(settings(), 1);
+    e.handle(TurnEvent::Start);
+    let m = marks(&e.handle(audio(None)));
+    e.handle(TurnEvent::TtsEnded);
+    e.handle(TurnEvent::MarkPlayed(m[0]));
+    e
+}
+
+#[test]
+fn silence_reprompts_then_says_the_hang_up_line_and_ends_with_no_response() {
+    let mut e = greeted();
+    assert_eq!(e.no_input_ms(), 6000);
+    for _ in 0..2 {
+        let a = e.handle(TurnEvent::NoInput);
+        assert_eq!(pushes(&a), ["Are you still there?"], "{a:?}");
+        assert!(a.contains(&TurnAction::FinishTts));
+        // Busy speaking: a NoInput now is ignored.
+        assert!(e.handle(TurnEvent::NoInput).is_empty());
+        let m = marks(&e.handle(audio(None)));
+        assert!(e.handle(TurnEvent::TtsEnded).is_empty());
+        e.handle(TurnEvent::MarkPlayed(m[0]));
+    }
+    let a = e.handle(TurnEvent::NoInput);
+    assert_eq!(pushes(&a), ["Goodbye."]);
+    assert_eq!(e.ending(), Some(NO_RESPONSE));
+    e.handle(audio(None));
+    let a = e.handle(TurnEvent::TtsEnded);
+    assert_eq!(
+        a,
+        [TurnAction::Hangup {
+            outcome: NO_RESPONSE.into()
+        }]
+    );
+    let said: Vec<&str> = e
+        .history()
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "Hi, this is an automated assistant.",
+            "Are you still there?",
+            "Are you still there?",
+            "Goodbye."
+        ]
+    );
+}
+
+#[test]
+fn the_caller_speaking_resets_the_reprompt_count() {
+    let mut e = greeted();
+    e.handle(TurnEvent::NoInput);
+    let m = marks(&e.handle(audio(None)));
+    e.handle(TurnEvent::TtsEnded);
+    e.handle(TurnEvent::MarkPlayed(m[0]));
+    // Key 5 is user input: the count starts again.
+    e.handle(TurnEvent::Dtmf('5'));
+    e.handle(text("Sure."));
+    e.handle(done("stop"));
+    let m = marks(&e.handle(audio(None)));
+    e.handle(TurnEvent::TtsEnded);
+    e.handle(TurnEvent::MarkPlayed(m[0]));
+    for _ in 0..2 {
+        let a = e.handle(TurnEvent::NoInput);
+        assert_eq!(pushes(&a), ["Are you still there?"]);
+        let m = marks(&e.handle(audio(None)));
+        e.handle(TurnEvent::TtsEnded);
+        e.handle(TurnEvent::MarkPlayed(m[0]));
+    }
+    assert!(e.ending().is_none());
+    e.handle(TurnEvent::NoInput);
+    assert_eq!(e.ending(), Some(NO_RESPONSE));
 }
