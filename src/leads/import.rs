@@ -180,7 +180,11 @@ impl Header {
                 "{field} maps to an empty column name"
             )));
         }
-        if let Some(i) = self.names.iter().position(|n| n.eq_ignore_ascii_case(wanted)) {
+        if let Some(i) = self
+            .names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(wanted))
+        {
             return Ok(i);
         }
         if let [only] = self.names.as_slice()
