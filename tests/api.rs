@@ -230,6 +230,20 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         )
         .await
         .unwrap();
+    let callback = db
+        .store
+        .add_callback(
+            &a_id,
+            &leadscaller::store::callbacks::NewCallback {
+                call_id: call_id.clone(),
+                lead_id: None,
+                phone: Some("+14155552671".into()),
+                requested: "tomorrow morning".into(),
+                note: Some("Ada prefers mornings".into()),
+            },
+        )
+        .await
+        .unwrap();
     // This server has no key ring, so A's webhook is made in the store (secret sealed elsewhere).
     let a_account = api.ok(&a, Method::GET, "/v1/account", None).await;
     let a_account = leadscaller::store::AccountId(a_account["id"].as_str().unwrap().to_owned());
@@ -266,6 +280,8 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
         key_id.clone(),
         hook.id.clone(),
         event.id.clone(),
+        callback.id.clone(),
+        "Ada prefers mornings".to_owned(),
         "a.example.com".to_owned(),
         "4155552671".to_owned(),
         "2079460958".to_owned(),
@@ -286,6 +302,8 @@ both_engines!(every_route_hides_another_tenants_rows, |db| {
             return rec_id.clone();
         } else if path.starts_with("/v1/webhooks") {
             return hook.id.clone();
+        } else if path.starts_with("/v1/callbacks") {
+            return callback.id.clone();
         } else {
             return key_id.clone();
         };

@@ -419,6 +419,21 @@ async fn scene(w: &World) -> Scene {
         .await
         .unwrap();
     w.store.add_dnc(&a, OTHER, None, "api", None).await.unwrap();
+    for (call, phone) in [("call_1", PHONE), ("call_3", OTHER)] {
+        w.store
+            .add_callback(
+                &a,
+                &leadscaller::store::callbacks::NewCallback {
+                    call_id: call.into(),
+                    lead_id: None,
+                    phone: Some(phone.into()),
+                    requested: format!("tomorrow morning ({call})"),
+                    note: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
     Scene {
         a,
         b,
@@ -520,7 +535,10 @@ both_engines!(
             .read_to_end(&mut audio)
             .unwrap();
         assert!(audio == s.recording, "the recording is exported decrypted");
-        assert_eq!(zip.len(), 7);
+        let callbacks = zip_json(&mut zip, "callbacks.json");
+        assert_eq!(callbacks.as_array().unwrap().len(), 1, "{callbacks}");
+        assert_eq!(callbacks[0]["requested"], "tomorrow morning (call_1)");
+        assert_eq!(zip.len(), 8);
 
         // By number (national format, the account's default region), the same subject.
         let by_phone = privacy::export(
@@ -577,9 +595,10 @@ both_engines!(
                 report.recordings,
                 report.events,
                 report.dnc,
+                report.callbacks,
                 report.suppressed
             ),
-            (2, 2, 2, 2, 1, 3, 1, true),
+            (2, 2, 2, 2, 1, 3, 1, 1, true),
             "events: two seeded plus the lead.opted_out of the call's opt-out"
         );
         let w = &w;
@@ -635,6 +654,14 @@ both_engines!(
             ))
             .await,
             0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM callbacks WHERE call_id = 'call_1'".into()).await,
+            0
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM callbacks WHERE call_id = 'call_3'".into()).await,
+            1
         );
         // Everyone else is untouched.
         w.store.lead(a, &s.other_lead).await.unwrap();

@@ -269,3 +269,48 @@ both_engines!(
         );
     }
 );
+
+// What the CDR writer does with an agent's report: a `schedule_callback` becomes a callback
+// request with the caller's number, listed by status.
+both_engines!(an_agents_callback_request_is_stored_with_the_call, |db| {
+    use leadscaller::agent::report::AgentReport;
+    use leadscaller::agent::tools::ToolCall;
+    let account = db.store.create_account("acme").await.unwrap().id;
+    let mut report = AgentReport::new("scripted");
+    report.tool(
+        &ToolCall::ScheduleCallback {
+            when: "tomorrow morning".into(),
+            note: Some("Booked by the automated assistant".into()),
+        },
+        43_700,
+    );
+    leadscaller::call::agent_record::store(
+        &db.store,
+        &account,
+        "call_1",
+        "sip:+14155552671@carrier.example",
+        &report,
+    )
+    .await;
+    let page = db
+        .store
+        .list_callbacks(&account, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.data.len(), 1);
+    let cb = &page.data[0];
+    assert_eq!(
+        (
+            cb.call_id.as_str(),
+            cb.phone.as_deref(),
+            cb.requested.as_str()
+        ),
+        ("call_1", Some("+14155552671"), "tomorrow morning")
+    );
+    assert_eq!(cb.status, "requested");
+    let other = db.store.create_account("other").await.unwrap().id;
+    assert!(matches!(
+        db.store.callback(&other, &cb.id).await,
+        Err(StoreError::NotFound)
+    ));
+});

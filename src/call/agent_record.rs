@@ -1,13 +1,15 @@
 //! Stores what an agent learned on a call (its [`AgentReport`]) with the call's record: the
 //! disposition, notes, tool calls and latencies go in the call row; the transcript turns in
-//! the transcript table (then `transcript.ready`); an opt-out puts the caller's number on the
-//! do-not-call list (which emits `lead.opted_out`).
+//! the transcript table (then `transcript.ready`); a `schedule_callback` request in the
+//! callbacks table; an opt-out puts the caller's number on the do-not-call list (which emits
+//! `lead.opted_out`).
 
 use serde_json::json;
 
 use crate::agent::report::AgentReport;
 use crate::leads::phone::normalize_phone;
 use crate::sip::uri::Uri;
+use crate::store::callbacks::NewCallback;
 use crate::store::calls::{CallRecordRow, TranscriptTurn};
 use crate::store::events::EventType;
 use crate::store::{AccountId, Store};
@@ -65,6 +67,19 @@ pub async fn store(store: &Store, account: &AccountId, call_id: &str, from: &str
                 }
             }
             Err(e) => tracing::error!(call = call_id, error = %e, "transcript not stored"),
+        }
+    }
+    if let Some(cb) = &r.callback {
+        let new = NewCallback {
+            call_id: call_id.to_owned(),
+            lead_id: None,
+            phone: caller_number(from),
+            requested: cb.when.clone(),
+            note: cb.note.clone(),
+        };
+        match store.add_callback(account, &new).await {
+            Ok(c) => tracing::info!(call = call_id, callback = %c.id, "callback request stored"),
+            Err(e) => tracing::error!(call = call_id, error = %e, "callback request not stored"),
         }
     }
     if !r.opt_out {

@@ -19,6 +19,7 @@ const TABLES: &[&str] = &[
     "webhooks",
     "events",
     "transcript_turns",
+    "callbacks",
     "recordings",
     "calls",
     "consent_events",

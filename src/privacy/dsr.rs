@@ -151,6 +151,8 @@ pub struct ErasureReport {
     pub events: u64,
     /// Do-not-call entries for the number deleted (the suppression list replaces them).
     pub dnc: u64,
+    /// Callback requests deleted.
+    pub callbacks: u64,
     /// Whether the number's hash was newly added to the suppression list.
     pub suppressed: bool,
 }
@@ -227,6 +229,19 @@ pub async fn erase(
         )
         .await?;
     }
+    report.callbacks = exec_in(
+        &mut tx,
+        "DELETE FROM callbacks WHERE account_id = $1 AND call_id IN",
+        account,
+        calls,
+    )
+    .await?;
+    report.callbacks += sqlx::query("DELETE FROM callbacks WHERE account_id = $1 AND phone = $2")
+        .bind(account.as_str())
+        .bind(&subject.phone)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     report.calls = exec_in(
         &mut tx,
         "UPDATE calls SET from_number = 'erased', to_number = 'erased', notes = NULL, \

@@ -89,6 +89,17 @@ const RECORDING_COLS: &[Col] = &[
     Col::Int("created_at"),
 ];
 
+const CALLBACK_COLS: &[Col] = &[
+    Col::Text("id"),
+    Col::Text("call_id"),
+    Col::Text("lead_id"),
+    Col::Text("phone"),
+    Col::Text("requested"),
+    Col::Text("note"),
+    Col::Text("status"),
+    Col::Int("created_at"),
+];
+
 /// Builds the subject's export archive and writes a `privacy.export` audit entry (counts only).
 /// Recordings are read through `storage` (decrypted); without one they are listed but absent.
 pub async fn export(
@@ -122,6 +133,7 @@ struct Docs {
     turns: Vec<Value>,
     events: Vec<Value>,
     recordings: Vec<Value>,
+    callbacks: Vec<Value>,
 }
 
 async fn collect(
@@ -186,6 +198,16 @@ async fn collect(
         "id",
     )
     .await?;
+    let callbacks = select_in(
+        store,
+        account,
+        "callbacks",
+        CALLBACK_COLS,
+        "call_id",
+        calls_ids,
+        "id",
+    )
+    .await?;
     Ok(Docs {
         leads,
         consent,
@@ -193,6 +215,7 @@ async fn collect(
         turns,
         events,
         recordings,
+        callbacks,
     })
 }
 
@@ -289,6 +312,7 @@ fn write_archive(
         ("transcripts.json", &docs.turns),
         ("events.json", &docs.events),
         ("recordings.json", &docs.recordings),
+        ("callbacks.json", &docs.callbacks),
     ] {
         zip.start_file(name, deflated).map_err(arch)?;
         serde_json::to_writer_pretty(&mut zip, doc).map_err(|e| io_err(e.into()))?;

@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_webhook_secret_rotation.sql"),
         postgres: include_str!("../../migrations/postgres/0003_webhook_secret_rotation.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../../migrations/sqlite/0004_callbacks.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_callbacks.sql"),
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock among PostgreSQL advisory locks.

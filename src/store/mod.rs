@@ -17,6 +17,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod at_rest;
 pub mod audit;
+pub mod callbacks;
 pub mod calls;
 pub mod campaigns;
 pub mod dnc;

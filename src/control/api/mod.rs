@@ -9,6 +9,7 @@
 mod account;
 mod agents;
 pub mod auth;
+mod callbacks;
 mod calls;
 mod campaigns;
 mod dnc;
@@ -110,6 +111,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/calls"),
     ("GET", "/v1/calls/{id}"),
     ("GET", "/v1/calls/{id}/transcript"),
+    ("GET", "/v1/callbacks"),
+    ("GET", "/v1/callbacks/{id}"),
     ("GET", "/v1/recordings"),
     ("GET", "/v1/recordings/{id}"),
     ("GET", "/v1/recordings/{id}/audio"),
@@ -170,6 +173,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls", get(calls::list))
         .route("/v1/calls/{id}", get(calls::get_one))
         .route("/v1/calls/{id}/transcript", get(calls::transcript))
+        .route("/v1/callbacks", get(callbacks::list))
+        .route("/v1/callbacks/{id}", get(callbacks::get_one))
         .route("/v1/recordings", get(calls::list_recordings))
         .route("/v1/recordings/{id}", get(calls::get_recording))
         .route("/v1/recordings/{id}/audio", get(calls::recording_audio))

@@ -197,6 +197,22 @@ pub struct DncView {
     created_at: String,
 }
 
+/// A callback a lead asked for.
+#[derive(ToSchema)]
+pub struct CallbackView {
+    id: String,
+    call_id: String,
+    lead_id: Option<String>,
+    /// E.164, when the caller's number was one.
+    phone: Option<String>,
+    /// The time as the lead said it ("tomorrow morning").
+    requested: String,
+    note: Option<String>,
+    /// `requested` until acted on.
+    status: String,
+    created_at: String,
+}
+
 /// What a do-not-call import did.
 #[derive(ToSchema)]
 pub struct DncImportReport {
@@ -374,6 +390,7 @@ pages! {
     DeliveryPage => DeliveryView,
     EventPage => EventView,
     TrunkPage => super::trunks::TrunkInfo,
+    CallbackPage => CallbackView,
 }
 
 /// Raw bytes (audio, zip).
@@ -464,6 +481,7 @@ impl Modify for Common {
         super::dnc::list, super::dnc::create, super::dnc::import, super::dnc::get_one,
         super::dnc::delete,
         super::calls::list, super::calls::get_one, super::calls::transcript,
+        super::callbacks::list, super::callbacks::get_one,
         super::calls::list_recordings, super::calls::get_recording, super::calls::recording_audio,
         super::streams::get_twiml,
         super::webhooks::list, super::webhooks::create, super::webhooks::get_one,
