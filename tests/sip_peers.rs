@@ -1295,3 +1295,56 @@ fn prometheus_metrics_count_calls_bad_input_streams_and_api_requests() {
     assert!(!text.contains("call_123"), "a raw path leaked into a label");
     assert!(!text.contains(METRICS_TOKEN));
 }
+
+/// The agent's `transfer` tool is a real SIP REFER: sipp calls a scripted agent, presses 1
+/// (SIP INFO) to ask for a person, and after the agent's last line gets REFER to the flow's
+/// target; its NOTIFY 200 makes us hang up, and the call record says where it went.
+#[test]
+fn the_agents_transfer_tool_refers_the_caller() {
+    let flow = br#"
+[flow]
+name = "desk"
+start = "greeting"
+
+[intents.human]
+phrases = ["a person", "a human"]
+
+[states.greeting]
+say = "Hi, this is an automated assistant. Press 1 to talk to a person."
+dtmf = { "1" = "human" }
+
+[states.greeting.on.human]
+say = "Sure, transferring you now."
+tools = [{ name = "transfer", target = "sip:agent-desk@127.0.0.1:5999" }]
+"#;
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files = vec![("agents/desk.toml".into(), flow.to_vec())];
+    cfg.routes = vec![Route {
+        match_user: "desk".into(),
+        app: "agent".into(),
+        reject_code: None,
+        extra: vec!["flow = \"agents/desk.toml\"".into()],
+    }];
+    let mut server = Server::start(&cfg);
+    let mut o = SippOpts::new(Scenario::File(scenario("uac_agent_transfer.xml")), "desk");
+    o.limit = Duration::from_secs(30);
+    let run = run_sipp(&server, &o);
+    run.assert_all_succeeded(1, &server);
+    assert_server_alive(&mut server);
+    let log = server.log_when("call ended", 1, Duration::from_secs(5));
+    assert!(
+        log.contains("app transfers the caller (REFER)"),
+        "{}",
+        tail(&log, 4000)
+    );
+    assert!(
+        log.contains("status=200 from_notify=true"),
+        "{}",
+        tail(&log, 4000)
+    );
+    let ended = log.lines().find(|l| l.contains("call ended")).unwrap();
+    assert!(
+        ended.contains("transferred to sip:agent-desk@127.0.0.1:5999"),
+        "{ended}"
+    );
+}

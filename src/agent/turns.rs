@@ -403,7 +403,9 @@ impl TurnEngine {
             let result = match self.run_tool(&call.name, &call.arguments) {
                 Ok(tool) => {
                     let text = tool.result_text();
-                    end_call |= tool == ToolCall::EndCall;
+                    // A transfer ends our part of the call once its line has been said.
+                    end_call |=
+                        tool == ToolCall::EndCall || matches!(tool, ToolCall::Transfer { .. });
                     out.push(TurnAction::Tool(tool));
                     text
                 }
@@ -436,9 +438,6 @@ impl TurnEngine {
         let tool = ToolCall::from_json(name, arguments).map_err(|e| e.to_string())?;
         match &tool {
             ToolCall::SetOutcome { disposition, .. } => self.outcome = Some(disposition.clone()),
-            ToolCall::Transfer { .. } => {
-                return Err("transfer is not supported by this call leg yet".to_owned());
-            }
             _ => {}
         }
         Ok(tool)

@@ -181,6 +181,8 @@ pub struct AgentApp {
     tts_stage: Option<Box<dyn Tts>>,
     next_mark: u64,
     hangup_pending: bool,
+    /// Where to transfer the caller once the last line is played (the `transfer` tool).
+    transfer: Option<String>,
     quiet_ticks: u64,
     barge_in_ms: u64,
     /// The turn being timed: when the endpoint was decided and when recognition returned.
@@ -234,6 +236,7 @@ impl AgentApp {
             tts_stage: None,
             next_mark: 1,
             hangup_pending: false,
+            transfer: None,
             quiet_ticks: 0,
             barge_in_ms: DEFAULT_BARGE_IN_MS,
             turn: None,
@@ -360,6 +363,11 @@ impl AgentApp {
                 Action::Tool(call) => {
                     tracing::info!(tool = ?call, "agent tool call");
                     self.report.tool(&call, io.tick * 20);
+                    // A transfer is the flow's last action: done once its line is played.
+                    if let ToolCall::Transfer { target } = call {
+                        self.transfer = Some(target);
+                        self.hangup_pending = true;
+                    }
                 }
                 Action::Hangup => {
                     // The flow's `end_call` tool comes out as this action.
@@ -621,7 +629,11 @@ impl MediaApp for AgentApp {
                 let actions = self.flow.on_dtmf(*digit);
                 self.act(actions, io);
             }
-            LegEvent::Mark(MarkEvent::Played(HANGUP_MARK)) => io.finish("agent hung up"),
+            LegEvent::Mark(MarkEvent::Played(HANGUP_MARK)) => match self.transfer.take() {
+                Some(target) if io.transfer(target.as_str()) => {}
+                Some(_) => io.finish("agent could not transfer: this leg cannot transfer"),
+                None => io.finish("agent hung up"),
+            },
             LegEvent::Mark(MarkEvent::Played(m)) => {
                 self.heard.played(&mut self.report, *m, io.tick * 20);
             }

@@ -85,6 +85,8 @@ pub struct LlmAgentApp {
     turns: u32,
     /// The outcome to hang up with, once the engine decided.
     hangup: Option<String>,
+    /// Where to transfer the caller once the last line is played (the `transfer` tool).
+    transfer: Option<String>,
     hangup_queued: bool,
     /// Events produced while carrying out actions (a stage refusing to start).
     pending: VecDeque<TurnEvent>,
@@ -135,6 +137,7 @@ impl LlmAgentApp {
             latency: None,
             turns: 0,
             hangup: None,
+            transfer: None,
             hangup_queued: false,
             pending: VecDeque::new(),
             report: AgentReport::new("llm"),
@@ -234,8 +237,11 @@ impl LlmAgentApp {
             TurnAction::Tool(call) => {
                 tracing::info!(tool = ?call, "agent tool call");
                 self.report.tool(&call, io.tick * 20);
-                if let ToolCall::SendDtmf { digits } = &call {
-                    io.send_dtmf(digits);
+                match &call {
+                    ToolCall::SendDtmf { digits } => io.send_dtmf(digits),
+                    // Done after the last line is played (the engine ends the turn).
+                    ToolCall::Transfer { target } => self.transfer = Some(target.clone()),
+                    _ => {}
                 }
             }
             TurnAction::Hangup { outcome } => {
@@ -585,6 +591,13 @@ impl MediaApp for LlmAgentApp {
         match event {
             LegEvent::Dtmf { digit, .. } => self.feed(TurnEvent::Dtmf(*digit), io),
             LegEvent::Mark(MarkEvent::Played(HANGUP_MARK)) => {
+                if let Some(target) = self.transfer.take() {
+                    if io.transfer(target.as_str()) {
+                        return;
+                    }
+                    io.finish("agent could not transfer: this leg cannot transfer");
+                    return;
+                }
                 let outcome = self.hangup.as_deref().unwrap_or("completed");
                 io.finish(format!("agent hung up (outcome {outcome})"));
             }

@@ -195,6 +195,25 @@ pub enum CallUpdate {
     Ended(Box<CallRecord>),
 }
 
+/// The REFER target for an app's transfer: a `sip:`/`sips:` URI as given, or a phone number
+/// (`+14155550100`) at the host the call came from (the carrier routes it).
+fn transfer_uri(target: &str, from: &str) -> Option<Uri> {
+    let target = target.trim();
+    if target.starts_with("sip:") || target.starts_with("sips:") {
+        return Uri::parse(target).ok();
+    }
+    let digits = target.strip_prefix('+').unwrap_or(target);
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let from = Uri::parse(from).ok()?;
+    let host = match from.port {
+        Some(p) => format!("{}:{p}", from.host),
+        None => from.host,
+    };
+    Uri::parse(&format!("sip:{target}@{host}")).ok()
+}
+
 /// One line of call history printed/logged when a call ends.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
@@ -727,6 +746,8 @@ impl CallSession {
         let transfer_at = tokio::time::sleep(transfer_after);
         tokio::pin!(transfer_at);
         let mut hung_up = false;
+        // A transfer the app asked for: a failure ends the call (the agent has said goodbye).
+        let mut app_transfer = false;
         loop {
             tokio::select! {
                 _ = &mut transfer_at, if transfer_target.is_some() => {
@@ -748,6 +769,11 @@ impl CallSession {
                         // RFC 5589 §6: once the transferee's new call succeeds, we leave.
                         if from_notify && (200..300).contains(&status) {
                             self.hangup().await;
+                        } else if app_transfer && status >= 300 && !hung_up {
+                            tracing::warn!(call = %self.call, status, "transfer failed; hanging up");
+                            outcome.app_result = Some(format!("transfer failed ({status})"));
+                            hung_up = true;
+                            self.hangup().await;
                         }
                     }
                     Some(_) => {}
@@ -763,6 +789,22 @@ impl CallSession {
                         outcome.app_result = Some("media timeout".into());
                         hung_up = true;
                         self.hangup().await;
+                    }
+                    Some(LegEvent::TransferRequested(target)) if !hung_up => {
+                        match transfer_uri(&target, &self.from) {
+                            Some(uri) => {
+                                tracing::info!(call = %self.call, target = %uri, "app transfers the caller (REFER)");
+                                outcome.app_result = Some(format!("transferred to {uri}"));
+                                app_transfer = true;
+                                let _ = self.commands.send(Command::Refer { call: self.call, target: Box::new(uri) }).await;
+                            }
+                            None => {
+                                tracing::warn!(call = %self.call, %target, "transfer target is not a SIP URI or a phone number; hanging up");
+                                outcome.app_result = Some(format!("bad transfer target {target:?}"));
+                                hung_up = true;
+                                self.hangup().await;
+                            }
+                        }
                     }
                     Some(LegEvent::AppFinished(why)) if !hung_up => {
                         tracing::info!(call = %self.call, reason = %why, "app finished; hanging up");
@@ -863,6 +905,24 @@ pub async fn stop_leg(leg: &mut crate::leg::worker::LegHandle) -> Option<LegStat
         .await
         .ok()
         .flatten()
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::transfer_uri;
+
+    #[test]
+    fn transfer_targets_are_sip_uris_or_numbers_at_the_callers_host() {
+        let from = "sip:+14155552671@carrier.example:5080";
+        let t = |s: &str| transfer_uri(s, from).map(|u| u.to_string());
+        assert_eq!(t("sip:desk@10.0.0.5").as_deref(), Some("sip:desk@10.0.0.5"));
+        assert_eq!(
+            t("+14155550100").as_deref(),
+            Some("sip:+14155550100@carrier.example:5080")
+        );
+        assert_eq!(t("the front desk"), None);
+        assert_eq!(t(""), None);
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub struct AppHarness {
     finish: Option<String>,
     /// Whether the last tick sent audio (not silence).
     pub sent_audio: bool,
+    /// Where the app asked to transfer the caller, once it did.
+    pub transfer: Option<String>,
 }
 
 impl AppHarness {
@@ -37,6 +39,7 @@ impl AppHarness {
             dtmf_out: VecDeque::new(),
             finish: None,
             sent_audio: false,
+            transfer: None,
         }
     }
 
@@ -52,6 +55,7 @@ impl AppHarness {
             dtmf_out: &mut self.dtmf_out,
             finish: &mut self.finish,
             cleared: &mut cleared,
+            transfer: Some(&mut self.transfer),
         };
         app.on_event(event, &mut io);
     }
@@ -70,6 +74,7 @@ impl AppHarness {
                 dtmf_out: &mut self.dtmf_out,
                 finish: &mut self.finish,
                 cleared: &mut cleared,
+                transfer: Some(&mut self.transfer),
             };
             app.on_tick(&mut io);
         }

@@ -49,6 +49,8 @@ pub enum LegEvent {
     MediaTimeout,
     /// The app asked to end the call, with a reason for the call record.
     AppFinished(String),
+    /// The app asked to transfer the caller (SIP REFER) to this target.
+    TransferRequested(String),
     /// The leg stopped: sockets closed, recording finalized. Always the last event.
     Stopped(Box<LegStats>),
 }
@@ -116,6 +118,8 @@ pub struct AppIo<'a> {
     finish: &'a mut Option<String>,
     /// Set by [`AppIo::clear`], so a stream leg can tell the far end to drop its buffer.
     cleared: &'a mut bool,
+    /// Where the app asked to transfer the caller; `None` when the leg cannot transfer.
+    transfer: Option<&'a mut Option<String>>,
 }
 
 impl<'a> AppIo<'a> {
@@ -140,6 +144,18 @@ impl<'a> AppIo<'a> {
     /// Sends digits to the far end.
     pub fn send_dtmf(&mut self, digits: &str) {
         self.dtmf_out.extend(digits.chars());
+    }
+
+    /// Asks the call to transfer the caller to `target` (a SIP REFER on a SIP leg). Returns
+    /// false when this leg cannot transfer (a media stream).
+    pub fn transfer(&mut self, target: impl Into<String>) -> bool {
+        match self.transfer.as_deref_mut() {
+            Some(slot) => {
+                slot.get_or_insert(target.into());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Asks the call to hang up, with a reason for the record.

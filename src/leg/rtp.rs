@@ -137,6 +137,8 @@ pub struct RtpLeg {
     outbox: VecDeque<LegEvent>,
     marks: VecDeque<MarkEvent>,
     finish: Option<String>,
+    /// Where the app asked to transfer the caller, until reported.
+    transfer: Option<String>,
     sending: bool,
     in_talkspurt: bool,
     timed_out: bool,
@@ -193,6 +195,7 @@ impl RtpLeg {
             outbox: VecDeque::new(),
             marks: VecDeque::new(),
             finish: None,
+            transfer: None,
             sending: true,
             in_talkspurt: false,
             timed_out: false,
@@ -378,6 +381,7 @@ impl RtpLeg {
                 dtmf_out: &mut self.dtmf_out,
                 finish: &mut self.finish,
                 cleared: &mut false,
+                transfer: Some(&mut self.transfer),
             };
             while let Some(ev) = self.pending.pop_front() {
                 app.on_event(&ev, &mut io);
@@ -405,9 +409,13 @@ impl RtpLeg {
                 dtmf_out: &mut self.dtmf_out,
                 finish: &mut self.finish,
                 cleared: &mut false,
+                transfer: Some(&mut self.transfer),
             };
             app.on_event(&ev, &mut io);
             self.outbox.push_back(ev);
+        }
+        if let Some(target) = self.transfer.take() {
+            self.outbox.push_back(LegEvent::TransferRequested(target));
         }
         if let Some(reason) = self.finish.take() {
             self.outbox.push_back(LegEvent::AppFinished(reason));

@@ -226,6 +226,7 @@ impl StreamLeg {
             dtmf_out: &mut self.dtmf_out,
             finish: &mut self.finish,
             cleared: &mut self.cleared,
+            transfer: None,
         }
     }
 

@@ -66,7 +66,11 @@ fn marks(actions: &[TurnAction]) -> Vec<Mark> {
 
 /// An engine past its greeting (fully played), with the caller's first words sent.
 fn in_turn(user: &str) -> TurnEngine {
-    let mut e = TurnEngine::new(settings(), 1);
+    in_turn_with(settings(), user)
+}
+
+fn in_turn_with(settings: LlmMode, user: &str) -> TurnEngine {
+    let mut e = TurnEngine::new(settings, 1);
     e.handle(TurnEvent::Start);
     let m = marks(&e.handle(audio(None)));
     e.handle(TurnEvent::TtsEnded);
@@ -414,4 +418,42 @@ fn the_caller_speaking_resets_the_reprompt_count() {
     assert!(e.ending().is_none());
     e.handle(TurnEvent::NoInput);
     assert_eq!(e.ending(), Some(NO_RESPONSE));
+}
+
+#[test]
+fn transfer_ends_the_turn_after_its_line_like_end_call() {
+    let mut with_transfer = settings();
+    with_transfer.tools.push("transfer");
+    let mut e = in_turn_with(with_transfer, "Can I talk to a person?");
+    e.handle(text("Sure, transferring you now."));
+    e.handle(tool(
+        0,
+        "call_1",
+        "transfer",
+        "{\"target\":\"sip:desk@pbx.example\"}",
+    ));
+    let a = e.handle(done("tool_calls"));
+    assert!(
+        a.contains(&TurnAction::Tool(ToolCall::Transfer {
+            target: "sip:desk@pbx.example".into()
+        })),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, TurnAction::StartLlm(_))),
+        "{a:?}"
+    );
+    let result = e
+        .history()
+        .iter()
+        .find(|m| m.role == Role::Tool)
+        .map(|m| m.content.clone())
+        .unwrap();
+    assert!(result.contains("transferred"), "{result}");
+    e.handle(audio(None));
+    let a = e.handle(TurnEvent::TtsEnded);
+    assert!(
+        matches!(a.as_slice(), [TurnAction::Hangup { .. }]),
+        "the app transfers when this hang-up's mark is played: {a:?}"
+    );
 }
