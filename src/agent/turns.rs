@@ -436,9 +436,8 @@ impl TurnEngine {
             return Err("this tool is not available on this call".to_owned());
         }
         let tool = ToolCall::from_json(name, arguments).map_err(|e| e.to_string())?;
-        match &tool {
-            ToolCall::SetOutcome { disposition, .. } => self.outcome = Some(disposition.clone()),
-            _ => {}
+        if let ToolCall::SetOutcome { disposition, .. } = &tool {
+            self.outcome = Some(disposition.clone());
         }
         Ok(tool)
     }
