@@ -62,6 +62,8 @@ pub struct Listener {
     /// Voiced speech since the VAD's start (ms; pauses inside the utterance not counted)
     /// and when it started.
     speech_ms: u64,
+    /// Time since the VAD's speech start (ms).
+    elapsed_ms: u64,
     start_ms: u64,
     overlap: Overlap,
     /// The agent talked at some point during the current utterance.
@@ -93,6 +95,7 @@ impl Listener {
             utterance: Vec::new(),
             in_speech: false,
             speech_ms: 0,
+            elapsed_ms: 0,
             start_ms: 0,
             overlap: Overlap::None,
             over_agent: false,
@@ -126,6 +129,7 @@ impl Listener {
             Some(VadEvent::SpeechStart) => {
                 self.in_speech = true;
                 self.speech_ms = 0;
+                self.elapsed_ms = 0;
                 self.start_ms = now_ms;
                 self.overlap = Overlap::None;
                 self.over_agent = agent_talking;
@@ -158,11 +162,16 @@ impl Listener {
         if self.in_speech {
             self.utterance.extend_from_slice(frame);
             self.over_agent |= agent_talking;
+            // The pause comes after `barge_in_ms` since the VAD's speech start (pauses between
+            // words included: the caller's experience); the backchannel limit counts voiced
+            // time only, so the VAD's end hangover does not turn an "uh-huh" into a turn.
+            let frame_ms = frame.len() as u64 * 1000 / u64::from(rate.max(1));
+            self.elapsed_ms += frame_ms;
             if voiced {
-                self.speech_ms += frame.len() as u64 * 1000 / u64::from(rate.max(1));
+                self.speech_ms += frame_ms;
             }
             match self.overlap {
-                Overlap::None if agent_talking && self.speech_ms >= self.barge_in_ms => {
+                Overlap::None if agent_talking && self.elapsed_ms >= self.barge_in_ms => {
                     if self.backchannel && self.speech_ms < self.max_backchannel_ms {
                         self.overlap = Overlap::Paused;
                         out.push(Heard::Pause);
