@@ -161,8 +161,6 @@ pub struct AgentApp {
     /// An utterance that paused the agent is being recognized: its transcript decides.
     awaiting_backchannel: bool,
     /// Ticks the agent has been paused, and when the pause began (ms).
-    paused_ticks: u64,
-    paused_at_ms: Option<u64>,
     started: bool,
     /// When the call started (tick), for the hello timeout.
     start_tick: u64,
@@ -223,8 +221,6 @@ impl AgentApp {
             settings: TurnSettings::default(),
             outbox: Outbox::default(),
             awaiting_backchannel: false,
-            paused_ticks: 0,
-            paused_at_ms: None,
             started: false,
             start_tick: 0,
             greeted: false,
@@ -443,9 +439,7 @@ impl AgentApp {
             match heard {
                 Heard::SpeechStarted => {}
                 Heard::Pause => {
-                    self.outbox.pause();
-                    self.paused_ticks = 0;
-                    self.paused_at_ms = Some(io.tick * 20);
+                    self.outbox.pause(io.tick * 20);
                     tracing::info!(
                         queued_ms = ms(self.outbox.pending(io), io.rate),
                         "agent paused: caller talking over it"
@@ -517,7 +511,7 @@ impl AgentApp {
     fn barge_in(&mut self, io: &mut AppIo<'_>) {
         self.awaiting_backchannel = false;
         // The caller heard the agent up to the pause, if it was paused.
-        let at_ms = self.paused_at_ms.take().unwrap_or(io.tick * 20);
+        let at_ms = self.outbox.paused_at().unwrap_or(io.tick * 20);
         let report = self.outbox.clear(io);
         self.tts.clear();
         self.heard.cleared(&mut self.report, &report, at_ms);
@@ -531,7 +525,6 @@ impl AgentApp {
     /// The agent goes on where it paused.
     fn resume(&mut self, why: &str) {
         self.awaiting_backchannel = false;
-        self.paused_at_ms = None;
         if self.outbox.is_paused() {
             self.outbox.resume();
             tracing::info!(why, "agent resumed");
@@ -600,13 +593,10 @@ impl MediaApp for AgentApp {
             }
         }
         self.play_ready_speech(io);
-        if self.outbox.is_paused() {
-            self.paused_ticks += 1;
-            if self.paused_ticks * 20 >= super::agent_llm::PAUSE_LIMIT_MS
-                && !self.listener.in_speech()
-            {
-                self.barge_in(io);
-            }
+        if self.outbox.paused_for_ms(io.tick * 20) >= Some(super::agent_llm::PAUSE_LIMIT_MS)
+            && !self.listener.in_speech()
+        {
+            self.barge_in(io);
         }
         let idle = self.greeted
             && !self.listener.in_speech()

@@ -54,8 +54,6 @@ pub struct LlmAgentApp {
     /// An utterance that paused the agent is being recognized: its transcript decides.
     awaiting_backchannel: bool,
     /// Ticks the agent has been paused, and when the pause began (ms).
-    paused_ticks: u64,
-    paused_at_ms: Option<u64>,
     /// A caller utterance is being recognized.
     awaiting_final: bool,
     /// Whether the greeting was triggered (at once, or after the callee's hello).
@@ -117,8 +115,6 @@ impl LlmAgentApp {
             settings: TurnSettings::default(),
             outbox: Outbox::default(),
             awaiting_backchannel: false,
-            paused_ticks: 0,
-            paused_at_ms: None,
             awaiting_final: false,
             greeted: false,
             quiet_ticks: 0,
@@ -291,9 +287,7 @@ impl LlmAgentApp {
             match heard {
                 Heard::SpeechStarted => {}
                 Heard::Pause => {
-                    self.outbox.pause();
-                    self.paused_ticks = 0;
-                    self.paused_at_ms = Some(io.tick * 20);
+                    self.outbox.pause(io.tick * 20);
                     tracing::info!(
                         queued_ms = ms(self.outbox.pending(io), io.rate),
                         "agent paused: caller talking over it"
@@ -327,7 +321,7 @@ impl LlmAgentApp {
     fn barge_in(&mut self, io: &mut AppIo<'_>) {
         self.awaiting_backchannel = false;
         // The caller heard the agent up to the pause, if it was paused.
-        let at_ms = self.paused_at_ms.take().unwrap_or(io.tick * 20);
+        let at_ms = self.outbox.paused_at().unwrap_or(io.tick * 20);
         let report = self.outbox.clear(io);
         self.held.clear();
         self.fallback.clear();
@@ -344,7 +338,6 @@ impl LlmAgentApp {
     /// The agent goes on where it paused.
     fn resume(&mut self, why: &str) {
         self.awaiting_backchannel = false;
-        self.paused_at_ms = None;
         if self.outbox.is_paused() {
             self.outbox.resume();
             tracing::info!(why, "agent resumed");
@@ -530,11 +523,10 @@ impl LlmAgentApp {
     /// A pause with no transcript for too long becomes an interruption; silence on both
     /// sides for `no_input_ms` runs the engine's no-input.
     fn watch_pause_and_silence(&mut self, io: &mut AppIo<'_>) {
-        if self.outbox.is_paused() {
-            self.paused_ticks += 1;
-            if self.paused_ticks * 20 >= PAUSE_LIMIT_MS && !self.listener.in_speech() {
-                self.barge_in(io);
-            }
+        if self.outbox.paused_for_ms(io.tick * 20) >= Some(PAUSE_LIMIT_MS)
+            && !self.listener.in_speech()
+        {
+            self.barge_in(io);
         }
         let idle = self.greeted
             && !self.listener.in_speech()

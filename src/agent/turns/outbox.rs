@@ -71,7 +71,8 @@ pub struct Outbox {
     pushed: u64,
     /// Samples handed to the playout queue so far.
     handed: u64,
-    paused: bool,
+    /// When the outbox was paused (ms on the leg's clock), while it is.
+    paused_at_ms: Option<u64>,
 }
 
 impl Outbox {
@@ -105,19 +106,29 @@ impl Outbox {
         self.chunks.iter().all(|c| c.handed) && sink.queued() == 0
     }
 
-    /// Stops handing audio to the playout queue (what is there still plays).
-    pub fn pause(&mut self) {
-        self.paused = true;
+    /// Stops handing audio to the playout queue at `now_ms` (what is there still plays).
+    pub fn pause(&mut self, now_ms: u64) {
+        self.paused_at_ms.get_or_insert(now_ms);
     }
 
     /// Hands audio again, from where it stopped.
     pub fn resume(&mut self) {
-        self.paused = false;
+        self.paused_at_ms = None;
     }
 
     /// Whether the outbox is paused.
     pub fn is_paused(&self) -> bool {
-        self.paused
+        self.paused_at_ms.is_some()
+    }
+
+    /// When the pause began (what the caller heard ends there), while paused.
+    pub fn paused_at(&self) -> Option<u64> {
+        self.paused_at_ms
+    }
+
+    /// How long it has been paused at `now_ms`, while paused.
+    pub fn paused_for_ms(&self, now_ms: u64) -> Option<u64> {
+        self.paused_at_ms.map(|at| now_ms.saturating_sub(at))
     }
 
     /// Tops the playout queue up to `lead` samples (unless paused); call once per tick
@@ -131,7 +142,7 @@ impl Outbox {
         {
             self.chunks.pop_front();
         }
-        if self.paused {
+        if self.is_paused() {
             return;
         }
         for c in self.chunks.iter_mut().filter(|c| !c.handed) {
@@ -188,7 +199,7 @@ impl Outbox {
         self.data.clear();
         self.pushed = played;
         self.handed = played;
-        self.paused = false;
+        self.paused_at_ms = None;
         report
     }
 }
@@ -234,7 +245,7 @@ mod tests {
         let speech: Vec<i16> = (0..FRAME * 20).map(|i| (i / FRAME + 1) as i16).collect();
         o.push(&speech, Some(Mark(7)));
         run(&mut o, &mut q, 5);
-        o.pause();
+        o.pause(0);
         let mut sent = Vec::new();
         for _ in 0..10 {
             o.feed(&mut q, LEAD_FRAMES * FRAME);
