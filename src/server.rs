@@ -250,18 +250,24 @@ pub async fn start(
     let account = match store.account_by_name(&s.account).await {
         Ok(a) => a,
         Err(crate::store::StoreError::NotFound) => {
-            let created = store
-                .create_account(&s.account)
-                .await
-                .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?;
-            let settings = crate::store::accounts::AccountSettings {
-                recording_enabled: records,
-                ..created.settings.clone()
-            };
-            store
-                .update_account_settings(&created.id, &settings)
-                .await
-                .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?
+            match store.create_account(&s.account).await {
+                Ok(created) => {
+                    let settings = crate::store::accounts::AccountSettings {
+                        recording_enabled: records,
+                        ..created.settings.clone()
+                    };
+                    store
+                        .update_account_settings(&created.id, &settings)
+                        .await
+                        .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?
+                }
+                // Another server on the same database created it first: use theirs.
+                Err(crate::store::StoreError::Conflict(_)) => store
+                    .account_by_name(&s.account)
+                    .await
+                    .map_err(|e| io::Error::other(format!("account {:?}: {e}", s.account)))?,
+                Err(e) => return Err(io::Error::other(format!("account {:?}: {e}", s.account))),
+            }
         }
         Err(e) => return Err(io::Error::other(format!("account {:?}: {e}", s.account))),
     };

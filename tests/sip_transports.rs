@@ -34,8 +34,12 @@ fn make_cert_for(dir: &Path, names: &[&str]) -> CertificateDer<'static> {
 }
 
 async fn start_server(dir: &Path, ip: &str, rtp: u16) -> leadscaller::server::RunningServer {
+    // Each server its own data dir and database (not the crate's ./data).
+    let data = dir.join("data");
     let toml = format!(
         r#"
+data_dir = "{data}"
+database_url = "sqlite://{data}/leadscaller.db"
 [sip]
 listen = [
   {{ transport = "udp", addr = "{ip}:0" }},
@@ -53,7 +57,8 @@ port_max = {}
 match_user = "*"
 app = "echo"
 "#,
-        rtp + 40
+        rtp + 40,
+        data = data.display()
     );
     let server = ServerConfig::from_toml_str(&toml, "test.toml", dir, &|_| None).unwrap();
     let cfg = Config {
