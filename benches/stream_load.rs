@@ -50,10 +50,12 @@ fn parse_args() -> Args {
         ramp_s: 3.0,
     };
     let mut it = std::env::args().skip(1);
+    let (mut measuring, mut sized) = (false, false);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
             "--streams" => {
+                sized = true;
                 a.streams = value()
                     .split(',')
                     .map(|n| n.trim().parse().expect("--streams 100,300,500"))
@@ -69,9 +71,16 @@ fn parse_args() -> Args {
                 }
             }
             // cargo bench passes --bench; anything else is a mistake.
-            "--bench" => {}
+            "--bench" => measuring = true,
             other => panic!("unknown argument {other}"),
         }
+    }
+    // `cargo test --all-targets` runs this without --bench: a short smoke run that keeps the
+    // harness working, not a measurement.
+    if !measuring && !sized {
+        a.streams = vec![5];
+        a.secs = 2;
+        a.ramp_s = 0.5;
     }
     a
 }
