@@ -33,20 +33,14 @@ mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 HZ=$(getconf CLK_TCK)
 TARGET=127.0.0.1
+# stop_pid, free_udp_port, cpu_ticks, rss_kib, now, cpu_pct, rtp_sockets
+. "$HERE/proc.sh"
 for tool in sipp python3 ss; do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 2; }
 done
 
 SERVER_PID=""
 SIPP_PID=""
-stop_pid() {
-    local pid=$1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT
@@ -58,16 +52,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-now() { date +%s.%N; }
-cpu_pct() { awk -v d="$(($3 - $1))" -v hz="$HZ" -v w="$(awk -v a="$2" -v b="$4" 'BEGIN { print b - a }')" \
-    'BEGIN { printf "%.2f", 100 * d / hz / w }'; }
-rtp_sockets() { ss -Huan | awk -v lo="$RTP_MIN" -v hi="$RTP_MAX" '{ n = split($4, a, ":"); p = a[n] + 0
-    if (p >= lo && p <= hi + 1) c++ } END { print c + 0 }'; }
 
 if [ "$SKIP_BUILD" != 1 ]; then
     (cd "$ROOT" && cargo build --release --quiet --bin leadscaller)
@@ -108,7 +92,7 @@ for n in "${NS_LIST[@]}"; do
     idx=$((idx + 1))
     step=$(printf '%s/step-%02d-%scalls' "$OUT_DIR" "$idx" "$n")
     mkdir -p "$step/conf/agents" "$step/data"
-    SIP_PORT=$(free_port); HTTP_PORT=$(free_port); SIPP_PORT=$(free_port)
+    SIP_PORT=$(free_udp_port); HTTP_PORT=$(free_udp_port); SIPP_PORT=$(free_udp_port)
     utterances=$(python3 -c 'print(", ".join(["\"turn %d\"" % i for i in range(200)]))')
     cat >"$step/conf/agents/bench.toml" <<EOF
 # Written by benches/load/agent-load.sh: instant in-process providers.

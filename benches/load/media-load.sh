@@ -63,6 +63,8 @@ HZ=$(getconf CLK_TCK)
 CAP_SKIP_S=2
 TARGET=127.0.0.1
 PY="python3 $HERE/rtp_timing.py"
+# stop_pid, free_udp_port, cpu_ticks, rss_kib, now, cpu_pct, rtp_sockets
+. "$HERE/proc.sh"
 
 for tool in sipp dumpcap python3 ss; do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 2; }
@@ -76,16 +78,6 @@ esac
 SERVER_PID=""
 SIPP_PID=""
 CAP_PID=""
-stop_pid() {
-    local pid=$1 kids="" k
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kids=$(cat "/proc/$pid/task/"*/children 2>/dev/null || true)
-    for k in $kids; do kill "$k" 2>/dev/null || true; done
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    for k in $kids "$pid"; do kill -9 "$k" 2>/dev/null || true; done
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT
@@ -100,19 +92,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_udp_port() {
-    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-# % of one core used by PID between two readings.
-cpu_pct() { awk -v d="$(($3 - $1))" -v hz="$HZ" -v w="$(awk -v a="$2" -v b="$4" 'BEGIN { print b - a }')" \
-    'BEGIN { printf "%.2f", 100 * d / hz / w }'; }
-# UDP sockets bound in the server's RTP range (the server's legs: RTP + RTCP per call).
-rtp_sockets() { ss -Huan | awk -v lo="$RTP_MIN" -v hi="$RTP_MAX" '{ n = split($4, a, ":"); p = a[n] + 0
-    if (p >= lo && p <= hi + 1) c++ } END { print c + 0 }'; }
 # Datagrams the kernel dropped at the server's RTP sockets (full receive buffer), summed
 # over the sockets bound in the RTP range now (the drops column of /proc/net/udp).
 rtp_socket_drops() { python3 -c 'import sys

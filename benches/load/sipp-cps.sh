@@ -42,22 +42,14 @@ mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 HZ=$(getconf CLK_TCK)
 TARGET=127.0.0.1
+# stop_pid (also the direct children: sipp runs under /usr/bin/time), free_udp_port,
+# cpu_ticks, rss_kib
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/proc.sh"
 
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)" >&2; exit 2; }
 
 SERVER_PID=""
 SIPP_PID=""
-# Stops one process we started, and its direct children (sipp runs under /usr/bin/time).
-stop_pid() {
-    local pid=$1 kids="" k
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kids=$(cat "/proc/$pid/task/"*/children 2>/dev/null || true)
-    for k in $kids; do kill "$k" 2>/dev/null || true; done
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    for k in $kids "$pid"; do kill -9 "$k" 2>/dev/null || true; done
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT
@@ -68,14 +60,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A free UDP port on 127.0.0.1, from the kernel's ephemeral range (not the RTP range).
-free_udp_port() {
-    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# utime+stime of a process in clock ticks (all threads).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fd_count() { ls "/proc/$1/fd" | wc -l; }
 # Datagrams the kernel dropped because a UDP receive buffer was full (whole machine).
 udp_rcvbuf_errors() { awk '/^Udp:/ { n++; if (n == 1) for (i = 1; i <= NF; i++) h[i] = $i
