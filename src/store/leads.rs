@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::ids::new_id;
+use super::sqlite_bulk::SqliteLeadWriter;
 use super::{AccountId, Engine, Page, PageRequest, Store, StoreError, corrupt, list_page, now_ms};
 
 pub use crate::leads::csv_import::ConsentStatus;
@@ -344,8 +345,30 @@ impl Store {
     }
 
     /// Inserts a batch of leads in one transaction; duplicates (a number already in the
-    /// campaign, or earlier in the batch) are skipped and reported.
+    /// campaign, or earlier in the batch) are skipped and reported. An import of many batches
+    /// should use one [`Store::lead_writer`] instead.
     pub async fn insert_leads(
+        &self,
+        account: &AccountId,
+        batch: &[LeadFields],
+    ) -> Result<BatchOutcome, StoreError> {
+        self.lead_writer(account.clone())
+            .insert(batch.to_vec())
+            .await
+    }
+
+    /// A writer for one import's batches into `account`: on a SQLite file, a dedicated
+    /// connection on a blocking thread (`sqlite_bulk`); otherwise the pool.
+    pub fn lead_writer(&self, account: AccountId) -> LeadWriter {
+        LeadWriter {
+            store: self.clone(),
+            account,
+            sqlite: None,
+        }
+    }
+
+    /// `insert_leads` through the pool, 100 rows a statement (PostgreSQL, in-memory SQLite).
+    async fn insert_leads_pooled(
         &self,
         account: &AccountId,
         batch: &[LeadFields],
@@ -494,5 +517,39 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Inserts one import's batches into one account, each batch in its own transaction (see
+/// [`Store::lead_writer`]).
+pub struct LeadWriter {
+    store: Store,
+    account: AccountId,
+    /// The open bulk connection between batches (SQLite files only).
+    sqlite: Option<SqliteLeadWriter>,
+}
+
+impl LeadWriter {
+    /// Inserts `batch` (status `new`, with each consenting lead's first consent event);
+    /// rows whose number is already in their campaign, or earlier in the batch, are skipped
+    /// and reported by index.
+    pub async fn insert(&mut self, batch: Vec<LeadFields>) -> Result<BatchOutcome, StoreError> {
+        let Some(path) = self.store.sqlite_file.clone() else {
+            return self.store.insert_leads_pooled(&self.account, &batch).await;
+        };
+        let writer = self.sqlite.take();
+        let account = self.account.clone();
+        let (writer, out) = tokio::task::spawn_blocking(move || {
+            let mut writer = match writer {
+                Some(w) => w,
+                None => SqliteLeadWriter::open(&path)?,
+            };
+            let out = writer.insert(account.as_str(), &batch, now_ms());
+            Ok::<_, StoreError>((writer, out))
+        })
+        .await
+        .map_err(|_| StoreError::Db(sqlx::Error::WorkerCrashed))??;
+        self.sqlite = Some(writer);
+        out
     }
 }

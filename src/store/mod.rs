@@ -26,6 +26,7 @@ pub mod ids;
 pub mod leads;
 mod migrate;
 pub mod page;
+mod sqlite_bulk;
 pub mod suppression;
 pub mod webhooks;
 
@@ -92,6 +93,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database: {0}")]
     Db(#[source] sqlx::Error),
+    /// An error of the SQLite bulk lead writer.
+    #[error("database (bulk import): {0}")]
+    Bulk(#[source] rusqlite::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -111,6 +115,8 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The SQLite file, for the bulk lead writer (`None`: PostgreSQL or an in-memory SQLite).
+    sqlite_file: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 impl fmt::Debug for Store {
@@ -141,8 +147,10 @@ impl Store {
     /// Connects to `url` without migrating.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_file = None;
         let (engine, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
+            sqlite_file = sqlite_bulk::sqlite_file(path).map(std::sync::Arc::new);
             let path = Path::new(path.split('?').next().unwrap_or_default());
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
                 && path.as_os_str() != ":memory:"
@@ -192,7 +200,11 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::Db)?;
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            sqlite_file,
+        })
     }
 
     /// Runs the migrations not yet applied; returns how many ran.
