@@ -156,14 +156,14 @@ mod tests {
         .unwrap();
         assert_eq!(apply(&mut conn, Engine::Sqlite, u32::MAX).await.unwrap(), 1);
 
-        let leads: Vec<(String, String, String, Option<String>, String, String, i64)> =
-            sqlx::query_as(
-                "SELECT id, campaign_id, phone, first_name, custom, status, updated_at \
+        type LeadRow = (String, String, String, Option<String>, String, String, i64);
+        let leads: Vec<LeadRow> = sqlx::query_as(
+            "SELECT id, campaign_id, phone, first_name, custom, status, updated_at \
                  FROM leads WHERE account_id = 'acc_1' ORDER BY id",
-            )
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap();
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
         assert_eq!(
             leads,
             vec![
