@@ -367,6 +367,52 @@ fn caller_speech_over_the_greeting_stops_the_agent() {
     );
 }
 
+/// A carrier that buffers 1.5 s before playing (the client echoes each mark when the audio
+/// before it has played, as Twilio does): the agent's goodbye is heard to its end before the
+/// stream is closed, because the hang-up waits for the carrier's echo of the goodbye's mark,
+/// not for our last frame to be sent.
+#[test]
+fn the_agent_hangs_up_after_the_carrier_has_played_its_goodbye() {
+    let server = agent_stream_server("");
+    let wav = stop_utterance();
+    let run = run_client(
+        &server,
+        1250,
+        &[
+            "--secret",
+            SECRET,
+            "--wav",
+            wav.to_str().unwrap(),
+            "--at",
+            "8",
+            "--play-delay",
+            "1.5",
+        ],
+    );
+    let log = server.log_when("stream ended", 1, Duration::from_secs(5));
+    assert!(log.contains("agent hung up"), "{log}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let closed_at = v["closed_at"].as_f64().expect("closed_at");
+    let last_audio = run.media.last().expect("agent audio").0;
+    let last_echo = v["echoed"]
+        .as_array()
+        .and_then(|e| e.last())
+        .and_then(|e| e[0].as_f64())
+        .expect("an echoed mark");
+    assert!(
+        closed_at >= last_echo,
+        "closed {:.0} ms before the goodbye's echo",
+        (last_echo - closed_at) * 1000.0
+    );
+    // The goodbye's last frame arrived, then 1.5 s of carrier buffer played out.
+    let waited = closed_at - last_audio;
+    assert!(
+        (1.3..4.0).contains(&waited),
+        "closed {:.0} ms after the last agent frame arrived (the carrier buffers 1500 ms)",
+        waited * 1000.0
+    );
+}
+
 /// Telnyx: snake_case messages, frames sent in swapped pairs come back in order.
 #[test]
 fn telnyx_stream_is_reordered_and_echoed() {

@@ -3,6 +3,7 @@
 //! legs on one clock, [`MediaApp`] what a call does with the audio (echo, play, record, or
 //! the agent pipeline through channels).
 
+pub mod carrier_marks;
 pub mod harness;
 pub mod rtp;
 pub mod stream;

@@ -3,9 +3,11 @@
 //! 20 ms tick this leg turns the carrier's audio into one caller frame, runs the app, and
 //! takes one frame from the playout queue: real audio goes out as a `media` command (never
 //! faster than real time, so the carrier's buffer stays short and our marks are exact),
-//! silence is not sent. Marks go out right after their last audio; `clear` empties our queue
-//! and tells the carrier to drop what it buffered.
+//! silence is not sent. Marks go out right after their last audio and count as played when
+//! the carrier echoes them (`carrier_marks`); `clear` empties our queue and tells the carrier
+//! to drop what it buffered.
 
+use super::carrier_marks::{CarrierMarks, Echo};
 use super::worker::PacedLeg;
 use super::{AppIo, DtmfSource, LegCommand, LegEvent, LegStats, LegTap, MediaApp};
 use crate::codec::g711;
@@ -96,6 +98,8 @@ pub struct StreamLeg {
     has_sent: bool,
     pending: VecDeque<LegEvent>,
     marks: VecDeque<MarkEvent>,
+    /// Our marks sent to the carrier and not yet echoed.
+    carrier_marks: CarrierMarks,
     dtmf_out: VecDeque<char>,
     finish: Option<String>,
     cleared: bool,
@@ -136,6 +140,7 @@ impl StreamLeg {
             has_sent: false,
             pending: VecDeque::new(),
             marks: VecDeque::new(),
+            carrier_marks: CarrierMarks::new(),
             dtmf_out: VecDeque::new(),
             finish: None,
             cleared: false,
@@ -190,9 +195,18 @@ impl StreamLeg {
                     source: DtmfSource::Stream,
                     duration_ms: duration_ms.unwrap_or(0),
                 }),
-                Event::Mark { name } => {
-                    tracing::debug!(mark = %name, "carrier played up to our mark");
-                }
+                Event::Mark { name } => match self.carrier_marks.echoed(&name, self.tick) {
+                    Echo::Played { marks, lag_ticks } => {
+                        tracing::debug!(stream = %self.stream_id, mark = %name,
+                            lag_ms = lag_ticks * 20, "carrier played up to our mark");
+                        self.marks.extend(marks.into_iter().map(MarkEvent::Played));
+                    }
+                    Echo::Late => {}
+                    Echo::Unknown => {
+                        tracing::debug!(stream = %self.stream_id, mark = %name,
+                            "carrier echoed a mark we did not send; ignored");
+                    }
+                },
                 Event::Stop if self.finish.is_none() => {
                     self.finish = Some("stream stopped".into());
                 }
@@ -254,8 +268,28 @@ impl StreamLeg {
         }
         for m in played {
             self.send(Command::Mark { name: mark_name(m) });
-            self.marks.push_back(MarkEvent::Played(m));
+            if let Some(m) = self.carrier_marks.sent(m, self.tick) {
+                self.marks.push_back(MarkEvent::Played(m));
+            }
         }
+    }
+
+    /// Settles the marks whose echo is overdue (the carrier does not echo, or lost one).
+    fn settle_overdue_marks(&mut self) {
+        let lost_before = self.carrier_marks.lost_echoes;
+        let overdue = self.carrier_marks.overdue(self.tick);
+        if overdue.is_empty() {
+            return;
+        }
+        if self.carrier_marks.lost_echoes > lost_before {
+            tracing::warn!(stream = %self.stream_id, marks = overdue.len(),
+                "carrier did not echo these marks within 3 s; counted as played");
+        } else {
+            tracing::info!(stream = %self.stream_id,
+                "carrier does not echo marks; they count as played when sent");
+        }
+        self.marks
+            .extend(overdue.into_iter().map(MarkEvent::Played));
     }
 
     fn command(&mut self, cmd: LegCommand) {
@@ -271,6 +305,10 @@ impl StreamLeg {
             }
             LegCommand::Clear(reply) => {
                 let report = self.playout.clear();
+                // Sent before anything still queued here: settled first, in order.
+                let in_flight = self.carrier_marks.cleared();
+                self.marks
+                    .extend(in_flight.into_iter().map(MarkEvent::Played));
                 self.marks.extend(report.events());
                 self.cleared = true;
                 let _ = reply.send(report);
@@ -310,6 +348,7 @@ impl PacedLeg for StreamLeg {
             }
         }
         self.take_inbound();
+        self.settle_overdue_marks();
         self.caller_frame();
         self.run_app();
         self.send_frame();
@@ -459,8 +498,16 @@ mod tests {
         assert!(matches!(sent[2][0], Command::Media { .. }));
         assert_eq!(sent[2][1], Command::Mark { name: "m7".into() });
         assert!(sent[3].is_empty(), "nothing is sent for silence");
-        let evs: Vec<LegEvent> = std::iter::from_fn(|| h.events.try_recv().ok()).collect();
-        assert!(evs.contains(&LegEvent::Mark(MarkEvent::Played(Mark(7)))));
+        assert_eq!(
+            played_marks(&mut h),
+            vec![],
+            "sent is not played: the carrier echoes"
+        );
+        h.inbound
+            .try_send(Event::Mark { name: "m7".into() })
+            .unwrap();
+        h.tick();
+        assert_eq!(played_marks(&mut h), vec![Mark(7)]);
         // A clear empties our queue, reports the cleared mark, and tells the carrier.
         h.commands
             .send(LegCommand::Play {
@@ -486,6 +533,84 @@ mod tests {
             evs.contains(&LegEvent::AppFinished("stream stopped".into())),
             "{evs:?}"
         );
+    }
+
+    /// Plays `n` samples with `mark`, ticks until the mark has gone out; returns the tick
+    /// count.
+    fn play_until_sent(h: &mut Harness, n: usize, mark: Mark) -> usize {
+        h.commands
+            .send(LegCommand::Play {
+                samples: vec![500; n],
+                mark: Some(mark),
+            })
+            .unwrap();
+        for t in 1..100 {
+            if h.tick().contains(&Command::Mark {
+                name: mark_name(mark),
+            }) {
+                return t;
+            }
+        }
+        panic!("{mark:?} never sent");
+    }
+
+    fn played_marks(h: &mut Harness) -> Vec<Mark> {
+        std::iter::from_fn(|| h.events.try_recv().ok())
+            .filter_map(|e| match e {
+                LegEvent::Mark(MarkEvent::Played(m)) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_carrier_that_never_echoes_gets_marks_played_after_a_second_then_at_once() {
+        let mut h = harness(Box::new(NoApp));
+        play_until_sent(&mut h, 160, Mark(1));
+        let mut waited = 0;
+        while played_marks(&mut h).is_empty() {
+            h.tick();
+            waited += 1;
+            assert!(waited < 100, "never settled");
+        }
+        assert_eq!(waited as u64, crate::leg::carrier_marks::ECHO_WAIT);
+        play_until_sent(&mut h, 160, Mark(2));
+        assert_eq!(played_marks(&mut h), vec![Mark(2)], "at send, from now on");
+    }
+
+    #[test]
+    fn our_clear_settles_marks_the_carrier_has_not_echoed_before_the_cleared_ones() {
+        let mut h = harness(Box::new(NoApp));
+        play_until_sent(&mut h, 160, Mark(3));
+        h.commands
+            .send(LegCommand::Play {
+                samples: vec![500; 8000],
+                mark: Some(Mark(4)),
+            })
+            .unwrap();
+        h.tick();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        h.commands.send(LegCommand::Clear(tx)).unwrap();
+        h.tick();
+        assert_eq!(rx.try_recv().unwrap().cleared, vec![Mark(4)]);
+        let evs: Vec<LegEvent> = std::iter::from_fn(|| h.events.try_recv().ok()).collect();
+        let marks: Vec<&MarkEvent> = evs
+            .iter()
+            .filter_map(|e| match e {
+                LegEvent::Mark(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            marks,
+            vec![&MarkEvent::Played(Mark(3)), &MarkEvent::Cleared(Mark(4))]
+        );
+        // The carrier's late echo of mark 3 (Twilio echoes marks it dropped) changes nothing.
+        h.inbound
+            .try_send(Event::Mark { name: "m3".into() })
+            .unwrap();
+        h.tick();
+        assert_eq!(played_marks(&mut h), vec![]);
     }
 
     #[test]

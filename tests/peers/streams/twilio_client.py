@@ -18,6 +18,13 @@ carry it: `custom` (start.custom_parameters, from Call Control `custom_parameter
 `<Parameter>`; the default), `connected` (connected.x-telnyx-streaming-auth-token and the
 same HTTP header, from Call Control `stream_auth_token`) or `client_state` (base64 of it).
 
+Like Twilio, it plays the server's `media` in real time from a buffer and echoes each `mark`
+once the audio sent before it has played (a `clear` empties the buffer and echoes the marks
+still waiting at once); the echoes are listed in `echoed` ([time, name]), and `closed_at` is
+when the socket closed. --no-echo-marks
+turns that off (a carrier that never echoes); --play-delay S adds S seconds of buffering
+before playout starts (a carrier with a deeper jitter buffer).
+
 With a wss:// URL, --cafile PEM is the root to trust (a self-signed test certificate).
 
 With --deaf S it sends `connected` and `start`, then stops reading the socket (and sends
@@ -29,6 +36,7 @@ S seconds.
 usage: twilio_client.py URL FRAMES [--secret S] [--bad] [--wav FILE --at S]
                         [--dialect twilio|telnyx] [--shuffle] [--cafile PEM] [--deaf S]
                         [--token-via custom|connected|client_state]
+                        [--no-echo-marks] [--play-delay S]
 """
 import argparse
 import asyncio
@@ -82,6 +90,8 @@ async def main() -> None:
     ap.add_argument("--deaf", type=float)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--token-via", default="custom", choices=["custom", "connected", "client_state"])
+    ap.add_argument("--no-echo-marks", action="store_true")
+    ap.add_argument("--play-delay", type=float, default=0.0)
     a = ap.parse_args()
     kw = {}
     if a.url.startswith("wss://"):
@@ -108,7 +118,7 @@ async def main() -> None:
         start = int(a.at * 8000)
         chunk = speech[max(0, i * 160 - start):max(0, (i + 1) * 160 - start)] if i * 160 >= start else b""
         return chunk + b"\xff" * (160 - len(chunk))
-    out = {"media": [], "marks": [], "clears": 0, "close_code": None, "sent": []}
+    out = {"media": [], "marks": [], "echoed": [], "clears": 0, "close_code": None, "sent": []}
     async with websockets.connect(a.url, **kw) as ws:
         seq = 1
 
@@ -158,7 +168,25 @@ async def main() -> None:
             },
         })
 
+        # Twilio's playout: when the audio received so far will have played, and the marks
+        # waiting for it (name, echo task).
+        play_end = 0.0
+        waiting = []
+
+        async def echo(name: str, at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            waiting[:] = [w for w in waiting if w[0] != name]
+            await echo_now(name)
+
+        async def echo_now(name: str) -> None:
+            out["echoed"].append([time.monotonic(), name])
+            try:
+                await send({"event": "mark", "streamSid": SID, "mark": {"name": name}})
+            except websockets.ConnectionClosed:
+                pass
+
         async def reader():
+            nonlocal play_end
             try:
                 async for msg in ws:
                     t = time.monotonic()
@@ -166,12 +194,23 @@ async def main() -> None:
                     ev = m.get("event")
                     if ev == "media":
                         out["media"].append([t, m["media"]["payload"]])
+                        n = len(base64.b64decode(m["media"]["payload"]))
+                        play_end = max(play_end, t + a.play_delay) + n / 8000
                     elif ev == "mark":
-                        out["marks"].append([t, m["mark"]["name"]])
+                        name = m["mark"]["name"]
+                        out["marks"].append([t, name])
+                        if not a.no_echo_marks:
+                            waiting.append((name, asyncio.create_task(echo(name, play_end))))
                     elif ev == "clear":
                         out["clears"] += 1
+                        play_end = t
+                        for name, task in list(waiting):
+                            task.cancel()
+                            await echo_now(name)
+                        waiting.clear()
             except websockets.ConnectionClosed:
                 pass
+            out["closed_at"] = time.monotonic()
 
         if a.deaf is not None:
             t_start = time.monotonic()
