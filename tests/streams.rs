@@ -655,6 +655,32 @@ fn every_dialect_is_refused_without_its_token_and_accepted_with_it() {
         ),
         (
             "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec![
+                "--dialect",
+                "telnyx",
+                "--secret",
+                SECRET,
+                "--token-via",
+                "header",
+            ],
+            true,
+        ),
+        (
+            "twilio_client.py",
+            "/media-stream/telnyx".into(),
+            vec![
+                "--dialect",
+                "telnyx",
+                "--secret",
+                forged,
+                "--token-via",
+                "header",
+            ],
+            false,
+        ),
+        (
+            "twilio_client.py",
             format!("/media-stream/telnyx{query}"),
             vec!["--dialect", "telnyx"],
             true,

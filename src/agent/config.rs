@@ -23,7 +23,6 @@ const LLM_MODE_KEYS: &[&str] = &[
     "tools",
     "fallback_line",
     "max_tool_rounds",
-    "no_input_ms",
     "reprompt",
     "max_reprompts",
     "silence_hangup",
@@ -37,6 +36,7 @@ const STAGE_KEYS: &[&str] = &[
     "barge_in",
     "greeting_wait",
     "hello_timeout_ms",
+    "no_input_ms",
 ];
 
 /// The line said with the embedded voice when a provider fails.
@@ -241,7 +241,9 @@ impl AgentConfig {
                             .into(),
                     ));
                 }
-                AgentMode::Llm(llm_mode(&table, llm, &invalid)?)
+                let mut mode = llm_mode(&table, llm, &invalid)?;
+                mode.no_input_ms = turns.no_input_ms.unwrap_or(DEFAULT_NO_INPUT_MS);
+                AgentMode::Llm(mode)
             }
         };
         Ok(Self {
@@ -320,16 +322,8 @@ fn llm_mode(
         tools,
         fallback_line: text("fallback_line")?.unwrap_or_else(|| DEFAULT_FALLBACK_LINE.into()),
         max_tool_rounds,
-        no_input_ms: match table.get("no_input_ms") {
-            None => DEFAULT_NO_INPUT_MS,
-            Some(toml::Value::Integer(n)) if (1_000..=120_000).contains(n) => *n as u64,
-            Some(_) => {
-                return Err(invalid(
-                    "no_input_ms",
-                    "expected a whole number of milliseconds in 1000..=120000".into(),
-                ));
-            }
-        },
+        // Parsed with the turn settings (both modes); set by the caller.
+        no_input_ms: DEFAULT_NO_INPUT_MS,
         reprompt: text("reprompt")?.unwrap_or_else(|| DEFAULT_REPROMPT.into()),
         max_reprompts: match table.get("max_reprompts") {
             None => DEFAULT_MAX_REPROMPTS,
@@ -448,10 +442,11 @@ replies = ["Hello."]
         ))
         .unwrap();
         let scripted = format!(
-            "greeting_wait = \"hello\"\n{src}\n[vad]\nmin_speech_ms = 150\n[barge_in]\nmin_speech_ms = 100\n"
+            "greeting_wait = \"hello\"\nno_input_ms = 3000\n{src}\n[vad]\nmin_speech_ms = 150\n[barge_in]\nmin_speech_ms = 100\n"
         );
         let c = parse(&scripted).unwrap();
         assert!(c.flow().is_some());
+        assert_eq!(c.turns.no_input_ms, Some(3000));
         assert_eq!(
             c.turns.greeting_wait,
             super::super::turns::settings::GreetingWait::Hello
@@ -460,9 +455,9 @@ replies = ["Hello."]
             (c.turns.min_speech_ms, c.turns.barge_in_ms),
             (150, Some(100))
         );
-        let e = parse(&format!("no_input_ms = 3000\n{src}")).unwrap_err();
+        let e = parse(&format!("reprompt = \"Hello?\"\n{src}")).unwrap_err();
         assert!(
-            e.starts_with("a.toml: no_input_ms: only valid in the LLM mode"),
+            e.starts_with("a.toml: reprompt: only valid in the LLM mode"),
             "{e}"
         );
     }

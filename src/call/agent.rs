@@ -31,8 +31,9 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 /// Caller speech over the agent's audio for this long interrupts it, by default: long
 /// enough that a cough or an "uh-huh" does not cut the agent off.
 pub const DEFAULT_BARGE_IN_MS: u64 = 300;
-/// Silence (nothing queued, no speech, nothing pending) before the flow's no-input.
-const NO_INPUT_MS: u64 = 8_000;
+/// Silence (nothing queued, no speech, nothing pending) before the flow's no-input, unless
+/// the agent file sets `no_input_ms`.
+pub const DEFAULT_SCRIPTED_NO_INPUT_MS: u64 = 8_000;
 /// Other spellings of backchannel words in the recognizer's dictionary.
 const BACKCHANNEL_SPELLINGS: &[(&str, &str)] = &[("mm-hmm", "mhm"), ("okay", "ok")];
 /// Said with the embedded voice when a configured stage fails.
@@ -605,7 +606,11 @@ impl MediaApp for AgentApp {
             && self.outbox.is_idle(io)
             && !self.flow.is_finished();
         self.quiet_ticks = if idle { self.quiet_ticks + 1 } else { 0 };
-        if self.quiet_ticks * 20 >= NO_INPUT_MS {
+        let no_input_ms = self
+            .settings
+            .no_input_ms
+            .unwrap_or(DEFAULT_SCRIPTED_NO_INPUT_MS);
+        if self.quiet_ticks * 20 >= no_input_ms {
             self.quiet_ticks = 0;
             let actions = self.flow.on_no_input();
             self.act(actions, io);
@@ -718,6 +723,51 @@ mod tests {
         assert!(goodbye.end_ms <= tick * 20 && goodbye.start_ms >= caller.end_ms);
         assert_eq!(r.latency.len(), 1);
         assert!(r.latency[0].first_frame_out_ms.is_some());
+    }
+
+    /// Agent lines said in the first `secs` seconds to a caller who never speaks.
+    fn agent_lines_to_a_silent_caller(no_input_ms: Option<u64>, secs: u64) -> Vec<String> {
+        let flow = Flow::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
+        )
+        .unwrap();
+        let stt = Box::new(ScriptedStt::new(Vec::<String>::new(), 0.9));
+        let mut c = StageConfig::named("silence");
+        c.params.insert("ms_per_char".into(), 10.into());
+        let tts = StageRegistry::with_builtins()
+            .build_tts(&c, &|_| None)
+            .unwrap();
+        let settings = TurnSettings {
+            no_input_ms,
+            ..TurnSettings::default()
+        };
+        let mut app = AgentApp::new(AgentServices::start(), Arc::new(flow), BTreeMap::new())
+            .with_stages(Some(stt), Some(tts))
+            .with_turns(&settings);
+        let mut h = AppHarness::new(RATE);
+        let silence = vec![0i16; RATE as usize / 50];
+        for _ in 0..secs * 50 {
+            if h.tick(Some(&silence), &mut app).is_some() {
+                break;
+            }
+        }
+        let r = app.take_report().unwrap();
+        r.turns
+            .iter()
+            .filter(|t| t.speaker == Speaker::Agent)
+            .map(|t| t.text.clone())
+            .collect()
+    }
+
+    #[test]
+    fn no_input_ms_sets_how_long_a_silent_caller_is_waited_for() {
+        // The greeting takes ~1.3 s here: with 2 s of no-input the flow has asked again
+        // (or given up) within 6 s; with the default 8 s it has said only the greeting.
+        let quick = agent_lines_to_a_silent_caller(Some(2_000), 6);
+        assert!(quick.len() >= 2, "{quick:?}");
+        let default = agent_lines_to_a_silent_caller(None, 6);
+        assert_eq!(default.len(), 1, "{default:?}");
+        const { assert!(DEFAULT_SCRIPTED_NO_INPUT_MS > 6_000) };
     }
 
     #[test]

@@ -66,10 +66,15 @@ async fn twilio_upgrade(ws: WebSocketUpgrade, State(ctx): State<Arc<StreamContex
     ws.on_upgrade(move |s| run(s, DialectKind::Twilio, None, ctx))
 }
 
+/// The HTTP header Telnyx puts Call Control's `stream_auth_token` in on the WebSocket upgrade
+/// (it also sends it in the `connected` frame).
+const TELNYX_TOKEN_HEADER: &str = "x-telnyx-streaming-auth-token";
+
 async fn dialect_upgrade(
     ws: WebSocketUpgrade,
     Path(dialect): Path<String>,
     Query(query): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
     State(ctx): State<Arc<StreamContext>>,
 ) -> Response {
     let kind = match dialect.as_str() {
@@ -84,7 +89,14 @@ async fn dialect_upgrade(
             ));
         }
     };
-    ws.on_upgrade(move |s| run(s, kind, query.token, ctx))
+    // A token that came with the upgrade: the URL's `?token=`, or Telnyx's header.
+    let upgrade_token = query.token.or_else(|| {
+        (kind == DialectKind::Telnyx)
+            .then(|| headers.get(TELNYX_TOKEN_HEADER)?.to_str().ok())
+            .flatten()
+            .map(str::to_owned)
+    });
+    ws.on_upgrade(move |s| run(s, kind, upgrade_token, ctx))
 }
 
 fn as_frame(msg: &Message) -> Option<FrameRef<'_>> {
@@ -208,7 +220,8 @@ impl Drop for ActiveStream {
     }
 }
 
-/// Runs one stream socket to its end; `query_token` is the URL's `?token=`.
+/// Runs one stream socket to its end; `query_token` came with the upgrade (the URL's `?token=`,
+/// or Telnyx's auth header).
 async fn run(
     mut socket: WebSocket,
     kind: DialectKind,

@@ -52,6 +52,9 @@ struct RawFile {
     /// See `_vad`.
     #[serde(default, rename = "hello_timeout_ms")]
     _hello_timeout_ms: Option<toml::Value>,
+    /// See `_vad`.
+    #[serde(default, rename = "no_input_ms")]
+    _no_input_ms: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]

@@ -47,6 +47,9 @@ pub struct TurnSettings {
     pub greeting_wait: GreetingWait,
     /// The longest wait for the callee's hello (ms).
     pub hello_timeout_ms: u64,
+    /// Caller silence (nothing said, nothing playing) before the no-input handling (the
+    /// flow's `no_input` / reprompt, the LLM mode's reprompt), ms; `None`: the mode's default.
+    pub no_input_ms: Option<u64>,
 }
 
 impl Default for TurnSettings {
@@ -66,6 +69,7 @@ impl Default for TurnSettings {
             max_backchannel_ms: DEFAULT_MAX_BACKCHANNEL_MS,
             greeting_wait: GreetingWait::None,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+            no_input_ms: None,
         }
     }
 }
@@ -154,6 +158,9 @@ impl TurnSettings {
         }
         if let Some(v) = table.get("hello_timeout_ms") {
             s.hello_timeout_ms = ms(v, "hello_timeout_ms", 500, 30_000)?;
+        }
+        if let Some(v) = table.get("no_input_ms") {
+            s.no_input_ms = Some(ms(v, "no_input_ms", 1_000, 120_000)?);
         }
         Ok(s)
     }

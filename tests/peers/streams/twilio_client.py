@@ -16,7 +16,8 @@ in swapped order, as a network that reorders would.
 With --dialect telnyx and --secret, --token-via says where the token goes, as Telnyx would
 carry it: `custom` (start.custom_parameters, from Call Control `custom_parameters` or TeXML
 `<Parameter>`; the default), `connected` (connected.x-telnyx-streaming-auth-token and the
-same HTTP header, from Call Control `stream_auth_token`) or `client_state` (base64 of it).
+same HTTP header, from Call Control `stream_auth_token`), `header` (only that HTTP header on
+the WebSocket upgrade) or `client_state` (base64 of it).
 
 Like Twilio, it plays the server's `media` in real time from a buffer and echoes each `mark`
 once the audio sent before it has played (a `clear` empties the buffer and echoes the marks
@@ -35,7 +36,7 @@ S seconds.
 
 usage: twilio_client.py URL FRAMES [--secret S] [--bad] [--wav FILE --at S]
                         [--dialect twilio|telnyx] [--shuffle] [--cafile PEM] [--deaf S]
-                        [--token-via custom|connected|client_state]
+                        [--token-via custom|connected|header|client_state]
                         [--no-echo-marks] [--play-delay S]
 """
 import argparse
@@ -89,7 +90,8 @@ async def main() -> None:
     ap.add_argument("--cafile")
     ap.add_argument("--deaf", type=float)
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--token-via", default="custom", choices=["custom", "connected", "client_state"])
+    ap.add_argument("--token-via", default="custom",
+                    choices=["custom", "connected", "header", "client_state"])
     ap.add_argument("--no-echo-marks", action="store_true")
     ap.add_argument("--play-delay", type=float, default=0.0)
     a = ap.parse_args()
@@ -107,6 +109,8 @@ async def main() -> None:
             telnyx_start["custom_parameters"] = {"token": tok}
         elif a.token_via == "connected":
             hello["x-telnyx-streaming-auth-token"] = tok
+            kw["extra_headers"] = {"x-telnyx-streaming-auth-token": tok}
+        elif a.token_via == "header":
             kw["extra_headers"] = {"x-telnyx-streaming-auth-token": tok}
         else:
             telnyx_start["client_state"] = base64.b64encode(tok.encode()).decode()
