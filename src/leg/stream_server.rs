@@ -15,7 +15,7 @@
 use super::stream::drops::{DropCounters, DropReason};
 use super::stream::error::{CLOSE_KEEPALIVE_TIMEOUT, StreamError};
 use super::stream::keepalive::{KeepAlive, KeepAliveAction};
-use super::stream::{DialectKind, Event, Frame, FrameRef};
+use super::stream::{DialectKind, Event, Frame, FrameRef, WS_READ_BUFFER};
 use super::stream_auth::{StreamAuth, presented_token, unix_now};
 use super::stream_leg::{StreamAudio, StreamLeg, StreamLegChannels};
 use super::worker::MediaEngine;
@@ -63,7 +63,8 @@ struct StreamQuery {
 }
 
 async fn twilio_upgrade(ws: WebSocketUpgrade, State(ctx): State<Arc<StreamContext>>) -> Response {
-    ws.on_upgrade(move |s| run(s, DialectKind::Twilio, None, ctx))
+    ws.read_buffer_size(WS_READ_BUFFER)
+        .on_upgrade(move |s| run(s, DialectKind::Twilio, None, ctx))
 }
 
 /// The HTTP header Telnyx puts Call Control's `stream_auth_token` in on the WebSocket upgrade
@@ -96,7 +97,8 @@ async fn dialect_upgrade(
             .flatten()
             .map(str::to_owned)
     });
-    ws.on_upgrade(move |s| run(s, kind, upgrade_token, ctx))
+    ws.read_buffer_size(WS_READ_BUFFER)
+        .on_upgrade(move |s| run(s, kind, upgrade_token, ctx))
 }
 
 fn as_frame(msg: &Message) -> Option<FrameRef<'_>> {

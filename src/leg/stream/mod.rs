@@ -163,6 +163,13 @@ pub trait Dialect {
     fn encode(&mut self, command: &Command) -> Result<Frame, StreamError>;
 }
 
+/// Read buffer of a media-stream WebSocket (ours as server and as fork client). tungstenite
+/// zero-fills its whole read buffer before every read (128 KiB by default): at 50 messages a
+/// second per stream that memset was the biggest single cost of an echo stream. Stream
+/// messages are under 2 KiB; a larger frame still gets the room it needs (the codec reserves
+/// its length).
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+
 /// The dialects a stream endpoint can speak, chosen by the path it was reached at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialectKind {
@@ -218,5 +225,45 @@ impl MediaFormat {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod read_buffer_tests {
+    use super::WS_READ_BUFFER;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+    /// The small read buffer still takes a message many times its size (a bot sending a
+    /// second of audio in one `media`), whole.
+    #[tokio::test]
+    async fn a_message_larger_than_the_read_buffer_arrives_whole() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let config = WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER);
+            let mut ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    got.push(t.len());
+                }
+                if got.len() == 2 {
+                    break;
+                }
+            }
+            got
+        });
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}"))
+            .await
+            .unwrap();
+        let big = "x".repeat(40 * WS_READ_BUFFER + 7);
+        ws.send(Message::Text(big.clone().into())).await.unwrap();
+        ws.send(Message::Text("small".into())).await.unwrap();
+        assert_eq!(server.await.unwrap(), vec![big.len(), 5]);
     }
 }
