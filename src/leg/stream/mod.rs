@@ -163,7 +163,8 @@ pub trait Dialect {
     fn encode(&mut self, command: &Command) -> Result<Frame, StreamError>;
 }
 
-/// Read buffer of a media-stream WebSocket (ours as server and as fork client). tungstenite
+/// Read buffer of every WebSocket we run (media streams as server and fork client, the
+/// Deepgram and ElevenLabs adapters). tungstenite
 /// zero-fills its whole read buffer before every read (128 KiB by default): at 50 messages a
 /// second per stream that memset was the biggest single cost of an echo stream. Stream
 /// messages are under 2 KiB; a larger frame still gets the room it needs (the codec reserves
