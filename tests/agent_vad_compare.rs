@@ -1,4 +1,4 @@
-//! The two registered VAD stages (`energy`, `earshot`) compared through the `Vad` trait the
+//! The three registered VAD stages (`energy`, `earshot`, `webrtc`) compared through the `Vad` trait the
 //! agent uses, on the shared telephone-band utterances (../shared/audio) padded with 1 s of
 //! line noise before and 1.5 s after, at three noise levels: does each utterance give exactly
 //! one `SpeechStart`/`SpeechEnd` pair, how late are the edges against an energy reference
@@ -127,13 +127,13 @@ fn measure(name: &str, noise_rms: f64) -> Score {
 }
 
 #[test]
-fn energy_and_earshot_on_the_shared_utterances() {
+fn the_vad_stages_on_the_shared_utterances() {
     let mut table = String::from(
         "vad      noise(dBFS) single/files missed split false  onset med/max  offset-400 med/max\n",
     );
     let mut scores = Vec::new();
     for (noise_rms, dbfs) in [(3.3, -80), (32.0, -60), (184.0, -45), (580.0, -35)] {
-        for name in ["energy", "earshot"] {
+        for name in ["energy", "earshot", "webrtc"] {
             let s = measure(name, noise_rms);
             table.push_str(&format!(
                 "{name:8} {dbfs:>11} {:>6}/{:<5} {:>6} {:>5} {:>5} {:>7}/{:<5} {:>10}/{:<5}\n",
@@ -157,6 +157,15 @@ fn energy_and_earshot_on_the_shared_utterances() {
     // and has no false start at -45 dBFS where earshot has a few.
     for (name, dbfs, s) in &scores {
         assert!(s.files >= 20, "{table}");
+        if *name == "webrtc" {
+            // libfvad adapts its noise model: it finds every utterance once at every noise
+            // level, -35 dBFS included (where the other two fail), first of the three, but
+            // takes the onset of the line noise itself for speech once per file.
+            assert_eq!(s.single, s.files, "{name} at {dbfs} dBFS\n{table}");
+            assert!(s.false_starts <= s.files, "{name} at {dbfs} dBFS\n{table}");
+            assert!(median(&s.onset_ms) <= 100, "{table}");
+            continue;
+        }
         if *dbfs <= -60 || (*dbfs <= -45 && *name == "energy") {
             assert_eq!(s.single, s.files, "{name} at {dbfs} dBFS\n{table}");
             assert_eq!(s.false_starts, 0, "{name} at {dbfs} dBFS\n{table}");

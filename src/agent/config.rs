@@ -539,8 +539,8 @@ replies = ["Hello."]
             ),
             ("[tts]\nvoice = 1\n", "a.toml: tts: missing field `name`"),
             (
-                "[vad]\nname = \"webrtc\"\n",
-                "a.toml: vad: vad: unknown stage \"webrtc\" (known: earshot, energy)",
+                "[vad]\nname = \"silero\"\n",
+                "a.toml: vad: vad: unknown stage \"silero\" (known: earshot, energy, webrtc)",
             ),
             (
                 "[vad]\nname = \"energy\"\nthreshold = 3\n",

@@ -26,6 +26,7 @@ pub mod tts_openai;
 pub mod tts_remote;
 pub mod turns;
 pub mod vad_earshot;
+pub mod vad_webrtc;
 
 pub use config::{AgentConfig, AgentConfigError, AgentMode, LlmMode};
 pub use doubles::{EchoLlm, ScriptedLlm, ScriptedReply, ScriptedStt, SilenceTts};

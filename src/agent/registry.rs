@@ -138,7 +138,7 @@ impl<'a> StageParams<'a> {
         self.params.get(key)
     }
 
-    fn bad(&self, key: &str, reason: impl Into<String>) -> BuildError {
+    pub(crate) fn bad(&self, key: &str, reason: impl Into<String>) -> BuildError {
         BuildError::BadParam {
             stage: self.stage.clone(),
             key: key.to_owned(),
@@ -242,6 +242,9 @@ impl StageRegistry {
     pub fn with_builtins() -> Self {
         let mut r = Self::default();
         r.register_vad("energy", |p| Ok(Box::new(EnergyVad::from_params(p)?)));
+        r.register_vad("webrtc", |p| {
+            Ok(Box::new(super::vad_webrtc::WebrtcStage::from_params(p)?))
+        });
         r.register_vad("earshot", |p| {
             Ok(Box::new(super::vad_earshot::EarshotStage::from_params(p)?))
         });

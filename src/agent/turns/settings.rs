@@ -86,7 +86,7 @@ impl TurnSettings {
             let t = v.as_table().ok_or_else(|| {
                 err(
                     "vad",
-                    "expected a table ([vad] with name = \"energy\" or \"earshot\")",
+                    "expected a table ([vad] with name = \"energy\", \"earshot\" or \"webrtc\")",
                 )
             })?;
             let mut vad = StageConfig::named(DEFAULT_VAD);
