@@ -21,6 +21,11 @@ pub struct ImportOptions {
     pub max_columns: usize,
     /// Most data rows in a file; one more stops the import.
     pub max_rows: u64,
+    /// Most distinct numbers whose first line is remembered to report a repeat as
+    /// `{line, first_line}`. Past it the index stops growing (memory stays flat for any file
+    /// size) and a repeated number is left to the store, which refuses a number already in
+    /// the campaign (the lead importer; DNC entries merge).
+    pub max_tracked_numbers: usize,
 }
 
 impl Default for ImportOptions {
@@ -30,6 +35,7 @@ impl Default for ImportOptions {
             max_field_bytes: 64 * 1024,
             max_columns: 256,
             max_rows: 1_000_000,
+            max_tracked_numbers: 200_000,
         }
     }
 }
@@ -259,8 +265,8 @@ struct DriverState<D: RowDecoder> {
     decoder: D,
     options: ImportOptions,
     header: Option<(Header, D::Plan)>,
-    /// First line of each number imported so far, by `E164::dedupe_key` (16 bytes a number,
-    /// so a million-row file costs tens of megabytes, not hundreds).
+    /// First line of each number imported so far, by `E164::dedupe_key`, for the first
+    /// `max_tracked_numbers` distinct numbers (16 bytes each; ~4.5 MB at the default).
     seen: HashMap<u64, u64>,
     rows: u64,
     summary: ImportSummary,
@@ -360,7 +366,9 @@ impl<D: RowDecoder> DriverState<D> {
                     self.batch.skipped.push(SkippedRow { line, first_line });
                     self.summary.skipped += 1;
                 } else {
-                    self.seen.insert(key, line);
+                    if self.seen.len() < self.options.max_tracked_numbers {
+                        self.seen.insert(key, line);
+                    }
                     self.batch.records.push(record);
                     self.summary.imported += 1;
                 }

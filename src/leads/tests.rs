@@ -451,6 +451,39 @@ fn ambiguous_numbers_get_no_timezone() {
 }
 
 #[test]
+fn past_the_tracked_numbers_a_repeat_is_left_to_the_store() {
+    let o = ImportOptions {
+        max_tracked_numbers: 2,
+        ..us_options()
+    };
+    let rows = [
+        "4155552671", // line 2: tracked
+        "4155552672", // line 3: tracked
+        "4155552673", // line 4: not tracked (the index is full)
+        "4155552671", // line 5: a repeat of a tracked number: skipped here
+        "4155552673", // line 6: a repeat of an untracked one: passed on to the store
+    ];
+    let csv: String = std::iter::once(HEADER.to_owned())
+        .chain(
+            rows.iter()
+                .map(|p| format!("{p},Ada,,,,verbal,,2024-05-01,,")),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (batch, summary) = import(mapping(), o, csv.as_bytes()).unwrap();
+    assert_eq!(
+        batch.skipped,
+        vec![SkippedRow {
+            line: 5,
+            first_line: 2
+        }]
+    );
+    let lines: Vec<u64> = batch.records.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [2, 3, 4, 6]);
+    assert_eq!((summary.imported, summary.skipped), (4, 1));
+}
+
+#[test]
 fn mapping_json_rejects_unknown_fields_and_requires_phone() {
     assert!(serde_json::from_str::<ColumnMapping>(r#"{"phone":"P","nickname":"N"}"#).is_err());
     assert!(serde_json::from_str::<ColumnMapping>(r#"{"email":"E"}"#).is_err());
