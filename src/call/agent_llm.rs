@@ -933,16 +933,18 @@ mod tests {
             stt,
             goodbye(),
             Some(silence_tts(40)),
-        );
+        )
+        .with_barge_in(Duration::from_millis(300));
         // The greeting lasts 68 chars * 40 ms = 2.7 s; "uh-huh" from 0.4 s to 0.9 s.
         let (sent, end) = ticks(&mut app, 300, |t| (20..45).contains(&t), 0);
         assert_eq!(end, None);
         // Paused 300 ms into the speech (VAD start at 0.46 s): silent from the next tick
-        // until the utterance ends (0.9 s + 400 ms) and the transcript says "uh-huh".
+        // (one queued frame) until the utterance ends (0.9 s + 400 ms) and the transcript
+        // says "uh-huh".
         let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
         let back = (first_quiet..sent.len()).find(|&t| sent[t]).unwrap();
         assert!(
-            (37..=40).contains(&first_quiet),
+            (36..=39).contains(&first_quiet),
             "quiet from tick {first_quiet}"
         );
         assert!((64..=67).contains(&back), "resumed at tick {back}");
@@ -969,6 +971,27 @@ mod tests {
         assert_eq!((agent.text.as_str(), agent.interrupted), (LONG, false));
     }
 
+    /// The default pauses at the VAD's speech start: talking from tick 20, the VAD starts
+    /// after 60 ms of speech (tick 22) and the next frame is already quiet.
+    #[test]
+    fn by_default_the_agent_goes_quiet_within_80_ms_of_the_callers_onset() {
+        let stt = Box::new(ScriptedStt::new(["Wait, who is this?".to_owned()], 0.9));
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode(LONG),
+            stt,
+            goodbye(),
+            Some(silence_tts(40)),
+        );
+        let (sent, _) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
+        let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
+        assert!(
+            (22..=24).contains(&first_quiet),
+            "quiet from tick {first_quiet}"
+        );
+        assert!((first_quiet - 20) * 20 <= 80);
+    }
+
     #[test]
     fn a_sentence_over_the_agent_pauses_it_then_clears_it() {
         let stt = Box::new(ScriptedStt::new(["Wait, who is this?".to_owned()], 0.9));
@@ -978,12 +1001,13 @@ mod tests {
             stt,
             goodbye(),
             Some(silence_tts(40)),
-        );
+        )
+        .with_barge_in(Duration::from_millis(300));
         let (sent, end) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
         assert_eq!(end.as_deref(), Some("agent hung up (outcome booked)"));
         let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
         assert!(
-            (37..=40).contains(&first_quiet),
+            (36..=39).contains(&first_quiet),
             "quiet from tick {first_quiet}"
         );
         let h = app.engine.history();

@@ -361,7 +361,7 @@ impl Default for ServerConfig {
             recording: RecordingConfig::default(),
             stream_secret: None,
             stream_flow: None,
-            stream_barge_in_ms: 300,
+            stream_barge_in_ms: 0,
             stream_ping_interval: Duration::from_secs(20),
             stream_max_buffered: Duration::from_secs(600),
             fork_ca_file: None,
@@ -736,8 +736,7 @@ fn build(raw: RawServer, ctx: &mut Ctx<'_>, base_dir: &Path) -> Result<ServerCon
             Some(path)
         }
     };
-    let stream_barge_in_ms =
-        ctx.int("streams.barge_in_ms", raw_streams.barge_in_ms, 300, 0, 5000)?;
+    let stream_barge_in_ms = ctx.int("streams.barge_in_ms", raw_streams.barge_in_ms, 0, 0, 5000)?;
     let stream_ping_interval = Duration::from_secs(ctx.int(
         "streams.ping_interval_s",
         raw_streams.ping_interval_s,
@@ -1302,7 +1301,7 @@ fn build_routes(
                 }
                 App::Agent {
                     flow,
-                    barge_in_ms: ctx.int(&key("barge_in_ms"), r.barge_in_ms, 300, 0, 5000)?,
+                    barge_in_ms: ctx.int(&key("barge_in_ms"), r.barge_in_ms, 0, 0, 5000)?,
                 }
             }
             "fork" => {

@@ -13,7 +13,7 @@ use crate::leg::AppIo;
 use crate::media::playout::{ChunkProgress, ClearReport, Mark, PlayoutError, PlayoutQueue};
 
 /// Frames of audio kept in the playout queue ahead of the wire.
-pub const LEAD_FRAMES: usize = 2;
+pub const LEAD_FRAMES: usize = 1;
 
 /// Where the outbox's pieces go: the leg's playout queue.
 pub trait PlayoutSink {
@@ -251,14 +251,17 @@ mod tests {
             o.feed(&mut q, LEAD_FRAMES * FRAME);
             sent.push(q.next_frame().samples().map(|s| s[0]).unwrap_or(0));
         }
-        // What was left of the lead plays (paused before the tick's feed: one frame), then
-        // silence.
-        assert_eq!(sent, [6, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // What was left of the lead plays (paused before the tick's feed: LEAD_FRAMES - 1
+        // frames), then silence.
+        let lead: Vec<i16> = (6..5 + LEAD_FRAMES as i16).collect();
+        assert_eq!(&sent[..lead.len()], lead.as_slice());
+        assert!(sent[lead.len()..].iter().all(|&v| v == 0), "{sent:?}");
         o.resume();
         o.feed(&mut q, LEAD_FRAMES * FRAME);
-        assert_eq!(q.next_frame().samples().unwrap()[0], 7, "no frame lost");
+        let next = q.next_frame().samples().unwrap()[0];
+        assert_eq!(next, 5 + LEAD_FRAMES as i16, "no frame lost");
         let (audio, m) = run(&mut o, &mut q, 20);
-        assert_eq!((audio, m), (13, vec![7]));
+        assert_eq!((audio, m), (20 - 5 - LEAD_FRAMES, vec![7]));
     }
 
     #[test]
