@@ -253,24 +253,28 @@ fn stop_utterance() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav")
 }
 
+/// A 25 s Twilio-style call into `server` whose caller says "Please stop calling me." 8 s
+/// in (after the greeting), with `extra` client arguments.
+fn stop_calling_me_after_the_greeting(server: &Server, extra: &[&str]) -> Run {
+    let wav = stop_utterance();
+    let mut args = vec![
+        "--secret",
+        SECRET,
+        "--wav",
+        wav.to_str().unwrap(),
+        "--at",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    run_client(server, 1250, &args)
+}
+
 /// The scripted agent on a Twilio stream: it greets, hears "Please stop calling me.",
 /// marks the number do-not-call, says goodbye and closes the stream.
 #[test]
 fn agent_runs_on_a_twilio_stream() {
     let server = agent_stream_server("");
-    let wav = stop_utterance();
-    let run = run_client(
-        &server,
-        1250,
-        &[
-            "--secret",
-            SECRET,
-            "--wav",
-            wav.to_str().unwrap(),
-            "--at",
-            "8",
-        ],
-    );
+    let run = stop_calling_me_after_the_greeting(&server, &[]);
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("MarkDoNotCall"), "no mark_do_not_call:\n{log}");
     assert!(log.contains("agent hung up"), "{log}");
@@ -375,21 +379,7 @@ fn caller_speech_over_the_greeting_stops_the_agent() {
 #[test]
 fn the_agent_hangs_up_after_the_carrier_has_played_its_goodbye() {
     let server = agent_stream_server("");
-    let wav = stop_utterance();
-    let run = run_client(
-        &server,
-        1250,
-        &[
-            "--secret",
-            SECRET,
-            "--wav",
-            wav.to_str().unwrap(),
-            "--at",
-            "8",
-            "--play-delay",
-            "1.5",
-        ],
-    );
+    let run = stop_calling_me_after_the_greeting(&server, &["--play-delay", "1.5"]);
     let log = server.log_when("stream ended", 1, Duration::from_secs(5));
     assert!(log.contains("agent hung up"), "{log}");
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();

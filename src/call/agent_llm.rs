@@ -971,10 +971,12 @@ mod tests {
         assert_eq!((agent.text.as_str(), agent.interrupted), (LONG, false));
     }
 
-    /// The default pauses at the VAD's speech start: talking from tick 20, the VAD starts
-    /// after 60 ms of speech (tick 22) and the next frame is already quiet.
-    #[test]
-    fn by_default_the_agent_goes_quiet_within_80_ms_of_the_callers_onset() {
+    /// An agent greeting with `LONG` whose caller says "Wait, who is this?" over it from
+    /// tick 20 to 45, with the barge-in minimum `barge_in` (`None`: the default); returns
+    /// the app, the frames sent and how the call ended.
+    fn sentence_over_the_greeting(
+        barge_in: Option<Duration>,
+    ) -> (LlmAgentApp, Vec<bool>, Option<String>) {
         let stt = Box::new(ScriptedStt::new(["Wait, who is this?".to_owned()], 0.9));
         let mut app = LlmAgentApp::new(
             AgentServices::start(),
@@ -983,7 +985,18 @@ mod tests {
             goodbye(),
             Some(silence_tts(40)),
         );
-        let (sent, _) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
+        if let Some(min) = barge_in {
+            app = app.with_barge_in(min);
+        }
+        let (sent, end) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
+        (app, sent, end)
+    }
+
+    /// The default pauses at the VAD's speech start: talking from tick 20, the VAD starts
+    /// after 60 ms of speech (tick 22) and the next frame is already quiet.
+    #[test]
+    fn by_default_the_agent_goes_quiet_within_80_ms_of_the_callers_onset() {
+        let (_, sent, _) = sentence_over_the_greeting(None);
         let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
         assert!(
             (22..=24).contains(&first_quiet),
@@ -994,16 +1007,7 @@ mod tests {
 
     #[test]
     fn a_sentence_over_the_agent_pauses_it_then_clears_it() {
-        let stt = Box::new(ScriptedStt::new(["Wait, who is this?".to_owned()], 0.9));
-        let mut app = LlmAgentApp::new(
-            AgentServices::start(),
-            mode(LONG),
-            stt,
-            goodbye(),
-            Some(silence_tts(40)),
-        )
-        .with_barge_in(Duration::from_millis(300));
-        let (sent, end) = ticks(&mut app, 200, |t| (20..45).contains(&t), 0);
+        let (app, sent, end) = sentence_over_the_greeting(Some(Duration::from_millis(300)));
         assert_eq!(end.as_deref(), Some("agent hung up (outcome booked)"));
         let first_quiet = (1..sent.len()).find(|&t| sent[t - 1] && !sent[t]).unwrap();
         assert!(
