@@ -264,10 +264,9 @@ async fn run_stream(
 ) -> StreamResult {
     tokio::time::sleep_until(begin.into()).await;
     let mut out = StreamResult::default();
-    // A small read buffer, as the server's (tungstenite zero-fills the whole buffer, 128 KiB
-    // by default, before every read): the generator shares the machine with the server.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4 * 1024);
+    // The server's small read buffer (tungstenite zero-fills the whole buffer, 128 KiB by
+    // default, before every read): the generator shares the machine with the server.
+    let config = leadscaller::leg::stream::ws_client_config();
     let ws = match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
         .await
     {

@@ -423,9 +423,7 @@ async fn connect(url: &str, key: &Secret) -> Result<Ws, ConnectFailure> {
         .map_err(|_| ConnectFailure::fatal("the API key is not a valid header value".into()))?;
     auth.set_sensitive(true);
     request.headers_mut().insert(header::AUTHORIZATION, auth);
-    // A small read buffer (tungstenite zero-fills the whole buffer before every read).
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(crate::leg::stream::WS_READ_BUFFER);
+    let config = crate::leg::stream::ws_client_config();
     match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::Error::Http(resp)) => {

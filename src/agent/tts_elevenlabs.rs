@@ -465,9 +465,7 @@ impl Driver {
             .map_err(|_| ("the API key is not a valid header value".to_owned(), None))?;
         req.headers_mut().insert("xi-api-key", key);
         let connector = s.tls.clone().map(Connector::Rustls);
-        // A small read buffer (tungstenite zero-fills the whole buffer before every read).
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(crate::leg::stream::WS_READ_BUFFER);
+        let config = crate::leg::stream::ws_client_config();
         let connect =
             tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector);
         match tokio::time::timeout(s.opts.connect_timeout, connect).await {

@@ -96,12 +96,8 @@ impl CarrierMarks {
         };
         self.echoing = Echoing::Yes;
         let sent_at = self.waiting[pos].1;
-        let marks: Vec<Mark> = self.waiting.drain(..=pos).map(|(m, _)| m).collect();
-        if let Some(last) = marks.last() {
-            self.settle(*last);
-        }
         Echo::Played {
-            marks,
+            marks: self.settle_first(pos + 1),
             lag_ticks: tick.saturating_sub(sent_at),
         }
     }
@@ -114,10 +110,10 @@ impl CarrierMarks {
             return Vec::new();
         };
         let age = tick.saturating_sub(oldest);
-        let out: Vec<Mark> = match self.echoing {
+        match self.echoing {
             Echoing::Unknown if age >= ECHO_WAIT => {
                 self.echoing = Echoing::No;
-                self.waiting.drain(..).map(|(m, _)| m).collect()
+                self.settle_first(self.waiting.len())
             }
             Echoing::Yes if age >= LOST_ECHO => {
                 let n = self
@@ -126,28 +122,29 @@ impl CarrierMarks {
                     .take_while(|(_, t)| tick.saturating_sub(*t) >= LOST_ECHO)
                     .count();
                 self.lost_echoes += n as u64;
-                self.waiting.drain(..n).map(|(m, _)| m).collect()
+                self.settle_first(n)
             }
             _ => Vec::new(),
-        };
-        if let Some(last) = out.last() {
-            self.settle(*last);
         }
-        out
     }
 
     /// We cleared the carrier's buffer: every waiting mark is settled now.
     pub fn cleared(&mut self) -> Vec<Mark> {
-        let out: Vec<Mark> = self.waiting.drain(..).map(|(m, _)| m).collect();
-        if let Some(last) = out.last() {
-            self.settle(*last);
-        }
-        out
+        self.settle_first(self.waiting.len())
     }
 
     /// Marks waiting for their echo.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// Takes the first `n` waiting marks as settled and returns them, in order.
+    fn settle_first(&mut self, n: usize) -> Vec<Mark> {
+        let marks: Vec<Mark> = self.waiting.drain(..n).map(|(m, _)| m).collect();
+        if let Some(last) = marks.last() {
+            self.settle(*last);
+        }
+        marks
     }
 
     fn settle(&mut self, m: Mark) {

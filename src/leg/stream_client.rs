@@ -235,10 +235,7 @@ async fn run(cfg: ForkConfig, mut rx: mpsc::Receiver<ToBot>, tx: mpsc::Sender<Fr
                 // peer's delayed-ACK time): every message here is small and urgent.
                 tokio_tungstenite::connect_async_tls_with_config(
                     cfg.url.as_str(),
-                    Some(
-                        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-                            .read_buffer_size(crate::leg::stream::WS_READ_BUFFER),
-                    ),
+                    Some(crate::leg::stream::ws_client_config()),
                     true,
                     cfg.settings.tls.clone().map(Connector::Rustls),
                 ),

@@ -42,6 +42,24 @@ pub struct LeadFields {
     pub custom: serde_json::Map<String, serde_json::Value>,
 }
 
+impl LeadFields {
+    /// The consent status as stored (`none` when not given).
+    pub(crate) fn consent(&self) -> ConsentStatus {
+        self.consent_status.unwrap_or(ConsentStatus::None)
+    }
+
+    /// Where the timezone came from, as stored (`account_default` when not given).
+    pub(crate) fn timezone_source_or_default(&self) -> &str {
+        self.timezone_source.as_deref().unwrap_or("account_default")
+    }
+
+    /// The custom fields as the stored JSON text.
+    pub(crate) fn custom_json(&self) -> String {
+        // The same compact text as `Value::Object(custom).to_string()`, without the copy.
+        serde_json::to_string(&self.custom).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
 /// A lead row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lead {
@@ -128,7 +146,7 @@ async fn insert_one(
     now: i64,
 ) -> Result<Option<String>, StoreError> {
     let id = new_id("lead", now);
-    let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+    let consent = f.consent();
     let query = sqlx::query(
         "INSERT INTO leads (id, account_id, campaign_id, phone, first_name, last_name, email, timezone, \
          timezone_source, consent_status, consent_source, consent_at, consent_text, external_id, custom, \
@@ -254,7 +272,7 @@ async fn insert_consents(
     values_sql(&mut sql, engine, leads.len(), PARAMS_PER_CONSENT, ", NULL");
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (lead_id, f) in leads {
-        let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+        let consent = f.consent();
         query = query
             .bind(new_id("cns", now))
             .bind(account.as_str())
@@ -273,25 +291,20 @@ fn bind_fields<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     f: &LeadFields,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+    let consent = f.consent();
     query
         .bind(f.phone.clone())
         .bind(f.first_name.clone())
         .bind(f.last_name.clone())
         .bind(f.email.clone())
         .bind(f.timezone.clone())
-        .bind(
-            f.timezone_source
-                .clone()
-                .unwrap_or_else(|| "account_default".to_owned()),
-        )
+        .bind(f.timezone_source_or_default().to_owned())
         .bind(consent.as_str())
         .bind(f.consent_source.clone())
         .bind(f.consent_at)
         .bind(f.consent_text.clone())
         .bind(f.external_id.clone())
-        // The same compact text as `Value::Object(custom).to_string()`, without the copy.
-        .bind(serde_json::to_string(&f.custom).unwrap_or_else(|_| "{}".to_owned()))
+        .bind(f.custom_json())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -391,7 +404,7 @@ impl Store {
                 .iter()
                 .zip(chunk)
                 .filter_map(|(id, f)| Some((id.as_deref()?, f)))
-                .filter(|(_, f)| f.consent_status.is_some_and(|c| c != ConsentStatus::None))
+                .filter(|(_, f)| f.consent() != ConsentStatus::None)
                 .collect();
             if !consents.is_empty() {
                 insert_consents(&mut tx, self.engine(), account, &consents, now).await?;
@@ -436,7 +449,7 @@ impl Store {
     ) -> Result<Lead, StoreError> {
         let before = self.lead(account, id).await?;
         let mut tx = self.pool().begin().await?;
-        let consent = f.consent_status.unwrap_or(ConsentStatus::None);
+        let consent = f.consent();
         let query = sqlx::query(
             "UPDATE leads SET phone = $1, first_name = $2, last_name = $3, email = $4, timezone = $5, \
              timezone_source = $6, consent_status = $7, consent_source = $8, consent_at = $9, \

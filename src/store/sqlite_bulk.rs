@@ -67,8 +67,7 @@ impl SqliteLeadWriter {
             let mut consent_ids = IdSequence::new("cns", now);
             for (i, f) in batch.iter().enumerate() {
                 let id = lead_ids.next_id();
-                let status = f.consent_status.unwrap_or(ConsentStatus::None);
-                let custom = serde_json::to_string(&f.custom).unwrap_or_else(|_| "{}".into());
+                let status = f.consent();
                 let inserted = lead
                     .execute(params![
                         id,
@@ -78,13 +77,13 @@ impl SqliteLeadWriter {
                         f.last_name,
                         f.email,
                         f.timezone,
-                        f.timezone_source.as_deref().unwrap_or("account_default"),
+                        f.timezone_source_or_default(),
                         status.as_str(),
                         f.consent_source,
                         f.consent_at,
                         f.consent_text,
                         f.external_id,
-                        custom,
+                        f.custom_json(),
                         account,
                         now,
                     ])

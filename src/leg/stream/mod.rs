@@ -171,6 +171,13 @@ pub trait Dialect {
 /// its length).
 pub const WS_READ_BUFFER: usize = 4 * 1024;
 
+/// The tungstenite settings of every WebSocket we open as a client (fork, Deepgram,
+/// ElevenLabs): the small read buffer above, the rest as tungstenite's defaults.
+pub fn ws_client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+}
+
 /// The dialects a stream endpoint can speak, chosen by the path it was reached at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialectKind {
