@@ -13,6 +13,14 @@ use crate::agent::stages::{Vad, VadEvent};
 /// Audio kept from before the VAD's speech start (it decides after some speech).
 pub const PRE_ROLL_MS: u64 = 300;
 
+/// With barge-in at speech start (`barge_in_ms` 0), the agent is paused after this much
+/// voiced audio in a row, before the VAD's debounced start: a pause is not a cut, so a click
+/// or a noise burst that never becomes speech only resumes the agent where it stopped.
+pub const EARLY_PAUSE_MS: u64 = 40;
+
+/// A tentative pause the VAD does not confirm within this long is resumed.
+const EARLY_PAUSE_LIMIT_MS: u64 = 200;
+
 /// What the caller's audio means for the conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Heard {
@@ -43,6 +51,8 @@ pub enum Heard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Overlap {
     None,
+    /// Paused before the VAD's start; the start confirmed it, the barge-in rules decide next.
+    EarlyPaused,
     Paused,
     Interrupted,
 }
@@ -68,6 +78,10 @@ pub struct Listener {
     overlap: Overlap,
     /// The agent talked at some point during the current utterance.
     over_agent: bool,
+    /// Voiced audio in a row before the VAD's start (ms), for the early pause.
+    voiced_run_ms: u64,
+    /// The agent was paused early (before the VAD's start), for how long so far (ms).
+    early_pause_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -99,6 +113,8 @@ impl Listener {
             start_ms: 0,
             overlap: Overlap::None,
             over_agent: false,
+            voiced_run_ms: 0,
+            early_pause_ms: None,
         }
     }
 
@@ -125,13 +141,23 @@ impl Listener {
             Ok(f) => (f.probability >= 0.5, f.event),
             Err(_) => (false, None),
         };
+        let frame_ms = frame.len() as u64 * 1000 / u64::from(rate.max(1));
+        if event.is_none() && !self.in_speech {
+            self.early_pause(voiced, frame_ms, agent_talking, &mut out);
+        }
         match event {
             Some(VadEvent::SpeechStart) => {
+                self.voiced_run_ms = 0;
                 self.in_speech = true;
                 self.speech_ms = 0;
                 self.elapsed_ms = 0;
                 self.start_ms = now_ms;
-                self.overlap = Overlap::None;
+                // An early pause stands: the VAD confirmed the speech.
+                self.overlap = if self.early_pause_ms.take().is_some() {
+                    Overlap::EarlyPaused
+                } else {
+                    Overlap::None
+                };
                 self.over_agent = agent_talking;
                 self.utterance.clear();
                 self.utterance.extend(self.pre_roll.drain(..));
@@ -141,7 +167,7 @@ impl Listener {
                 self.in_speech = false;
                 let pcm = std::mem::take(&mut self.utterance);
                 let min = rate as usize * self.min_speech_ms as usize / 1000;
-                let paused = self.overlap == Overlap::Paused;
+                let paused = matches!(self.overlap, Overlap::Paused | Overlap::EarlyPaused);
                 if pcm.len() >= min && !pcm.is_empty() {
                     out.push(Heard::Utterance {
                         pcm,
@@ -165,16 +191,20 @@ impl Listener {
             // The pause comes after `barge_in_ms` since the VAD's speech start (pauses between
             // words included: the caller's experience); the backchannel limit counts voiced
             // time only, so the VAD's end hangover does not turn an "uh-huh" into a turn.
-            let frame_ms = frame.len() as u64 * 1000 / u64::from(rate.max(1));
             self.elapsed_ms += frame_ms;
             if voiced {
                 self.speech_ms += frame_ms;
             }
             match self.overlap {
-                Overlap::None if agent_talking && self.elapsed_ms >= self.barge_in_ms => {
+                Overlap::None | Overlap::EarlyPaused
+                    if (agent_talking || self.overlap == Overlap::EarlyPaused)
+                        && self.elapsed_ms >= self.barge_in_ms =>
+                {
                     if self.backchannel && self.speech_ms < self.max_backchannel_ms {
+                        if self.overlap == Overlap::None {
+                            out.push(Heard::Pause);
+                        }
                         self.overlap = Overlap::Paused;
-                        out.push(Heard::Pause);
                     } else {
                         self.overlap = Overlap::Interrupted;
                         out.push(Heard::Interrupt);
@@ -195,6 +225,33 @@ impl Listener {
             }
         }
         out
+    }
+
+    /// Before the VAD's start: pauses the talking agent after [`EARLY_PAUSE_MS`] of voiced
+    /// audio in a row (barge-in at speech start only), and resumes it when that audio stops
+    /// short of speech.
+    fn early_pause(
+        &mut self,
+        voiced: bool,
+        frame_ms: u64,
+        agent_talking: bool,
+        out: &mut Vec<Heard>,
+    ) {
+        self.voiced_run_ms = if voiced {
+            self.voiced_run_ms + frame_ms
+        } else {
+            0
+        };
+        if let Some(ms) = self.early_pause_ms.as_mut() {
+            *ms += frame_ms;
+            if !voiced || *ms > EARLY_PAUSE_LIMIT_MS {
+                self.early_pause_ms = None;
+                out.push(Heard::Resume);
+            }
+        } else if self.barge_in_ms == 0 && agent_talking && self.voiced_run_ms >= EARLY_PAUSE_MS {
+            self.early_pause_ms = Some(0);
+            out.push(Heard::Pause);
+        }
     }
 }
 
@@ -299,7 +356,62 @@ mod tests {
             ..TurnSettings::default()
         };
         let v = run(&s, 300, 200);
-        assert_eq!(names(&v), ["SpeechStarted", "Pause", "Resume"]);
+        assert_eq!(names(&v), ["Pause", "SpeechStarted", "Resume"]);
+    }
+
+    #[test]
+    fn at_speech_start_the_agent_pauses_one_frame_before_the_vads_start() {
+        let s = TurnSettings {
+            barge_in_ms: Some(0),
+            ..TurnSettings::default()
+        };
+        let v = run(&s, 300, 600);
+        assert_eq!(
+            names(&v),
+            ["Pause", "SpeechStarted", "utterance paused=true"]
+        );
+        // Speech from tick 10: 40 ms voiced at tick 11, the VAD's 60 ms start at tick 12.
+        assert_eq!((v[0].0, v[1].0), (11, 12));
+        // Without backchannel words the confirmed speech interrupts at the VAD's start.
+        let s = TurnSettings {
+            barge_in_ms: Some(0),
+            backchannel: Vec::new(),
+            ..TurnSettings::default()
+        };
+        let v = run(&s, 300, 600);
+        assert_eq!(
+            names(&v),
+            [
+                "Pause",
+                "SpeechStarted",
+                "Interrupt",
+                "utterance paused=false"
+            ]
+        );
+        assert_eq!(v[2].0, 12);
+    }
+
+    #[test]
+    fn a_click_shorter_than_the_vads_start_pauses_and_resumes_at_once() {
+        let s = TurnSettings {
+            barge_in_ms: Some(0),
+            ..TurnSettings::default()
+        };
+        let v = run(&s, 300, 40);
+        assert_eq!(names(&v), ["Pause", "Resume"]);
+        assert_eq!(
+            (v[0].0, v[1].0),
+            (11, 12),
+            "resumed on the first quiet frame"
+        );
+        // Not while the agent is quiet, and not with a barge-in delay.
+        let mut l = Listener::new(Box::new(EnergyVad::default()), &s, 0);
+        let quiet: Vec<Heard> = (0..20u64)
+            .flat_map(|t| l.push(&frame((10..12).contains(&t)), RATE, t * 20, false))
+            .collect();
+        assert!(quiet.is_empty(), "{quiet:?}");
+        let v = run(&TurnSettings::default(), 300, 40);
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]
