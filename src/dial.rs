@@ -53,7 +53,7 @@ pub struct DialReport {
     pub end: EndReason,
 }
 
-fn target_uri(dest: &str, trunk: &TrunkConfig) -> Result<Uri, DialError> {
+pub(crate) fn target_uri(dest: &str, trunk: &TrunkConfig) -> Result<Uri, DialError> {
     if dest.starts_with("sip:") || dest.starts_with("sips:") {
         return Uri::parse(dest).map_err(|_| DialError::BadDestination(dest.into()));
     }

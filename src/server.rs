@@ -66,7 +66,7 @@ impl RunningServer {
     }
 }
 
-fn map_transport(t: config::Transport) -> Transport {
+pub(crate) fn map_transport(t: config::Transport) -> Transport {
     match t {
         config::Transport::Udp => Transport::Udp,
         config::Transport::Tcp => Transport::Tcp,
@@ -376,10 +376,15 @@ pub async fn start(
                 silence: Duration::from_millis((*silence_ms).into()),
             },
             App::Reject { code } => AppChoice::Reject(*code),
-            App::Transfer { target, after_ms } => match Uri::parse(target) {
+            App::Transfer {
+                target,
+                after_ms,
+                method,
+            } => match Uri::parse(target) {
                 Ok(uri) => AppChoice::Transfer {
                     target: uri,
                     after: Duration::from_millis((*after_ms).into()),
+                    method: *method,
                 },
                 Err(_) => AppChoice::Reject(500),
             },
@@ -445,6 +450,7 @@ pub async fn start(
             }
         },
         router,
+        trunks: Arc::new(cfg.trunks.clone()),
     };
     tokio::spawn(call::run(
         call_cfg,

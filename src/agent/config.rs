@@ -37,6 +37,7 @@ const STAGE_KEYS: &[&str] = &[
     "greeting_wait",
     "hello_timeout_ms",
     "no_input_ms",
+    "transfer",
 ];
 
 /// The line said with the embedded voice when a provider fails.
@@ -128,6 +129,8 @@ pub struct AgentConfig {
     pub mode: AgentMode,
     /// VAD, endpointing, barge-in and greeting settings (both modes).
     pub turns: TurnSettings,
+    /// How the `transfer` tool hands the caller over (both modes).
+    pub transfer: super::transfer::TransferSettings,
 }
 
 impl AgentConfig {
@@ -200,6 +203,8 @@ impl AgentConfig {
             Ok(Some(config))
         };
         let turns = TurnSettings::from_table(&table).map_err(|(k, r)| invalid(&k, r))?;
+        let transfer = super::transfer::TransferSettings::from_table(&table)
+            .map_err(|(k, r)| invalid(&k, r))?;
         check_stage(registry, StageKind::Vad, &turns.vad, env)
             .map_err(|e| invalid("vad", e.to_string()))?;
         let stt = stage(StageKind::Stt)?;
@@ -252,6 +257,7 @@ impl AgentConfig {
             tts,
             mode,
             turns,
+            transfer,
         })
     }
 

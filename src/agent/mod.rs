@@ -19,6 +19,7 @@ pub mod stt_openai;
 mod stt_provider;
 pub mod stt_sphinx;
 pub mod tools;
+pub mod transfer;
 pub mod tts_elevenlabs;
 pub mod tts_flite;
 pub mod tts_framer;

@@ -7,14 +7,17 @@ pub mod agent_llm;
 pub mod agent_pending;
 pub mod agent_record;
 pub mod agent_select;
+pub mod bridge;
 pub mod cdr;
 pub mod echo;
 pub mod fork;
+pub mod outbound;
 pub mod play;
 pub mod record;
 pub mod recording;
 pub mod recording_policy;
 
+use crate::agent::transfer::{TransferMethod, TransferSettings};
 use crate::codec::{CodecSpec, Decoder};
 use crate::config::SrtpMode;
 use crate::leg::rtp::{RtpLeg, RtpLegConfig};
@@ -50,8 +53,13 @@ pub enum AppChoice {
     Record { max: Duration, silence: Duration },
     /// Refuse with this status.
     Reject(u16),
-    /// Answer and echo, then blind-transfer the caller to `target` after `after`.
-    Transfer { target: Uri, after: Duration },
+    /// Answer and echo, then transfer the caller to `target` after `after` (REFER, or a
+    /// bridged outbound leg).
+    Transfer {
+        target: Uri,
+        after: Duration,
+        method: crate::agent::transfer::TransferMethod,
+    },
     /// Answer and fork the call to a bot at `url` speaking the Twilio protocol; keep
     /// reconnecting for `reconnect_window` after the socket drops.
     Fork {
@@ -109,6 +117,9 @@ pub struct CallServerConfig {
     pub router: Router,
     /// Keep-alive, buffer cap and TLS of the fork app's WebSocket (`[streams]`).
     pub fork: crate::leg::stream_client::ForkSettings,
+    /// The configured trunks: a bridged transfer to a number leaves through the trunk the
+    /// call came in on.
+    pub trunks: Arc<std::collections::BTreeMap<String, crate::config::TrunkConfig>>,
 }
 
 /// Per-leg media settings from `[rtp]`.
@@ -263,7 +274,25 @@ pub async fn run(
         cfg.rtp_port_max,
     )));
     let mut calls: HashMap<CallId, mpsc::UnboundedSender<Event>> = HashMap::new();
-    while let Some(ev) = events.recv().await {
+    let (place_tx, mut place_rx) = mpsc::unbounded_channel::<outbound::PlaceCall>();
+    // Events that arrived while a bridged leg's INVITE was being placed, in order.
+    let mut backlog: std::collections::VecDeque<Event> = std::collections::VecDeque::new();
+    loop {
+        let ev = if let Some(ev) = backlog.pop_front() {
+            ev
+        } else {
+            tokio::select! {
+                biased;
+                Some(p) = place_rx.recv() => {
+                    place_call(p, &commands, &mut events, &mut calls, &mut backlog).await;
+                    continue;
+                }
+                ev = events.recv() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+            }
+        };
         match ev {
             Event::IncomingCall {
                 call,
@@ -275,7 +304,7 @@ pub async fn run(
                 ..
             } => {
                 let (ctx, crx) = mpsc::unbounded_channel();
-                calls.insert(call, ctx);
+                calls.insert(call, ctx.clone());
                 let user = Uri::parse(&request.uri)
                     .ok()
                     .and_then(|u| u.user)
@@ -294,6 +323,8 @@ pub async fn run(
                     from: from.uri.to_string(),
                     to: to.uri.to_string(),
                     finished: finished.clone(),
+                    place: place_tx.clone(),
+                    own_events: ctx,
                     _active: ActiveCall::start(),
                 };
                 if let Some(f) = &finished {
@@ -339,6 +370,41 @@ pub async fn run(
     }
 }
 
+/// Sends a session's outbound INVITE and routes the new call's events to the session from
+/// the first one: events that arrive while the SIP task assigns the call's id are held in
+/// `backlog` (in order) and dispatched after the route exists.
+async fn place_call(
+    p: outbound::PlaceCall,
+    commands: &mpsc::Sender<Command>,
+    events: &mut mpsc::Receiver<Event>,
+    calls: &mut HashMap<CallId, mpsc::UnboundedSender<Event>>,
+    backlog: &mut std::collections::VecDeque<Event>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let invite = Command::Invite {
+        call: Box::new(p.call),
+        reply: tx,
+    };
+    if commands.send(invite).await.is_err() {
+        let _ = p.reply.send(None);
+        return;
+    }
+    tokio::pin!(rx);
+    let id = loop {
+        tokio::select! {
+            id = &mut rx => break id.ok(),
+            ev = events.recv() => match ev {
+                Some(ev) => backlog.push_back(ev),
+                None => break None,
+            },
+        }
+    };
+    if let Some(id) = id {
+        calls.insert(id, p.events);
+    }
+    let _ = p.reply.send(id);
+}
+
 /// The answer to an in-dialog request of a call whose media we terminate: a re-INVITE or
 /// UPDATE with an offer gets a fresh SDP answer (RFC 3264 §8, next o= version), anything
 /// else (INFO, offerless refresh) a plain 200.
@@ -374,6 +440,10 @@ struct CallSession {
     setup_at_ms: i64,
     trunk: Option<String>,
     sip_call_id: Option<String>,
+    /// Places a bridged transfer's outbound leg through the call layer.
+    place: mpsc::UnboundedSender<outbound::PlaceCall>,
+    /// This session's own event channel (a bridged leg's events are routed to it too).
+    own_events: mpsc::UnboundedSender<Event>,
     _active: ActiveCall,
 }
 
@@ -691,7 +761,8 @@ impl CallSession {
         let sdp_answer = Bytes::from(answer.sdp.to_string());
         // Media starts at 183 (early media) or at 200, whichever comes first.
         let engine = self.cfg.engine.clone();
-        let tap = self.call_tap(leg.codec().pcm_rate);
+        let rate_a = leg.codec().pcm_rate;
+        let tap = self.call_tap(rate_a);
         let mut pending = Some((leg, sockets, app, tap));
         let mut start_media = move || pending.take().map(|(l, s, a, t)| engine.attach(l, s, a, t));
         let mut handle = None;
@@ -739,8 +810,9 @@ impl CallSession {
         let Some(mut leg) = handle else {
             return (self.wait_end().await, outcome);
         };
+        let transfer = transfer_settings(&choice);
         let (mut transfer_target, transfer_after) = match choice {
-            AppChoice::Transfer { target, after } => (Some(target), after),
+            AppChoice::Transfer { target, after, .. } => (Some(target), after),
             _ => (None, Duration::from_secs(3600 * 24)),
         };
         let transfer_at = tokio::time::sleep(transfer_after);
@@ -748,16 +820,64 @@ impl CallSession {
         let mut hung_up = false;
         // A transfer the app asked for: a failure ends the call (the agent has said goodbye).
         let mut app_transfer = false;
+        // A bridged transfer's outbound leg, and when it stops ringing.
+        let mut bridge: Option<outbound::OutboundLeg> = None;
+        let ring_timeout = tokio::time::sleep(Duration::from_secs(3600 * 24));
+        tokio::pin!(ring_timeout);
         loop {
+            let ringing_b = bridge.as_ref().is_some_and(|b| b.answered.is_none());
+            let b_media = bridge.as_mut().and_then(|b| b.leg.as_mut());
+            let has_b_media = b_media.is_some();
+            let b_event = async {
+                match b_media {
+                    Some(l) => l.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut transfer_at, if transfer_target.is_some() => {
                     if let Some(target) = transfer_target.take() {
-                        tracing::info!(call = %self.call, %target, "transferring (REFER)");
-                        let _ = self.commands.send(Command::Refer { call: self.call, target: Box::new(target) }).await;
+                        if transfer.method == TransferMethod::Bridge {
+                            let target = target.to_string();
+                            bridge = self.start_bridge(&target, &transfer, &leg, &mut outcome, &mut hung_up).await;
+                            if bridge.is_some() {
+                                ring_timeout.as_mut().reset(tokio::time::Instant::now() + transfer.ring_timeout);
+                            }
+                        } else {
+                            tracing::info!(call = %self.call, %target, "transferring (REFER)");
+                            let _ = self.commands.send(Command::Refer { call: self.call, target: Box::new(target) }).await;
+                        }
+                    }
+                }
+                _ = &mut ring_timeout, if ringing_b => {
+                    if let Some(b) = bridge.as_ref() {
+                        tracing::info!(call = %self.call, target = %b.target, "bridged leg not answered in time; cancelling");
+                        outcome.app_result = Some(format!("transfer failed: {} did not answer", b.target));
+                        let _ = self.commands.send(Command::Hangup { call: b.call }).await;
+                    }
+                    ring_timeout.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600 * 24));
+                }
+                ev = b_event, if has_b_media => {
+                    if matches!(ev, Some(LegEvent::MediaTimeout) | None) && !hung_up {
+                        tracing::info!(call = %self.call, "bridged leg media timeout; hanging up both");
+                        if let Some(b) = bridge.as_ref() {
+                            let _ = self.commands.send(Command::Hangup { call: b.call }).await;
+                        }
+                        hung_up = true;
+                        self.hangup().await;
+                    }
+                    if let (None, Some(b)) = (ev, bridge.as_mut()) {
+                        b.leg = None;
                     }
                 }
                 ev = self.events.recv() => match ev {
+                    Some(ev) if event_call(&ev).is_some_and(|c| c != self.call) => {
+                        self.on_bridged_leg_event(ev, &mut bridge, &leg, rate_a, &mut outcome, &mut hung_up).await;
+                    }
                     Some(Event::CallEnded { reason, .. }) => {
+                        if let Some(mut b) = bridge.take() {
+                            self.end_bridged_leg(&mut b).await;
+                        }
                         outcome.media = stop_leg(&mut leg).await;
                         return (reason, outcome);
                     }
@@ -790,12 +910,19 @@ impl CallSession {
                         hung_up = true;
                         self.hangup().await;
                     }
-                    Some(LegEvent::TransferRequested(target)) if !hung_up => {
+                    Some(LegEvent::TransferRequested(target)) if !hung_up && bridge.is_none() => {
+                        app_transfer = true;
+                        if transfer.method == TransferMethod::Bridge {
+                            bridge = self.start_bridge(&target, &transfer, &leg, &mut outcome, &mut hung_up).await;
+                            if bridge.is_some() {
+                                ring_timeout.as_mut().reset(tokio::time::Instant::now() + transfer.ring_timeout);
+                            }
+                            continue;
+                        }
                         match transfer_uri(&target, &self.from) {
                             Some(uri) => {
                                 tracing::info!(call = %self.call, target = %uri, "app transfers the caller (REFER)");
                                 outcome.app_result = Some(format!("transferred to {uri}"));
-                                app_transfer = true;
                                 let _ = self.commands.send(Command::Refer { call: self.call, target: Box::new(uri) }).await;
                             }
                             None => {
@@ -808,7 +935,12 @@ impl CallSession {
                     }
                     Some(LegEvent::AppFinished(why)) if !hung_up => {
                         tracing::info!(call = %self.call, reason = %why, "app finished; hanging up");
-                        outcome.app_result = Some(why);
+                        if bridge.is_none() || outcome.app_result.is_none() {
+                            outcome.app_result = Some(why);
+                        }
+                        if let Some(b) = bridge.as_ref() {
+                            let _ = self.commands.send(Command::Hangup { call: b.call }).await;
+                        }
                         hung_up = true;
                         self.hangup().await;
                     }
@@ -818,6 +950,152 @@ impl CallSession {
                 },
             }
         }
+    }
+
+    /// Starts a bridged transfer to `target`: rings it on a new outbound leg while the caller
+    /// hears ringback. On failure the caller is hung up (the agent has said its last line).
+    async fn start_bridge(
+        &self,
+        target: &str,
+        settings: &TransferSettings,
+        leg: &crate::leg::worker::LegHandle,
+        outcome: &mut Outcome,
+        hung_up: &mut bool,
+    ) -> Option<outbound::OutboundLeg> {
+        let trunk = self.trunk.as_deref().and_then(|t| self.cfg.trunks.get(t));
+        let our_host = self.cfg.media_ip.to_string();
+        let placed = match outbound::bridge_route(
+            target,
+            &self.from,
+            trunk,
+            settings.caller_id.as_deref(),
+            &our_host,
+        ) {
+            Ok(route) => {
+                tracing::info!(call = %self.call, target = %route.target, hop = %route.hop,
+                    trunk = route.trunk.as_deref().unwrap_or(""), "transfer: calling the target to bridge");
+                let ctx = outbound::PlaceContext {
+                    place: &self.place,
+                    events: self.own_events.clone(),
+                    ports: self.ports.clone(),
+                    bind_ip: self.cfg.bind_ip,
+                    media_ip: self.cfg.media_ip,
+                    codecs: &self.cfg.codecs,
+                    trunk,
+                };
+                outbound::OutboundLeg::place(route, ctx).await
+            }
+            Err(e) => Err(e),
+        };
+        match placed {
+            Ok(b) => {
+                let _ = leg
+                    .commands
+                    .send(LegCommand::ReplaceApp(crate::leg::AppSwap(Box::new(
+                        bridge::RingbackApp::default(),
+                    ))));
+                Some(b)
+            }
+            Err(why) => {
+                tracing::warn!(call = %self.call, %target, reason = %why, "transfer failed; hanging up");
+                outcome.app_result = Some(format!("transfer failed: {why}"));
+                *hung_up = true;
+                self.hangup().await;
+                None
+            }
+        }
+    }
+
+    /// An event of the bridged leg's SIP call: its answer starts the bridge; its end (or a
+    /// failure before answer) ends the caller's call too.
+    async fn on_bridged_leg_event(
+        &self,
+        ev: Event,
+        bridge: &mut Option<outbound::OutboundLeg>,
+        leg: &crate::leg::worker::LegHandle,
+        rate_a: u32,
+        outcome: &mut Outcome,
+        hung_up: &mut bool,
+    ) {
+        let Some(b) = bridge.as_mut() else {
+            return;
+        };
+        match ev {
+            Event::CallProgress { status, .. } => {
+                tracing::info!(call = %self.call, bridged = %b.call, status, "bridged leg progress");
+            }
+            Event::CallAnswered { body, .. } => {
+                let started = b.answer_rate(&body).and_then(|(media, rate_b)| {
+                    let (a_side, b_side) = bridge::bridge_pair(rate_a, rate_b)
+                        .ok_or_else(|| format!("cannot bridge {rate_a} Hz to {rate_b} Hz"))?;
+                    b.start_media(
+                        &media,
+                        &self.cfg.media,
+                        self.cfg.media_timeout,
+                        &self.cfg.engine,
+                        b_side,
+                    )?;
+                    Ok(a_side)
+                });
+                match started {
+                    Ok(a_side) => {
+                        let _ = leg
+                            .commands
+                            .send(LegCommand::ReplaceApp(crate::leg::AppSwap(Box::new(
+                                a_side,
+                            ))));
+                        let after = b.started.elapsed().as_millis();
+                        tracing::info!(call = %self.call, target = %b.target, answered_after_ms = after as u64, "caller bridged to the transfer target");
+                        outcome.app_result = Some(format!("bridged to {}", b.target));
+                    }
+                    Err(why) => {
+                        tracing::warn!(call = %self.call, reason = %why, "bridged leg unusable; hanging up both");
+                        outcome.app_result = Some(format!("transfer failed: {why}"));
+                        let _ = self.commands.send(Command::Hangup { call: b.call }).await;
+                        if !*hung_up {
+                            *hung_up = true;
+                            self.hangup().await;
+                        }
+                    }
+                }
+            }
+            Event::InDialogRequest { tx, request, .. } => {
+                let (status, body) = in_dialog_answer(&request, &mut b.caps);
+                self.respond(tx, status, body).await;
+            }
+            Event::CallEnded { reason, .. } => {
+                let answered = b.answered.is_some();
+                tracing::info!(call = %self.call, ?reason, answered, "bridged leg ended; hanging up the caller");
+                if !answered {
+                    outcome.app_result = Some(match reason {
+                        EndReason::Failed(status) => {
+                            format!("transfer failed: {} answered {status}", b.target)
+                        }
+                        other => format!("transfer failed: {other:?}"),
+                    });
+                }
+                if let Some(mut b) = bridge.take() {
+                    if let Some(l) = b.leg.as_mut() {
+                        stop_leg(l).await;
+                    }
+                    b.release();
+                }
+                if !*hung_up {
+                    *hung_up = true;
+                    self.hangup().await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The caller's call ended: hangs up (or cancels) the bridged leg and stops its media.
+    async fn end_bridged_leg(&self, b: &mut outbound::OutboundLeg) {
+        let _ = self.commands.send(Command::Hangup { call: b.call }).await;
+        if let Some(l) = b.leg.as_mut() {
+            stop_leg(l).await;
+        }
+        b.release();
     }
 
     /// re-INVITE / UPDATE get a fresh answer to their offer (and hold stops our media);
@@ -846,6 +1124,32 @@ impl CallSession {
         }
         let (status, body) = in_dialog_answer(request, caps);
         self.respond(tx, status, body).await;
+    }
+}
+
+/// The call an event belongs to (a bridged leg's events come to its caller's session).
+fn event_call(ev: &Event) -> Option<CallId> {
+    match ev {
+        Event::IncomingCall { call, .. }
+        | Event::InDialogRequest { call, .. }
+        | Event::CallConfirmed { call }
+        | Event::CallProgress { call, .. }
+        | Event::CallAnswered { call, .. }
+        | Event::TransferProgress { call, .. }
+        | Event::CallEnded { call, .. } => Some(*call),
+        _ => None,
+    }
+}
+
+/// How the call's transfers go: the agent file's `[transfer]`, or the route's method.
+fn transfer_settings(choice: &AppChoice) -> TransferSettings {
+    match choice {
+        AppChoice::Agent { agent, .. } => agent.0.transfer.clone(),
+        AppChoice::Transfer { method, .. } => TransferSettings {
+            method: *method,
+            ..TransferSettings::default()
+        },
+        _ => TransferSettings::default(),
     }
 }
 

@@ -267,6 +267,8 @@ pub enum App {
         target: String,
         /// Milliseconds after answer before the REFER is sent.
         after_ms: u32,
+        /// REFER (default) or a bridged outbound leg.
+        method: crate::agent::transfer::TransferMethod,
     },
     /// Answer and fork the call to a customer's bot over a WebSocket speaking the Twilio
     /// Media Streams protocol (we are the Twilio side); the caller hears the bot.
@@ -653,6 +655,7 @@ struct RawRoute {
     reject_code: Option<i64>,
     transfer_to: Option<String>,
     transfer_after_ms: Option<i64>,
+    transfer_method: Option<String>,
     answer_after_ms: Option<i64>,
     early_media: Option<bool>,
     trunk: Option<String>,
@@ -1249,6 +1252,7 @@ fn build_routes(
             for (k, set) in [
                 ("transfer_to", r.transfer_to.is_some()),
                 ("transfer_after_ms", r.transfer_after_ms.is_some()),
+                ("transfer_method", r.transfer_method.is_some()),
             ] {
                 if set {
                     return Err(ctx.err(&key(k), "only valid with app = \"transfer\""));
@@ -1357,6 +1361,17 @@ fn build_routes(
                         format!("{target:?} is not a sip:, sips: or tel: URI"),
                     ));
                 }
+                let method = match r.transfer_method.as_deref() {
+                    None => crate::agent::transfer::TransferMethod::Refer,
+                    Some(m) => {
+                        crate::agent::transfer::TransferMethod::from_name(m).ok_or_else(|| {
+                            ctx.err(
+                                &key("transfer_method"),
+                                format!("{m:?}: expected \"refer\" or \"bridge\""),
+                            )
+                        })?
+                    }
+                };
                 App::Transfer {
                     target,
                     after_ms: ctx.int(
@@ -1366,6 +1381,7 @@ fn build_routes(
                         0,
                         600_000,
                     )?,
+                    method,
                 }
             }
             other => {
@@ -1885,7 +1901,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`, `barge_in_ms`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `transfer_method`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`, `barge_in_ms`"
         );
     }
 

@@ -23,6 +23,8 @@ pub struct AppHarness {
     finish: Option<String>,
     /// Whether the last tick sent audio (not silence).
     pub sent_audio: bool,
+    /// The audio the last tick sent, if any.
+    pub sent: Option<Vec<i16>>,
     /// Where the app asked to transfer the caller, once it did.
     pub transfer: Option<String>,
 }
@@ -39,8 +41,14 @@ impl AppHarness {
             dtmf_out: VecDeque::new(),
             finish: None,
             sent_audio: false,
+            sent: None,
             transfer: None,
         }
+    }
+
+    /// Samples queued for playout and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.playout.queued_samples()
     }
 
     /// Delivers `event` (e.g. DTMF) to the app as a leg would.
@@ -80,6 +88,7 @@ impl AppHarness {
         }
         let frame = self.playout.next_frame();
         self.sent_audio = frame.is_audio();
+        self.sent = frame.samples().map(<[i16]>::to_vec);
         self.marks.extend(frame.events());
         while let Some(m) = self.marks.pop_front() {
             self.event(&LegEvent::Mark(m), app);

@@ -103,6 +103,18 @@ pub enum LegCommand {
     SetSending(bool),
     /// Stop the leg; a [`LegEvent::Stopped`] follows.
     Stop,
+    /// Run this app from the next tick on (a bridged transfer); the old app is kept until the
+    /// leg stops, for its report. Only RTP legs on a media worker take it.
+    ReplaceApp(AppSwap),
+}
+
+/// The app a [`LegCommand::ReplaceApp`] installs.
+pub struct AppSwap(pub Box<dyn MediaApp>);
+
+impl std::fmt::Debug for AppSwap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppSwap(..)")
+    }
 }
 
 /// What an app may do on a tick: read the caller's frame, queue audio, ask to hang up.

@@ -312,6 +312,8 @@ impl RtpLeg {
             }),
             LegCommand::SetSending(on) => self.sending = on,
             LegCommand::Stop => self.stopped = true,
+            // The worker swaps apps; it never reaches the leg.
+            LegCommand::ReplaceApp(_) => {}
         }
     }
 

@@ -321,6 +321,9 @@ impl StreamLeg {
             // Streams carry no DTMF towards the caller, and have no hold.
             LegCommand::SendDtmf(_) | LegCommand::SetSending(_) => {}
             LegCommand::Stop => self.stopped = true,
+            LegCommand::ReplaceApp(_) => {
+                tracing::warn!("a stream leg cannot change its app; ignored");
+            }
         }
     }
 }

@@ -88,6 +88,8 @@ struct Attach {
     leg: RtpLeg,
     sockets: LegSockets,
     app: Box<dyn MediaApp>,
+    /// Apps replaced during the call, kept for their reports.
+    retired: Vec<Box<dyn MediaApp>>,
     tap: Option<Box<dyn LegTap>>,
     commands: mpsc::UnboundedReceiver<LegCommand>,
     events: mpsc::UnboundedSender<LegEvent>,
@@ -146,6 +148,7 @@ impl MediaEngine {
             leg,
             sockets,
             app,
+            retired: Vec::new(),
             tap,
             commands: crx,
             events: etx,
@@ -216,6 +219,10 @@ impl PacedLeg for Entry {
         let a = &mut self.a;
         loop {
             match a.commands.try_recv() {
+                Ok(LegCommand::ReplaceApp(swap)) => {
+                    let old = std::mem::replace(&mut a.app, swap.0);
+                    a.retired.push(old);
+                }
                 Ok(cmd) => a.leg.command(cmd),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 // The call is gone: nobody will stop us.
@@ -281,7 +288,17 @@ impl PacedLeg for Entry {
             .as_mut()
             .and_then(|t| t.finish())
             .or_else(|| self.a.app.on_stop());
-        stats.agent = self.a.app.take_report().map(Box::new);
+        for old in &mut self.a.retired {
+            let key = old.on_stop();
+            stats.recording = stats.recording.take().or(key);
+        }
+        stats.agent = self
+            .a
+            .retired
+            .iter_mut()
+            .chain(std::iter::once(&mut self.a.app))
+            .find_map(|app| app.take_report())
+            .map(Box::new);
         while let Some(ev) = self.a.leg.poll_event() {
             let _ = self.a.events.send(ev);
         }

@@ -55,6 +55,9 @@ struct RawFile {
     /// See `_vad`.
     #[serde(default, rename = "no_input_ms")]
     _no_input_ms: Option<toml::Value>,
+    /// The transfer settings, validated by `agent::config`.
+    #[serde(default, rename = "transfer")]
+    _transfer: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
