@@ -153,6 +153,57 @@ fn busy_scenario(status: u16) -> String {
     )
 }
 
+/// A sipp UAS that rings until it is cancelled (487 to the INVITE, 200 to the CANCEL).
+fn never_answers_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="Target that never answers">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq" />
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="CANCEL" timeout="30000" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK" />
+</scenario>
+"#
+    .to_owned()
+}
+
 /// The transfer target: sipp as a UAS for one call on the block's target ports.
 struct Target {
     proc: Proc,
@@ -392,13 +443,14 @@ fn a_busy_target_fails_the_transfer_and_the_caller_is_hung_up() {
     assert!(ended.contains("reason=LocalBye"), "{ended}\n{diag}");
 }
 
-/// The agent's `transfer` tool with `[transfer] method = "bridge"`: sipp calls a scripted
-/// agent and presses 1; after the agent's last line we call the target (From: the caller)
-/// and bridge it in; when the target hangs up we hang up the caller. The call record keeps
-/// the agent's report (its tool calls) although the agent app was swapped for the bridge.
-#[test]
-fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
-    let p = PortBlock::allocate();
+/// Runs a scripted agent whose `transfer` tool bridges to the target with `ring_timeout_s`,
+/// and a sipp caller that presses 1 and waits for our BYE; returns (caller status, caller
+/// output, target status, target log, server log) with the call record stored.
+fn agent_transfer_call(
+    p: PortBlock,
+    target_scenario: &str,
+    ring_timeout_s: u32,
+) -> (Server, ExitStatus, String, ExitStatus, String, String) {
     let flow = format!(
         r#"
 [flow]
@@ -407,7 +459,7 @@ start = "greeting"
 
 [transfer]
 method = "bridge"
-ring_timeout_s = 10
+ring_timeout_s = {ring_timeout_s}
 
 [intents.human]
 phrases = ["a person", "a human"]
@@ -431,7 +483,7 @@ tools = [{{ name = "transfer", target = "{}" }}]
         extra: vec!["flow = \"agents/desk.toml\"".into()],
     }];
     let server = Server::start(&cfg);
-    let target = Target::start(p, &target_scenario(300, &TargetEnd::HangsUpAfter(1500)));
+    let target = Target::start(p, target_scenario);
     require_tool("sipp", "sip-tester");
     let dir = temp_dir("leadscaller-sipp-");
     let d = dir.path();
@@ -455,6 +507,18 @@ tools = [{{ name = "transfer", target = "{}" }}]
     let caller_out = caller.stdout() + &caller.stderr() + &read_lossy(&d.join("errors.log"));
     let (target_status, target_log) = target.finish();
     let log = server.log_when("call record stored", 1, Duration::from_secs(10));
+    (server, status, caller_out, target_status, target_log, log)
+}
+
+/// The agent's `transfer` tool with `[transfer] method = "bridge"`: sipp calls a scripted
+/// agent and presses 1; after the agent's last line we call the target (From: the caller)
+/// and bridge it in; when the target hangs up we hang up the caller. The call record keeps
+/// the agent's report (its tool calls) although the agent app was swapped for the bridge.
+#[test]
+fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
+    let p = PortBlock::allocate();
+    let (server, status, caller_out, target_status, target_log, log) =
+        agent_transfer_call(p, &target_scenario(300, &TargetEnd::HangsUpAfter(1500)), 10);
     let diag = || {
         format!(
             "caller {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
@@ -505,5 +569,30 @@ tools = [{{ name = "transfer", target = "{}" }}]
         tools.contains("transfer") && tools.contains(&Target::uri(p)),
         "{calls}\n{}",
         diag()
+    );
+}
+
+/// A target that rings past `ring_timeout_s` is cancelled (CANCEL, 487) and the caller is
+/// hung up with the reason in the record.
+#[test]
+fn a_target_ringing_past_the_timeout_is_cancelled() {
+    let p = PortBlock::allocate();
+    let (_server, status, caller_out, target_status, target_log, log) =
+        agent_transfer_call(p, &never_answers_scenario(), 5);
+    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
+    let diag = format!(
+        "caller {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
+        tail(&caller_out, 3000),
+        tail(&target_log, 4000),
+        tail(&log, 6000)
+    );
+    assert!(status.success(), "the caller did not get our BYE\n{diag}");
+    assert!(
+        target_status.success(),
+        "the target was not cancelled\n{diag}"
+    );
+    assert!(
+        ended.contains("did not answer") && ended.contains("reason=LocalBye"),
+        "{ended}\n{diag}"
     );
 }

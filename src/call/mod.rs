@@ -1066,7 +1066,11 @@ impl CallSession {
             Event::CallEnded { reason, .. } => {
                 let answered = b.answered.is_some();
                 tracing::info!(call = %self.call, ?reason, answered, "bridged leg ended; hanging up the caller");
-                if !answered {
+                let timed_out = outcome
+                    .app_result
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("transfer failed"));
+                if !answered && !timed_out {
                     outcome.app_result = Some(match reason {
                         EndReason::Failed(status) => {
                             format!("transfer failed: {} answered {status}", b.target)
