@@ -1040,3 +1040,110 @@ fn agent_backchannel_does_not_interrupt_but_a_sentence_does() {
         "agent speech heard: {speech_s:.1} s with a backchannel, {speech2_s:.1} s with a sentence"
     );
 }
+
+/// Barge-in on the wire over SIP: baresip says "Please stop calling me." over the scripted
+/// agent's greeting, and dumpcap captures the RTP both ways on loopback. From the capture:
+/// the caller's speech onset (first packet baresip sent with RMS > 300 after its lead-in of
+/// silence) to the last agent packet with RMS > 300 before a gap over 100 ms. The target is
+/// ≤ 80 ms p95 (issue 4); the server's jitter buffer (`jitter_min_ms`, 20 ms) is in the path.
+/// Measured 58–72 ms over five runs on a quiet machine; the test allows 100 ms because CI
+/// runs many calls at once on two cores.
+#[test]
+fn agent_audio_stops_within_100_ms_of_the_callers_speech_on_the_wire() {
+    common::require_tool("dumpcap", "tshark");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let flow = fs::read(root.join("sip-config/agents/appointment-setter.toml")).expect("flow");
+    let utterance = fs::read(root.join("../shared/audio/stop__flite.wav")).expect("utterance");
+    let mut cfg = ServerConfig::new(PortBlock::allocate());
+    cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
+    cfg.routes = vec![Route {
+        match_user: "agent".into(),
+        app: "agent".into(),
+        reject_code: None,
+        extra: vec!["flow = \"agents/appointment-setter.toml\"".into()],
+    }];
+    let server = Server::start(&cfg);
+    let p = server.ports;
+    let (b_min, b_max) = p.baresip_rtp();
+    let cap_dir = tempfile::Builder::new()
+        .prefix("leadscaller-cap-")
+        .tempdir()
+        .expect("temp dir");
+    let cap_file = cap_dir.path().join("barge-in.pcap");
+    let mut cap_cmd = Command::new("dumpcap");
+    cap_cmd
+        .args(["-i", "lo", "-P", "-a", "duration:60", "-f"])
+        .arg(format!("udp and portrange {b_min}-{b_max}"))
+        .arg("-w")
+        .arg(&cap_file);
+    let mut cap = Proc::spawn("dumpcap", cap_cmd, cap_dir.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !cap.stderr().contains("Capturing on") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dumpcap did not start capturing on lo (needs root or CAP_NET_RAW):\n{}",
+            cap.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 2.5 s of silence (the greeting is playing by then), the sentence, then silence.
+    let mut input = vec![0i16; RATE as usize * 5 / 2];
+    input.extend(common::ulaw_samples(&utterance));
+    input.resize(RATE as usize * 30, 0);
+    let run = Baresip {
+        config: "config",
+        accounts: "accounts-phone",
+        input_wav: wav_bytes(RATE, &input),
+        user: "agent",
+        quit_after_s: 8,
+    }
+    .run(&server);
+    let _ = cap.interrupt_and_wait(Duration::from_secs(10));
+    let diag = run.diag(&server);
+    let is_baresip = |port: u16| (b_min..=b_max).contains(&port);
+    let level = |payload: &[u8]| {
+        let pcm: Vec<i16> = payload
+            .iter()
+            .map(|&b| leadscaller::codec::g711::ulaw_to_linear(b))
+            .collect();
+        rms(&pcm)
+    };
+    let packets = common::read_pcap_udp(&cap_file);
+    let rtp: Vec<(bool, f64, f64)> = packets
+        .iter()
+        .filter_map(|u| {
+            let from_caller = is_baresip(u.src.port());
+            let r = common::parse_rtp(&u.payload)?;
+            (r.payload_type == 0).then(|| (from_caller, u.at, level(r.payload)))
+        })
+        .collect();
+    let start = rtp
+        .first()
+        .map(|r| r.1)
+        .unwrap_or_else(|| panic!("no RTP captured\n{diag}"));
+    let onset = rtp
+        .iter()
+        .find(|r| r.0 && r.1 > start + 1.0 && r.2 > 300.0)
+        .map(|r| r.1)
+        .unwrap_or_else(|| panic!("the caller's speech is not in the capture\n{diag}"));
+    let agent: Vec<(f64, f64)> = rtp.iter().filter(|r| !r.0).map(|r| (r.1, r.2)).collect();
+    assert!(
+        agent.iter().any(|a| a.0 < onset && a.1 > 300.0),
+        "the agent was not talking at the onset\n{diag}"
+    );
+    let mut last = onset;
+    for &(at, _) in agent.iter().filter(|a| a.0 >= onset && a.1 > 300.0) {
+        if at - last > 0.1 {
+            break;
+        }
+        last = at;
+    }
+    let latency_ms = (last - onset) * 1000.0;
+    println!(
+        "barge-in on the wire over SIP: agent audio stopped {latency_ms:.0} ms after the caller's onset"
+    );
+    assert!(
+        latency_ms <= 100.0,
+        "agent audio went on {latency_ms:.0} ms after the caller's onset\n{diag}"
+    );
+}

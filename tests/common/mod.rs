@@ -558,6 +558,8 @@ pub struct UdpPacket {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub payload: Vec<u8>,
+    /// Capture time, seconds since the epoch (microsecond or nanosecond pcap).
+    pub at: f64,
 }
 
 /// The IPv4/UDP datagrams of a classic pcap file (not pcapng); other frames are skipped.
@@ -569,6 +571,7 @@ pub fn read_pcap_udp(path: &Path) -> Vec<UdpPacket> {
         path.display()
     );
     let magic = [data[0], data[1], data[2], data[3]];
+    let nanos = matches!(magic, [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d]);
     let le = match magic {
         [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
         [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
@@ -590,6 +593,8 @@ pub fn read_pcap_udp(path: &Path) -> Vec<UdpPacket> {
     let mut i = 24;
     while i + 16 <= data.len() {
         let incl = u32_at(&data, i + 8) as usize;
+        let frac = f64::from(u32_at(&data, i + 4)) / if nanos { 1e9 } else { 1e6 };
+        let at = f64::from(u32_at(&data, i)) + frac;
         let start = i + 16;
         let end = (start + incl).min(data.len());
         let frame = &data[start..end];
@@ -600,7 +605,8 @@ pub fn read_pcap_udp(path: &Path) -> Vec<UdpPacket> {
             101 => frame,
             _ => continue,
         };
-        if let Some(p) = parse_ipv4_udp(ip) {
+        if let Some(mut p) = parse_ipv4_udp(ip) {
+            p.at = at;
             out.push(p);
         }
     }
@@ -626,6 +632,7 @@ fn parse_ipv4_udp(ip: &[u8]) -> Option<UdpPacket> {
         src: SocketAddr::from((src_ip, sport)),
         dst: SocketAddr::from((dst_ip, dport)),
         payload,
+        at: 0.0,
     })
 }
 
