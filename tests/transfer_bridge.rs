@@ -39,8 +39,47 @@ enum TargetEnd {
     HangsUpAfter(u32),
 }
 
+const TARGET_SDP: &str = "v=0
+      o=target 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000";
+
 /// A sipp UAS scenario: 180, `ring_ms` of ringing, 200 with PCMU, then `end`.
 fn target_scenario(ring_ms: u32, end: &TargetEnd) -> String {
+    target_scenario_with(ring_ms, end, false)
+}
+
+/// As [`target_scenario`]; with `early_media` the ringing is a 183 with SDP (its RTP, echoed
+/// by sipp, flows before the answer).
+fn target_scenario_with(ring_ms: u32, end: &TargetEnd, early_media: bool) -> String {
+    let ringing = if early_media {
+        format!(
+            "SIP/2.0 183 Session Progress
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {TARGET_SDP}"
+        )
+    } else {
+        "SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0"
+            .to_owned()
+    };
     let capture = match end {
         TargetEnd::WaitsForBye => "",
         TargetEnd::HangsUpAfter(_) => {
@@ -90,14 +129,7 @@ fn target_scenario(ring_ms: u32, end: &TargetEnd) -> String {
   </recv>
   <send>
     <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
+      {ringing}
     ]]>
   </send>
   <pause milliseconds="{ring_ms}" />
@@ -113,13 +145,7 @@ fn target_scenario(ring_ms: u32, end: &TargetEnd) -> String {
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=target 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
+      {TARGET_SDP}
     ]]>
   </send>
   <recv request="ACK" />
@@ -379,6 +405,54 @@ fn baresip_hears_ringback_then_the_target_through_the_bridge() {
         "bridge: {rang} ringback windows, then {toned} windows of the echoed tone (first at {:.1} s)",
         first_echo.unwrap_or(0) as f64 / 10.0
     );
+}
+
+/// A target that sends early media (183 with SDP) is bridged before it answers: the caller
+/// hears the target (here its echo of the caller's tone) instead of our ringback.
+#[test]
+fn the_targets_early_media_reaches_the_caller_before_the_answer() {
+    let p = PortBlock::allocate();
+    let mut cfg = ServerConfig::new(p);
+    cfg.routes = vec![bridge_route(p)];
+    let server = Server::start(&cfg);
+    let target = Target::start(
+        p,
+        &target_scenario_with(2500, &TargetEnd::WaitsForBye, true),
+    );
+    let (status, out, heard) = baresip_call(&server, "bridge", 6);
+    let (target_status, target_log) = target.finish();
+    let log = server.log_when("call ended", 1, Duration::from_secs(5));
+    let diag = || {
+        format!(
+            "baresip {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
+            tail(&out, 3000),
+            tail(&target_log, 4000),
+            tail(&log, 5000)
+        )
+    };
+    assert!(target_status.success(), "{}", diag());
+    assert!(
+        log.contains("the target's early media is bridged to the caller"),
+        "{}",
+        diag()
+    );
+    let ring = windows_of(&heard, 440.0, 0.3);
+    let echoed = windows_of(&heard, TONE_HZ, 0.9);
+    let rang = ring.iter().filter(|&&x| x).count();
+    let first_echo = echoed.iter().position(|&x| x);
+    assert!(
+        rang <= 2,
+        "our ringback played over early media ({rang} windows)\n{}",
+        diag()
+    );
+    // The target answers 2.5 s in; its echo is heard well before that.
+    assert!(
+        first_echo.is_some_and(|w| w < 15),
+        "first echoed window {first_echo:?}\n{}",
+        diag()
+    );
+    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
+    assert!(ended.contains("bridged to"), "{ended}\n{}", diag());
 }
 
 /// The target hangs up first: we hang up the caller; the record says where it was bridged.

@@ -1021,29 +1021,32 @@ impl CallSession {
             return;
         };
         match ev {
-            Event::CallProgress { status, .. } => {
+            Event::CallProgress { status, body, .. } => {
                 tracing::info!(call = %self.call, bridged = %b.call, status, "bridged leg progress");
+                // Early media (a 183 or 180 with SDP): the caller hears the target's own
+                // ringback or announcement instead of ours.
+                if !body.is_empty() && b.leg.is_none() {
+                    match self.bridge_media(b, &body, leg, rate_a) {
+                        Ok(()) => {
+                            tracing::info!(call = %self.call, status, "the target's early media is bridged to the caller");
+                        }
+                        Err(why) => {
+                            tracing::info!(call = %self.call, reason = %why, "the target's early media is unusable; ringback goes on");
+                        }
+                    }
+                }
             }
             Event::CallAnswered { body, .. } => {
-                let started = b.answer_rate(&body).and_then(|(media, rate_b)| {
-                    let (a_side, b_side) = bridge::bridge_pair(rate_a, rate_b)
-                        .ok_or_else(|| format!("cannot bridge {rate_a} Hz to {rate_b} Hz"))?;
-                    b.start_media(
-                        &media,
-                        &self.cfg.media,
-                        self.cfg.media_timeout,
-                        &self.cfg.engine,
-                        b_side,
-                    )?;
-                    Ok(a_side)
-                });
+                b.answered = Some(std::time::Instant::now());
+                let started = if b.leg.is_some() {
+                    // Media already runs on the early SDP (RFC 3261 §13.2.1: the answer
+                    // in the 200 is the same one).
+                    Ok(())
+                } else {
+                    self.bridge_media(b, &body, leg, rate_a)
+                };
                 match started {
-                    Ok(a_side) => {
-                        let _ = leg
-                            .commands
-                            .send(LegCommand::ReplaceApp(crate::leg::AppSwap(Box::new(
-                                a_side,
-                            ))));
+                    Ok(()) => {
                         let after = b.started.elapsed().as_millis();
                         tracing::info!(call = %self.call, target = %b.target, answered_after_ms = after as u64, "caller bridged to the transfer target");
                         outcome.app_result = Some(format!("bridged to {}", b.target));
@@ -1091,6 +1094,33 @@ impl CallSession {
             }
             _ => {}
         }
+    }
+
+    /// Starts the bridged leg's media from its SDP answer `body` and swaps the caller's app
+    /// for its end of the bridge.
+    fn bridge_media(
+        &self,
+        b: &mut outbound::OutboundLeg,
+        body: &[u8],
+        leg: &crate::leg::worker::LegHandle,
+        rate_a: u32,
+    ) -> Result<(), String> {
+        let (media, rate_b) = b.answer_rate(body)?;
+        let (a_side, b_side) = bridge::bridge_pair(rate_a, rate_b)
+            .ok_or_else(|| format!("cannot bridge {rate_a} Hz to {rate_b} Hz"))?;
+        b.start_media(
+            &media,
+            &self.cfg.media,
+            self.cfg.media_timeout,
+            &self.cfg.engine,
+            b_side,
+        )?;
+        let _ = leg
+            .commands
+            .send(LegCommand::ReplaceApp(crate::leg::AppSwap(Box::new(
+                a_side,
+            ))));
+        Ok(())
     }
 
     /// The caller's call ended: hangs up (or cancels) the bridged leg and stops its media.

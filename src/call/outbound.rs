@@ -218,8 +218,8 @@ impl OutboundLeg {
         })
     }
 
-    /// The target answered with `body`: starts its media running `app`; the rate it runs at
-    /// comes from the negotiated codec (the caller's side needs it for its end of the bridge).
+    /// The media the target's SDP answer `body` (in a 200, or a 183 for early media)
+    /// negotiates, and its PCM rate (the caller's end of the bridge resamples to it).
     pub fn answer_rate(&self, body: &[u8]) -> Result<(NegotiatedMedia, u32), String> {
         let answer =
             std::str::from_utf8(body).map_err(|_| "the answer's SDP is not UTF-8".to_string())?;
@@ -247,7 +247,6 @@ impl OutboundLeg {
         let leg = RtpLeg::new(cfg, Instant::now()).map_err(|e| e.to_string())?;
         let sockets = self.sockets.take().ok_or("media already started")?;
         self.leg = Some(engine.attach(leg, sockets, Box::new(app), None));
-        self.answered = Some(Instant::now());
         Ok(())
     }
 
