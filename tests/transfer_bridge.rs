@@ -530,6 +530,7 @@ fn agent_transfer_call(
 [flow]
 name = "desk"
 start = "greeting"
+transfer_failed = {{ say = "Sorry, nobody is free right now. Goodbye.", tools = [{{ name = "end_call" }}] }}
 
 [transfer]
 method = "bridge"
@@ -646,8 +647,8 @@ fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
     );
 }
 
-/// A target that rings past `ring_timeout_s` is cancelled (CANCEL, 487) and the caller is
-/// hung up with the reason in the record.
+/// A target that rings past `ring_timeout_s` is cancelled (CANCEL, 487); the caller goes
+/// back to the agent, whose flow says its `transfer_failed` line and hangs up.
 #[test]
 fn a_target_ringing_past_the_timeout_is_cancelled() {
     let p = PortBlock::allocate();
@@ -665,8 +666,17 @@ fn a_target_ringing_past_the_timeout_is_cancelled() {
         target_status.success(),
         "the target was not cancelled\n{diag}"
     );
+    let failed = log
+        .lines()
+        .find(|l| l.contains("the transfer failed; the flow goes on"))
+        .unwrap_or_else(|| panic!("the agent never heard of the failure\n{diag}"));
+    assert!(failed.contains("did not answer"), "{failed}\n{diag}");
     assert!(
-        ended.contains("did not answer") && ended.contains("reason=LocalBye"),
+        log.contains("Sorry, nobody is free right now."),
+        "the flow's transfer_failed line was not said\n{diag}"
+    );
+    assert!(
+        ended.contains("agent hung up") && ended.contains("reason=LocalBye"),
         "{ended}\n{diag}"
     );
 }

@@ -86,6 +86,8 @@ struct Settings {
     reprompt: Template,
     /// Taken when reprompts run out; always ends the call.
     give_up: Transition,
+    /// Taken when a `transfer` fails before the target answers (busy, no answer).
+    transfer_failed: Transition,
 }
 
 /// One intent: what a reply means.

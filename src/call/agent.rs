@@ -634,6 +634,11 @@ impl MediaApp for AgentApp {
             LegEvent::Mark(MarkEvent::Played(m)) => {
                 self.heard.played(&mut self.report, *m, io.tick * 20);
             }
+            LegEvent::TransferFailed(why) => {
+                tracing::info!(reason = %why, "agent: the transfer failed; the flow goes on");
+                let actions = self.flow.on_transfer_failed();
+                self.act(actions, io);
+            }
             _ => {}
         }
     }

@@ -839,7 +839,8 @@ impl CallSession {
                     if let Some(target) = transfer_target.take() {
                         if transfer.method == TransferMethod::Bridge {
                             let target = target.to_string();
-                            bridge = self.start_bridge(&target, &transfer, &leg, &mut outcome, &mut hung_up).await;
+                            let ctx = BridgeCtx { leg: &leg, rate_a, app_transfer: false };
+                            bridge = self.start_bridge(&target, &transfer, ctx, &mut outcome, &mut hung_up).await;
                             if bridge.is_some() {
                                 ring_timeout.as_mut().reset(tokio::time::Instant::now() + transfer.ring_timeout);
                             }
@@ -850,9 +851,9 @@ impl CallSession {
                     }
                 }
                 _ = &mut ring_timeout, if ringing_b => {
-                    if let Some(b) = bridge.as_ref() {
+                    if let Some(b) = bridge.as_mut() {
                         tracing::info!(call = %self.call, target = %b.target, "bridged leg not answered in time; cancelling");
-                        outcome.app_result = Some(format!("transfer failed: {} did not answer", b.target));
+                        b.failure = Some(format!("{} did not answer", b.target));
                         let _ = self.commands.send(Command::Hangup { call: b.call }).await;
                     }
                     ring_timeout.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600 * 24));
@@ -872,7 +873,8 @@ impl CallSession {
                 }
                 ev = self.events.recv() => match ev {
                     Some(ev) if event_call(&ev).is_some_and(|c| c != self.call) => {
-                        self.on_bridged_leg_event(ev, &mut bridge, &leg, rate_a, &mut outcome, &mut hung_up).await;
+                        let ctx = BridgeCtx { leg: &leg, rate_a, app_transfer };
+                        self.on_bridged_leg_event(ev, &mut bridge, ctx, &mut outcome, &mut hung_up).await;
                     }
                     Some(Event::CallEnded { reason, .. }) => {
                         if let Some(mut b) = bridge.take() {
@@ -913,7 +915,8 @@ impl CallSession {
                     Some(LegEvent::TransferRequested(target)) if !hung_up && bridge.is_none() => {
                         app_transfer = true;
                         if transfer.method == TransferMethod::Bridge {
-                            bridge = self.start_bridge(&target, &transfer, &leg, &mut outcome, &mut hung_up).await;
+                            let ctx = BridgeCtx { leg: &leg, rate_a, app_transfer: true };
+                            bridge = self.start_bridge(&target, &transfer, ctx, &mut outcome, &mut hung_up).await;
                             if bridge.is_some() {
                                 ring_timeout.as_mut().reset(tokio::time::Instant::now() + transfer.ring_timeout);
                             }
@@ -953,15 +956,16 @@ impl CallSession {
     }
 
     /// Starts a bridged transfer to `target`: rings it on a new outbound leg while the caller
-    /// hears ringback. On failure the caller is hung up (the agent has said its last line).
+    /// hears ringback. A failure goes back to the app that asked ([`Self::transfer_failed`]).
     async fn start_bridge(
         &self,
         target: &str,
         settings: &TransferSettings,
-        leg: &crate::leg::worker::LegHandle,
+        ctx: BridgeCtx<'_>,
         outcome: &mut Outcome,
         hung_up: &mut bool,
     ) -> Option<outbound::OutboundLeg> {
+        let leg = ctx.leg;
         let trunk = self.trunk.as_deref().and_then(|t| self.cfg.trunks.get(t));
         let our_host = self.cfg.media_ip.to_string();
         let placed = match outbound::bridge_route(
@@ -997,12 +1001,31 @@ impl CallSession {
                 Some(b)
             }
             Err(why) => {
-                tracing::warn!(call = %self.call, %target, reason = %why, "transfer failed; hanging up");
-                outcome.app_result = Some(format!("transfer failed: {why}"));
-                *hung_up = true;
-                self.hangup().await;
+                self.transfer_failed(why, ctx, outcome, hung_up).await;
                 None
             }
+        }
+    }
+
+    /// A transfer failed before the target answered. An app that asked for it gets its
+    /// original app back and hears why ([`LegEvent::TransferFailed`]: an agent tells the
+    /// caller and goes on); a route's transfer hangs up.
+    async fn transfer_failed(
+        &self,
+        why: String,
+        ctx: BridgeCtx<'_>,
+        outcome: &mut Outcome,
+        hung_up: &mut bool,
+    ) {
+        outcome.app_result = Some(format!("transfer failed: {why}"));
+        if ctx.app_transfer && !*hung_up {
+            tracing::info!(call = %self.call, reason = %why, "transfer failed; back to the app");
+            let _ = ctx.leg.commands.send(LegCommand::RestoreApp);
+            let _ = ctx.leg.commands.send(LegCommand::TransferFailed(why));
+        } else if !*hung_up {
+            tracing::warn!(call = %self.call, reason = %why, "transfer failed; hanging up");
+            *hung_up = true;
+            self.hangup().await;
         }
     }
 
@@ -1012,11 +1035,11 @@ impl CallSession {
         &self,
         ev: Event,
         bridge: &mut Option<outbound::OutboundLeg>,
-        leg: &crate::leg::worker::LegHandle,
-        rate_a: u32,
+        ctx: BridgeCtx<'_>,
         outcome: &mut Outcome,
         hung_up: &mut bool,
     ) {
+        let (leg, rate_a) = (ctx.leg, ctx.rate_a);
         let Some(b) = bridge.as_mut() else {
             return;
         };
@@ -1052,13 +1075,15 @@ impl CallSession {
                         outcome.app_result = Some(format!("bridged to {}", b.target));
                     }
                     Err(why) => {
-                        tracing::warn!(call = %self.call, reason = %why, "bridged leg unusable; hanging up both");
-                        outcome.app_result = Some(format!("transfer failed: {why}"));
+                        tracing::warn!(call = %self.call, reason = %why, "bridged leg unusable; hanging it up");
                         let _ = self.commands.send(Command::Hangup { call: b.call }).await;
-                        if !*hung_up {
-                            *hung_up = true;
-                            self.hangup().await;
+                        if let Some(mut b) = bridge.take() {
+                            if let Some(l) = b.leg.as_mut() {
+                                stop_leg(l).await;
+                            }
+                            b.release();
                         }
+                        self.transfer_failed(why, ctx, outcome, hung_up).await;
                     }
                 }
             }
@@ -1068,26 +1093,20 @@ impl CallSession {
             }
             Event::CallEnded { reason, .. } => {
                 let answered = b.answered.is_some();
-                tracing::info!(call = %self.call, ?reason, answered, "bridged leg ended; hanging up the caller");
-                let timed_out = outcome
-                    .app_result
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("transfer failed"));
-                if !answered && !timed_out {
-                    outcome.app_result = Some(match reason {
-                        EndReason::Failed(status) => {
-                            format!("transfer failed: {} answered {status}", b.target)
-                        }
-                        other => format!("transfer failed: {other:?}"),
-                    });
-                }
+                let why = b.failure.take().unwrap_or_else(|| match &reason {
+                    EndReason::Failed(status) => format!("{} answered {status}", b.target),
+                    other => format!("{} ended the call ({other:?})", b.target),
+                });
                 if let Some(mut b) = bridge.take() {
                     if let Some(l) = b.leg.as_mut() {
                         stop_leg(l).await;
                     }
                     b.release();
                 }
-                if !*hung_up {
+                if !answered {
+                    self.transfer_failed(why, ctx, outcome, hung_up).await;
+                } else if !*hung_up {
+                    tracing::info!(call = %self.call, ?reason, "bridged leg ended; hanging up the caller");
                     *hung_up = true;
                     self.hangup().await;
                 }
@@ -1159,6 +1178,17 @@ impl CallSession {
         let (status, body) = in_dialog_answer(request, caps);
         self.respond(tx, status, body).await;
     }
+}
+
+/// What a bridged transfer's steps need of the caller's side.
+#[derive(Clone, Copy)]
+struct BridgeCtx<'a> {
+    /// The caller's media leg.
+    leg: &'a crate::leg::worker::LegHandle,
+    /// Its PCM rate.
+    rate_a: u32,
+    /// The app asked for the transfer (it takes the call back if the transfer fails).
+    app_transfer: bool,
 }
 
 /// The call an event belongs to (a bridged leg's events come to its caller's session).

@@ -128,8 +128,10 @@ pub struct OutboundLeg {
     /// When the INVITE went out, and when it was answered.
     pub started: Instant,
     pub answered: Option<Instant>,
-    /// Its media, once answered.
+    /// Its media, once answered (or at early media).
     pub leg: Option<LegHandle>,
+    /// Why we gave up on it before it answered (the ring timeout), for the conversation.
+    pub failure: Option<String>,
 }
 
 /// What placing a bridged leg needs from the call layer.
@@ -215,6 +217,7 @@ impl OutboundLeg {
             started: Instant::now(),
             answered: None,
             leg: None,
+            failure: None,
         })
     }
 

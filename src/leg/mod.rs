@@ -52,6 +52,9 @@ pub enum LegEvent {
     AppFinished(String),
     /// The app asked to transfer the caller (SIP REFER) to this target.
     TransferRequested(String),
+    /// The transfer the app asked for failed before the target answered (the call goes on
+    /// with the app); the reason is for the conversation and the record.
+    TransferFailed(String),
     /// The leg stopped: sockets closed, recording finalized. Always the last event.
     Stopped(Box<LegStats>),
 }
@@ -106,6 +109,11 @@ pub enum LegCommand {
     /// Run this app from the next tick on (a bridged transfer); the old app is kept until the
     /// leg stops, for its report. Only RTP legs on a media worker take it.
     ReplaceApp(AppSwap),
+    /// Put back the app that ran before the first [`LegCommand::ReplaceApp`] (dropping the
+    /// stand-ins since); no-op when nothing was replaced.
+    RestoreApp,
+    /// Tell the app its transfer failed ([`LegEvent::TransferFailed`], through `on_event`).
+    TransferFailed(String),
 }
 
 /// The app a [`LegCommand::ReplaceApp`] installs.

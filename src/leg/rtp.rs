@@ -313,7 +313,10 @@ impl RtpLeg {
             LegCommand::SetSending(on) => self.sending = on,
             LegCommand::Stop => self.stopped = true,
             // The worker swaps apps; it never reaches the leg.
-            LegCommand::ReplaceApp(_) => {}
+            LegCommand::ReplaceApp(_) | LegCommand::RestoreApp => {}
+            LegCommand::TransferFailed(why) => {
+                self.pending.push_back(LegEvent::TransferFailed(why))
+            }
         }
     }
 

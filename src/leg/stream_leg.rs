@@ -321,8 +321,11 @@ impl StreamLeg {
             // Streams carry no DTMF towards the caller, and have no hold.
             LegCommand::SendDtmf(_) | LegCommand::SetSending(_) => {}
             LegCommand::Stop => self.stopped = true,
-            LegCommand::ReplaceApp(_) => {
+            LegCommand::ReplaceApp(_) | LegCommand::RestoreApp => {
                 tracing::warn!("a stream leg cannot change its app; ignored");
+            }
+            LegCommand::TransferFailed(why) => {
+                self.pending.push_back(LegEvent::TransferFailed(why))
             }
         }
     }

@@ -223,6 +223,13 @@ impl PacedLeg for Entry {
                     let old = std::mem::replace(&mut a.app, swap.0);
                     a.retired.push(old);
                 }
+                Ok(LegCommand::RestoreApp) => {
+                    // The original app; the stand-ins since (ringback, bridge) have no report.
+                    if !a.retired.is_empty() {
+                        a.app = a.retired.swap_remove(0);
+                        a.retired.clear();
+                    }
+                }
                 Ok(cmd) => a.leg.command(cmd),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 // The call is gone: nobody will stop us.

@@ -70,6 +70,7 @@ struct RawSettings {
     max_reprompts: Option<u32>,
     reprompt: Option<Spanned<String>>,
     give_up: Option<RawTransition>,
+    transfer_failed: Option<RawTransition>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +260,10 @@ pub(super) fn parse(src: &str, file: &str) -> Result<Flow, FlowError> {
     })
 }
 
+/// Said when a transfer fails and the flow has no `transfer_failed` of its own (then the
+/// state's question is asked again).
+pub const DEFAULT_TRANSFER_FAILED: &str = "Sorry, I couldn't connect you right now.";
+
 fn settings(ctx: &Ctx<'_>, refs: &Refs<'_>, raw: &RawSettings) -> Result<Settings, FlowError> {
     let unit = |v: &Option<Spanned<f32>>, default: f32, key: &str| match v {
         None => Ok(default),
@@ -297,6 +302,13 @@ fn settings(ctx: &Ctx<'_>, refs: &Refs<'_>, raw: &RawSettings) -> Result<Setting
             args: BTreeMap::new(),
         });
     }
+    let transfer_failed = match &raw.transfer_failed {
+        Some(t) => transition(ctx, refs, t)?,
+        None => Transition {
+            say: Template::parse(DEFAULT_TRANSFER_FAILED).ok(),
+            ..Transition::default()
+        },
+    };
     Ok(Settings {
         min_confidence: unit(
             &raw.min_confidence,
@@ -311,6 +323,7 @@ fn settings(ctx: &Ctx<'_>, refs: &Refs<'_>, raw: &RawSettings) -> Result<Setting
         max_reprompts: raw.max_reprompts.unwrap_or(DEFAULT_MAX_REPROMPTS),
         reprompt,
         give_up,
+        transfer_failed,
     })
 }
 

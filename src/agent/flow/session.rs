@@ -76,6 +76,15 @@ impl FlowSession {
         self.respond(Vec::new(), said, None)
     }
 
+    /// The transfer the flow asked for failed before the target answered: the call goes on
+    /// with the flow's `transfer_failed` transition (by default an apology, then the state's
+    /// question again).
+    pub fn on_transfer_failed(&mut self) -> Vec<Action> {
+        self.finished = false;
+        let flow = Arc::clone(&self.flow);
+        self.take(&flow.settings.transfer_failed)
+    }
+
     /// The caller said `text` (recognizer confidence 0.0 to 1.0).
     pub fn on_user_text(&mut self, text: &str, confidence: f32) -> Vec<Action> {
         if self.finished {
@@ -284,5 +293,82 @@ impl FlowSession {
             slots: &self.slots,
             lead: &self.lead,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESK: &str = r#"
+[flow]
+name = "desk"
+start = "greeting"
+
+[intents.human]
+phrases = ["a person"]
+
+[states.greeting]
+say = "Press 1 for a person."
+dtmf = { "1" = "human" }
+
+[states.greeting.on.human]
+say = "Connecting you."
+tools = [{ name = "transfer", target = "sip:desk@example.com" }]
+"#;
+
+    fn session(src: &str) -> FlowSession {
+        let flow = Arc::new(Flow::parse(src, "desk.toml").unwrap());
+        FlowSession::new(flow, BTreeMap::new())
+    }
+
+    fn said(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Say(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_transfer_apologises_and_asks_again_by_default() {
+        let mut s = session(DESK);
+        s.start();
+        let a = s.on_dtmf('1');
+        assert!(matches!(
+            a.last(),
+            Some(Action::Tool(ToolCall::Transfer { .. }))
+        ));
+        assert!(s.is_finished());
+        let a = s.on_transfer_failed();
+        assert!(!s.is_finished());
+        let expected = format!(
+            "{} Press 1 for a person.",
+            crate::agent::flow::load::DEFAULT_TRANSFER_FAILED
+        );
+        assert_eq!(said(&a), [expected.as_str()]);
+        assert!(matches!(a.last(), Some(Action::Listen { .. })), "{a:?}");
+        // The caller can ask again.
+        let a = s.on_dtmf('1');
+        assert!(matches!(
+            a.last(),
+            Some(Action::Tool(ToolCall::Transfer { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_flows_transfer_failed_transition_is_taken() {
+        let src = DESK.replace(
+            "start = \"greeting\"",
+            "start = \"greeting\"\ntransfer_failed = { say = \"Nobody is free. Goodbye.\", tools = [{ name = \"end_call\" }] }",
+        );
+        let mut s = session(&src);
+        s.start();
+        s.on_dtmf('1');
+        let a = s.on_transfer_failed();
+        assert_eq!(said(&a), ["Nobody is free. Goodbye."]);
+        assert!(matches!(a.last(), Some(Action::Hangup)), "{a:?}");
     }
 }
