@@ -172,6 +172,91 @@ pub struct TimedSpeech {
     pub words: Vec<WordEnd>,
 }
 
+impl TimedSpeech {
+    /// `(frame index, text_done)` for each word: the frame of `frame` samples during which
+    /// the word's last sample plays, and `base` + the word's end (at most `text_done`).
+    fn word_marks(&self, frame: usize, base: usize, text_done: usize) -> Vec<(usize, usize)> {
+        let frame = frame.max(1);
+        let last = self.pcm.len().div_ceil(frame).saturating_sub(1);
+        self.words
+            .iter()
+            .map(|w| {
+                let at = (w.sample.saturating_sub(1) / frame).min(last);
+                (at, (base + w.text_end).min(text_done))
+            })
+            .collect()
+    }
+
+    /// The audio as frames of `frame` samples (the last zero-padded; one silent frame when
+    /// there is no audio) for text starting at byte `base` of the pushed text: the frame
+    /// during which a word ends carries that word's end as `text_done`, the last frame
+    /// `text_done` (repeating the last word's mark when that word ends the text). Without
+    /// `base`, only the last frame is marked.
+    pub fn frames(&self, frame: usize, base: Option<usize>, text_done: usize) -> Vec<TtsAudio> {
+        let frame = frame.max(1);
+        let mut frames: Vec<TtsAudio> = self
+            .pcm
+            .chunks(frame)
+            .map(|c| TtsAudio {
+                samples: c.to_vec(),
+                text_done: None,
+            })
+            .collect();
+        if frames.is_empty() {
+            // Nothing pronounceable: one silent frame still reports the text as done.
+            frames.push(TtsAudio {
+                samples: Vec::new(),
+                text_done: None,
+            });
+        }
+        for (at, done) in base.map_or_else(Vec::new, |b| self.word_marks(frame, b, text_done)) {
+            frames[at].text_done = Some(done);
+        }
+        if let Some(last) = frames.last_mut() {
+            last.samples.resize(frame, 0);
+            last.text_done = Some(text_done);
+        }
+        frames
+    }
+
+    /// The audio in one chunk per word (whole frames of `frame` samples, the last
+    /// zero-padded), each ending with the frame during which its word ends and carrying its
+    /// end; the last chunk carries `text_done`. Like [`TimedSpeech::frames`] with one mark
+    /// per word instead of one chunk per frame, for drivers that queue a sentence at once.
+    pub fn word_chunks(
+        &self,
+        frame: usize,
+        base: Option<usize>,
+        text_done: usize,
+    ) -> Vec<TtsAudio> {
+        let frame = frame.max(1);
+        let total = self.pcm.len().div_ceil(frame).max(1) * frame;
+        let mut padded = self.pcm.clone();
+        padded.resize(total, 0);
+        let words = base.map_or_else(Vec::new, |b| self.word_marks(frame, b, text_done));
+        let cuts = words
+            .into_iter()
+            .map(|(at, done)| ((at + 1) * frame, done))
+            .chain([(total, text_done)]);
+        let mut chunks: Vec<TtsAudio> = Vec::new();
+        let mut start = 0;
+        for (end, done) in cuts {
+            match chunks.last_mut() {
+                // Another word ending in the same frame: that chunk completes it too.
+                Some(c) if end <= start => c.text_done = Some(done),
+                _ => {
+                    chunks.push(TtsAudio {
+                        samples: padded[start..end].to_vec(),
+                        text_done: Some(done),
+                    });
+                    start = end;
+                }
+            }
+        }
+        chunks
+    }
+}
+
 /// Where a spoken word ends, in the text and in the audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WordEnd {
@@ -397,7 +482,7 @@ impl FliteSession {
     /// Synthesizes the next pending sentence into 20 ms frames.
     fn synthesize_next(&mut self) -> Option<Result<(), StageError>> {
         let p = self.sentences.pop_front()?;
-        let TimedSpeech { pcm, words } = match self.tts.synthesize_words(&p.text, self.rate) {
+        let speech = match self.tts.synthesize_words(&p.text, self.rate) {
             Ok(speech) => speech,
             Err(e) => {
                 return Some(Err(StageError::Provider {
@@ -406,27 +491,8 @@ impl FliteSession {
                 }));
             }
         };
-        let mut chunks: Vec<Vec<i16>> = pcm.chunks(self.frame).map(<[i16]>::to_vec).collect();
-        if chunks.is_empty() {
-            // Nothing pronounceable: one silent frame still reports the text as done.
-            chunks.push(Vec::new());
-        }
-        let last = chunks.len() - 1;
-        let mut done: Vec<Option<usize>> = vec![None; chunks.len()];
-        if let Some(base) = p.base {
-            // The frame during which a word's last sample plays carries the word's end.
-            for w in &words {
-                let frame = (w.sample.saturating_sub(1) / self.frame).min(last);
-                done[frame] = Some((base + w.text_end).min(p.text_done));
-            }
-        }
-        // The sentence's last frame carries its end, as without timings (after the trailing
-        // pause it repeats the last word's mark when that word ends the sentence).
-        done[last] = Some(p.text_done);
-        for (mut samples, text_done) in chunks.into_iter().zip(done) {
-            samples.resize(self.frame, 0);
-            self.frames.push_back(TtsAudio { samples, text_done });
-        }
+        self.frames
+            .extend(speech.frames(self.frame, p.base, p.text_done));
         Some(Ok(()))
     }
 }
@@ -617,6 +683,64 @@ mod tests {
         assert_eq!(wide.iter().map(|m| m.1).collect::<Vec<_>>(), done);
         for (a, b) in marks.iter().zip(&wide) {
             assert!(a.0.abs_diff(b.0) <= 1, "{marks:?} vs {wide:?}");
+        }
+    }
+
+    #[test]
+    fn word_marks_land_on_frames_and_chunks() {
+        let speech = TimedSpeech {
+            pcm: vec![1; 1000],
+            words: vec![
+                WordEnd {
+                    text_end: 5,
+                    sample: 300,
+                },
+                WordEnd {
+                    text_end: 9,
+                    sample: 320,
+                },
+                WordEnd {
+                    text_end: 14,
+                    sample: 900,
+                },
+            ],
+        };
+        let frames = speech.frames(160, Some(10), 30);
+        assert!(frames.iter().all(|f| f.samples.len() == 160));
+        let done: Vec<_> = frames.iter().map(|f| f.text_done).collect();
+        // Samples 300 and 320 both end in frame 1 (160..320): it completes both words.
+        assert_eq!(done, [None, Some(19), None, None, None, Some(24), Some(30)]);
+        let chunks = speech.word_chunks(160, Some(10), 30);
+        let shape: Vec<_> = chunks
+            .iter()
+            .map(|c| (c.samples.len(), c.text_done))
+            .collect();
+        assert_eq!(shape, [(320, Some(19)), (640, Some(24)), (160, Some(30))]);
+        assert_eq!(chunks.iter().map(|c| c.samples.len()).sum::<usize>(), 1120);
+        // Without the text's place, only the end is marked.
+        let done: Vec<_> = speech
+            .frames(160, None, 30)
+            .iter()
+            .filter_map(|f| f.text_done)
+            .collect();
+        assert_eq!(done, [30]);
+        let shape: Vec<_> = speech
+            .word_chunks(160, None, 30)
+            .iter()
+            .map(|c| (c.samples.len(), c.text_done))
+            .collect();
+        assert_eq!(shape, [(1120, Some(30))]);
+        // No audio: one silent frame still reports the text as done.
+        let silent = TimedSpeech::default();
+        for chunks in [
+            silent.frames(160, Some(0), 3),
+            silent.word_chunks(160, Some(0), 3),
+        ] {
+            assert_eq!(chunks.len(), 1);
+            assert_eq!(
+                (chunks[0].samples.len(), chunks[0].text_done),
+                (160, Some(3))
+            );
         }
     }
 
