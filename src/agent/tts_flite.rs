@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 
 use thiserror::Error;
 
+pub use super::flite_words::{TimedSpeech, WordEnd};
 use super::flite_words::{Utterance, place_tokens};
 use super::registry::{BuildError, StageParams};
 use super::sentences::SentenceSplitter;
@@ -161,109 +162,6 @@ fn sanitize_mapped(text: &str) -> (String, Vec<usize>) {
     out.truncate(trimmed);
     map.truncate(trimmed);
     (out, map)
-}
-
-/// Speech for one text, with when each of its words ends.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TimedSpeech {
-    /// Mono 16-bit PCM at the rate asked for.
-    pub pcm: Vec<i16>,
-    /// The words' ends in order; empty when Flite's timings could not be read.
-    pub words: Vec<WordEnd>,
-}
-
-impl TimedSpeech {
-    /// `(frame index, text_done)` for each word: the frame of `frame` samples during which
-    /// the word's last sample plays, and `base` + the word's end (at most `text_done`).
-    fn word_marks(&self, frame: usize, base: usize, text_done: usize) -> Vec<(usize, usize)> {
-        let frame = frame.max(1);
-        let last = self.pcm.len().div_ceil(frame).saturating_sub(1);
-        self.words
-            .iter()
-            .map(|w| {
-                let at = (w.sample.saturating_sub(1) / frame).min(last);
-                (at, (base + w.text_end).min(text_done))
-            })
-            .collect()
-    }
-
-    /// The audio as frames of `frame` samples (the last zero-padded; one silent frame when
-    /// there is no audio) for text starting at byte `base` of the pushed text: the frame
-    /// during which a word ends carries that word's end as `text_done`, the last frame
-    /// `text_done` (repeating the last word's mark when that word ends the text). Without
-    /// `base`, only the last frame is marked.
-    pub fn frames(&self, frame: usize, base: Option<usize>, text_done: usize) -> Vec<TtsAudio> {
-        let frame = frame.max(1);
-        let mut frames: Vec<TtsAudio> = self
-            .pcm
-            .chunks(frame)
-            .map(|c| TtsAudio {
-                samples: c.to_vec(),
-                text_done: None,
-            })
-            .collect();
-        if frames.is_empty() {
-            // Nothing pronounceable: one silent frame still reports the text as done.
-            frames.push(TtsAudio {
-                samples: Vec::new(),
-                text_done: None,
-            });
-        }
-        for (at, done) in base.map_or_else(Vec::new, |b| self.word_marks(frame, b, text_done)) {
-            frames[at].text_done = Some(done);
-        }
-        if let Some(last) = frames.last_mut() {
-            last.samples.resize(frame, 0);
-            last.text_done = Some(text_done);
-        }
-        frames
-    }
-
-    /// The audio in one chunk per word (whole frames of `frame` samples, the last
-    /// zero-padded), each ending with the frame during which its word ends and carrying its
-    /// end; the last chunk carries `text_done`. Like [`TimedSpeech::frames`] with one mark
-    /// per word instead of one chunk per frame, for drivers that queue a sentence at once.
-    pub fn word_chunks(
-        &self,
-        frame: usize,
-        base: Option<usize>,
-        text_done: usize,
-    ) -> Vec<TtsAudio> {
-        let frame = frame.max(1);
-        let total = self.pcm.len().div_ceil(frame).max(1) * frame;
-        let mut padded = self.pcm.clone();
-        padded.resize(total, 0);
-        let words = base.map_or_else(Vec::new, |b| self.word_marks(frame, b, text_done));
-        let cuts = words
-            .into_iter()
-            .map(|(at, done)| ((at + 1) * frame, done))
-            .chain([(total, text_done)]);
-        let mut chunks: Vec<TtsAudio> = Vec::new();
-        let mut start = 0;
-        for (end, done) in cuts {
-            match chunks.last_mut() {
-                // Another word ending in the same frame: that chunk completes it too.
-                Some(c) if end <= start => c.text_done = Some(done),
-                _ => {
-                    chunks.push(TtsAudio {
-                        samples: padded[start..end].to_vec(),
-                        text_done: Some(done),
-                    });
-                    start = end;
-                }
-            }
-        }
-        chunks
-    }
-}
-
-/// Where a spoken word ends, in the text and in the audio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WordEnd {
-    /// Byte offset in the text just past the word and its trailing punctuation.
-    pub text_end: usize,
-    /// Sample offset (at the rate asked for) where the word's last sound ends.
-    pub sample: usize,
 }
 
 /// Copies a Flite wave's first channel: `(native rate, samples)`.
@@ -683,64 +581,6 @@ mod tests {
         assert_eq!(wide.iter().map(|m| m.1).collect::<Vec<_>>(), done);
         for (a, b) in marks.iter().zip(&wide) {
             assert!(a.0.abs_diff(b.0) <= 1, "{marks:?} vs {wide:?}");
-        }
-    }
-
-    #[test]
-    fn word_marks_land_on_frames_and_chunks() {
-        let speech = TimedSpeech {
-            pcm: vec![1; 1000],
-            words: vec![
-                WordEnd {
-                    text_end: 5,
-                    sample: 300,
-                },
-                WordEnd {
-                    text_end: 9,
-                    sample: 320,
-                },
-                WordEnd {
-                    text_end: 14,
-                    sample: 900,
-                },
-            ],
-        };
-        let frames = speech.frames(160, Some(10), 30);
-        assert!(frames.iter().all(|f| f.samples.len() == 160));
-        let done: Vec<_> = frames.iter().map(|f| f.text_done).collect();
-        // Samples 300 and 320 both end in frame 1 (160..320): it completes both words.
-        assert_eq!(done, [None, Some(19), None, None, None, Some(24), Some(30)]);
-        let chunks = speech.word_chunks(160, Some(10), 30);
-        let shape: Vec<_> = chunks
-            .iter()
-            .map(|c| (c.samples.len(), c.text_done))
-            .collect();
-        assert_eq!(shape, [(320, Some(19)), (640, Some(24)), (160, Some(30))]);
-        assert_eq!(chunks.iter().map(|c| c.samples.len()).sum::<usize>(), 1120);
-        // Without the text's place, only the end is marked.
-        let done: Vec<_> = speech
-            .frames(160, None, 30)
-            .iter()
-            .filter_map(|f| f.text_done)
-            .collect();
-        assert_eq!(done, [30]);
-        let shape: Vec<_> = speech
-            .word_chunks(160, None, 30)
-            .iter()
-            .map(|c| (c.samples.len(), c.text_done))
-            .collect();
-        assert_eq!(shape, [(1120, Some(30))]);
-        // No audio: one silent frame still reports the text as done.
-        let silent = TimedSpeech::default();
-        for chunks in [
-            silent.frames(160, Some(0), 3),
-            silent.word_chunks(160, Some(0), 3),
-        ] {
-            assert_eq!(chunks.len(), 1);
-            assert_eq!(
-                (chunks[0].samples.len(), chunks[0].text_done),
-                (160, Some(3))
-            );
         }
     }
 
