@@ -241,18 +241,15 @@ unsafe fn token_end(t: *const CstItem) -> Option<f32> {
 
 /// Places `tokens` on `text` (the text Flite was given), in order: for each timed token, the
 /// byte end of its name plus its trailing punctuation, with its end time. Times never go back;
-/// a token whose name cannot be found next in the text is skipped.
+/// a token whose name cannot be found next in the text, as a whole word, is skipped.
 pub(super) fn place_tokens(text: &str, tokens: &[FliteToken]) -> Vec<(usize, f32)> {
     let mut placed: Vec<(usize, f32)> = Vec::new();
     let mut cursor = 0;
     for t in tokens {
-        if t.name.is_empty() {
-            continue;
-        }
-        let Some(at) = text[cursor..].find(t.name.as_str()) else {
+        let Some(at) = find_word(text, cursor, &t.name) else {
             continue;
         };
-        let mut end = cursor + at + t.name.len();
+        let mut end = at + t.name.len();
         if !t.punc.is_empty() && text[end..].starts_with(t.punc.as_str()) {
             end += t.punc.len();
         }
@@ -262,6 +259,23 @@ pub(super) fn place_tokens(text: &str, tokens: &[FliteToken]) -> Vec<(usize, f32
         placed.push((end, secs));
     }
     placed
+}
+
+/// The first occurrence of `name` at or after `from` that is not part of a longer word (no
+/// letter or digit just before or after it), so a short token never lands inside another.
+fn find_word(text: &str, from: usize, name: &str) -> Option<usize> {
+    if name.is_empty() {
+        return None;
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    text[from..]
+        .match_indices(name)
+        .map(|(at, _)| from + at)
+        .find(|&at| {
+            let end = at + name.len();
+            !(alnum(text[..at].chars().next_back()) && alnum(name.chars().next()))
+                && !(alnum(text[end..].chars().next()) && alnum(name.chars().next_back()))
+        })
 }
 
 /// `cst_utterance`, `cst_item` and the few utterance functions of Flite 2.2 used here.
@@ -419,5 +433,15 @@ mod tests {
             ],
         );
         assert_eq!(placed, [(3, 0.2), (17, 0.9)]);
+        // After an unplaced token, a short one does not land inside a longer word.
+        let placed = place_tokens(
+            "zebra a cat",
+            &[
+                token("zebru", "", Some(0.5)),
+                token("a", "", Some(0.6)),
+                token("cat", "", Some(0.9)),
+            ],
+        );
+        assert_eq!(placed, [(7, 0.6), (11, 0.9)]);
     }
 }
