@@ -273,8 +273,9 @@ fn find_word(text: &str, from: usize, name: &str) -> Option<usize> {
         .map(|(at, _)| from + at)
         .find(|&at| {
             let end = at + name.len();
-            !(alnum(text[..at].chars().next_back()) && alnum(name.chars().next()))
-                && !(alnum(text[end..].chars().next()) && alnum(name.chars().next_back()))
+            let glued_before = alnum(text[..at].chars().next_back()) && alnum(name.chars().next());
+            let glued_after = alnum(text[end..].chars().next()) && alnum(name.chars().next_back());
+            !glued_before && !glued_after
         })
 }
 
