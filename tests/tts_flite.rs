@@ -123,3 +123,52 @@ fn the_registry_builds_a_flite_stage_that_speaks() {
     assert_eq!(done, Some("Hi, this is an automated assistant.".len()));
     assert!(rms(&samples) > 500.0);
 }
+
+/// Sentences of an agent's reply, for timing synthesis with and without word timings.
+const REPLY: [&str; 3] = [
+    "Hello there, how are you today?",
+    "I am calling about the quote you asked for on the third of March.",
+    "It comes to 1,250 dollars, and we can start next week.",
+];
+
+#[test]
+fn word_timings_cost_next_to_nothing() {
+    const REPS: usize = 15;
+    for voice in VOICES {
+        let tts = FliteTts::new(voice).unwrap();
+        // Each voice's native rate: no resampling, synthesis only.
+        let rate = if voice == FliteVoice::Kal {
+            8000
+        } else {
+            16000
+        };
+        let (mut plain, mut timed) = (f64::MAX, f64::MAX);
+        let mut audio_s = 0.0;
+        for _ in 0..REPS {
+            // Interleaved, best of REPS: the machine is shared.
+            let t = Instant::now();
+            for text in REPLY {
+                tts.synthesize(text, rate).unwrap();
+            }
+            plain = plain.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            audio_s = 0.0;
+            for text in REPLY {
+                let speech = tts.synthesize_words(text, rate).unwrap();
+                assert!(speech.words.len() >= 6, "{text:?}: {:?}", speech.words);
+                audio_s += speech.pcm.len() as f64 / f64::from(rate);
+            }
+            timed = timed.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{:3} {rate:5} Hz, 3 sentences ({audio_s:.2} s of audio): flite_text_to_wave {:.2} ms, \
+             flite_synth_text + word walk {:.2} ms ({:+.1} %)",
+            voice.name(),
+            plain * 1e3,
+            timed * 1e3,
+            (timed / plain - 1.0) * 100.0
+        );
+        // A second synthesis or a slow walk would double it.
+        assert!(timed < plain * 1.3, "{timed} s vs {plain} s");
+    }
+}

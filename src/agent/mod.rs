@@ -6,6 +6,7 @@ pub mod deepgram_wire;
 mod doubles;
 pub mod elevenlabs_wire;
 mod energy_vad;
+mod flite_words;
 pub mod flow;
 pub mod latency;
 pub mod llm_openai;

@@ -10,7 +10,9 @@
 //! [`FliteTts`] turns one text into mono PCM at the rate asked for; [`FliteTtsStage`] is the
 //! pipeline's [`Tts`] stage (registered as `flite`, parameter `voice = "kal" | "slt"`): each
 //! pushed text is split into sentences, each sentence synthesized when the previous one's audio
-//! has been taken, and delivered in 20 ms frames whose last carries `text_done`.
+//! has been taken, and delivered in 20 ms frames. The frame during which a word ends carries
+//! `text_done` up to that word (Flite's segment timings, read by `flite_words`), so a barge-in
+//! cuts the history at the last whole word heard; each sentence's last frame carries its end.
 
 use std::collections::VecDeque;
 use std::ffi::{CString, c_char, c_int};
@@ -19,6 +21,8 @@ use std::task::{Context, Poll};
 
 use thiserror::Error;
 
+pub use super::flite_words::{TimedSpeech, WordEnd};
+use super::flite_words::{Utterance, place_tokens};
 use super::registry::{BuildError, StageParams};
 use super::sentences::SentenceSplitter;
 use super::stages::{StageError, Tts, TtsAudio, TtsSession};
@@ -126,14 +130,23 @@ fn voice_ptr(voice: FliteVoice) -> Result<VoicePtr, TtsError> {
 /// punctuation becomes ASCII, other non-ASCII characters (which the US English front end
 /// cannot pronounce) become spaces, and runs of spaces collapse.
 pub fn sanitize(text: &str) -> String {
+    sanitize_mapped(text).0
+}
+
+/// [`sanitize`], with, for each byte of the result, the end (byte offset in `text`) of the
+/// character it came from.
+fn sanitize_mapped(text: &str) -> (String, Vec<usize>) {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let mut map = Vec::with_capacity(text.len());
+    for (at, c) in text.char_indices() {
+        let end = at + c.len_utf8();
         let c = match c {
             '\u{2018}' | '\u{2019}' | '\u{02BC}' => '\'',
             '\u{201C}' | '\u{201D}' | '\u{00AB}' | '\u{00BB}' => '"',
             '\u{2010}'..='\u{2015}' => '-',
             '\u{2026}' => {
                 out.push_str("...");
+                map.extend([end; 3]);
                 continue;
             }
             c if c.is_ascii_graphic() => c,
@@ -143,10 +156,45 @@ pub fn sanitize(text: &str) -> String {
             continue;
         }
         out.push(c);
+        map.push(end);
     }
     let trimmed = out.trim_end().len();
     out.truncate(trimmed);
-    out
+    map.truncate(trimmed);
+    (out, map)
+}
+
+/// Copies a Flite wave's first channel: `(native rate, samples)`.
+///
+/// # Safety
+/// `w` is a live wave whose `samples` hold `num_samples * num_channels` values.
+unsafe fn copy_wave(w: &ffi::CstWave) -> (u32, Vec<i16>) {
+    let n = usize::try_from(w.num_samples).unwrap_or(0);
+    let ch = usize::try_from(w.num_channels).unwrap_or(1).max(1);
+    let rate = u32::try_from(w.sample_rate).unwrap_or(0);
+    let pcm = if n == 0 || w.samples.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: per the contract above.
+        let all = unsafe { std::slice::from_raw_parts(w.samples, n * ch) };
+        if ch == 1 {
+            all.to_vec()
+        } else {
+            all.chunks_exact(ch).map(|f| f[0]).collect()
+        }
+    };
+    (rate, pcm)
+}
+
+/// `pcm` at `native` Hz converted to `rate` Hz.
+fn to_rate(pcm: Vec<i16>, native: u32, rate: u32) -> Result<Vec<i16>, TtsError> {
+    if pcm.is_empty() || native == rate {
+        return Ok(pcm);
+    }
+    resample_all(&pcm, native, rate).map_err(|_| TtsError::Resample {
+        from: native,
+        to: rate,
+    })
 }
 
 /// An in-process Flite synthesizer for one voice.
@@ -179,16 +227,9 @@ impl FliteTts {
     /// Speaks `text` as mono 16-bit PCM at `rate` Hz (8000, 16000, 24000 or 48000). Text with
     /// nothing pronounceable gives empty audio.
     pub fn synthesize(&self, text: &str, rate: u32) -> Result<Vec<i16>, TtsError> {
-        if !RATES.contains(&rate) {
-            return Err(TtsError::UnsupportedRate(rate));
-        }
-        let clean = sanitize(text);
-        if !clean.chars().any(|c| c.is_ascii_alphanumeric()) {
+        let Some((clean, _, c_text)) = prepare(text, rate)? else {
             return Ok(Vec::new());
-        }
-        // `sanitize` removed every control character, NUL included.
-        let c_text =
-            CString::new(clean.as_str()).map_err(|_| TtsError::Synthesis(clean.clone()))?;
+        };
         let (native, pcm) = {
             let _guard = lock();
             // SAFETY: the voice was registered and Flite is only entered under the lock; the
@@ -198,32 +239,63 @@ impl FliteTts {
                 if wave.is_null() {
                     return Err(TtsError::Synthesis(clean));
                 }
-                let w = &*wave;
-                let n = usize::try_from(w.num_samples).unwrap_or(0);
-                let ch = usize::try_from(w.num_channels).unwrap_or(1).max(1);
-                let rate = u32::try_from(w.sample_rate).unwrap_or(0);
-                let pcm = if n == 0 || w.samples.is_null() {
-                    Vec::new()
-                } else {
-                    let all = std::slice::from_raw_parts(w.samples, n * ch);
-                    if ch == 1 {
-                        all.to_vec()
-                    } else {
-                        all.chunks_exact(ch).map(|f| f[0]).collect()
-                    }
-                };
+                let copied = copy_wave(&*wave);
                 ffi::delete_wave(wave);
-                (rate, pcm)
+                copied
             }
         };
-        if pcm.is_empty() || native == rate {
-            return Ok(pcm);
-        }
-        resample_all(&pcm, native, rate).map_err(|_| TtsError::Resample {
-            from: native,
-            to: rate,
-        })
+        to_rate(pcm, native, rate)
     }
+
+    /// Speaks `text` like [`FliteTts::synthesize`] and says where each word ends, in `text`
+    /// and in the audio, from Flite's own segment timings.
+    pub fn synthesize_words(&self, text: &str, rate: u32) -> Result<TimedSpeech, TtsError> {
+        let Some((clean, map, c_text)) = prepare(text, rate)? else {
+            return Ok(TimedSpeech::default());
+        };
+        let (native, pcm, tokens) = {
+            let _guard = lock();
+            // SAFETY: the voice was registered and the lock is held until the utterance (and
+            // the wave it owns) is dropped at the end of this block.
+            let utt = unsafe { Utterance::synth(&c_text, self.ptr.0) };
+            let Some(utt) = utt else {
+                return Err(TtsError::Synthesis(clean));
+            };
+            let Some(wave) = utt.wave() else {
+                return Err(TtsError::Synthesis(clean));
+            };
+            // SAFETY: the wave is Flite's own, alive with the utterance.
+            let (native, pcm) = unsafe { copy_wave(wave) };
+            (native, pcm, utt.tokens())
+        };
+        let pcm = to_rate(pcm, native, rate)?;
+        let words = place_tokens(&clean, &tokens)
+            .into_iter()
+            .filter_map(|(end, secs)| {
+                let text_end = *map.get(end.checked_sub(1)?)?;
+                let sample = (f64::from(secs) * f64::from(rate)).round();
+                // `as` saturates: a negative time is the start, a huge one the end.
+                let sample = (sample as usize).min(pcm.len());
+                Some(WordEnd { text_end, sample })
+            })
+            .collect();
+        Ok(TimedSpeech { pcm, words })
+    }
+}
+
+/// Checks `rate` and cleans `text` for Flite: `(clean text, its byte map, C string)`, or
+/// `None` when nothing in it is pronounceable.
+fn prepare(text: &str, rate: u32) -> Result<Option<(String, Vec<usize>, CString)>, TtsError> {
+    if !RATES.contains(&rate) {
+        return Err(TtsError::UnsupportedRate(rate));
+    }
+    let (clean, map) = sanitize_mapped(text);
+    if !clean.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    // `sanitize` removed every control character, NUL included.
+    let c_text = CString::new(clean.as_str()).map_err(|_| TtsError::Synthesis(clean.clone()))?;
+    Ok(Some((clean, map, c_text)))
 }
 
 /// The `flite` pipeline stage.
@@ -281,6 +353,8 @@ const STAGE: &str = "tts flite";
 #[derive(Debug)]
 struct Pending {
     text: String,
+    /// Where `text` starts in the pushed text, when it was found there (word marks need it).
+    base: Option<usize>,
     /// Bytes of pushed text spoken once this sentence has played.
     text_done: usize,
 }
@@ -306,8 +380,8 @@ impl FliteSession {
     /// Synthesizes the next pending sentence into 20 ms frames.
     fn synthesize_next(&mut self) -> Option<Result<(), StageError>> {
         let p = self.sentences.pop_front()?;
-        let pcm = match self.tts.synthesize(&p.text, self.rate) {
-            Ok(pcm) => pcm,
+        let speech = match self.tts.synthesize_words(&p.text, self.rate) {
+            Ok(speech) => speech,
             Err(e) => {
                 return Some(Err(StageError::Provider {
                     stage: STAGE.to_owned(),
@@ -315,19 +389,8 @@ impl FliteSession {
                 }));
             }
         };
-        let mut chunks: Vec<Vec<i16>> = pcm.chunks(self.frame).map(<[i16]>::to_vec).collect();
-        if chunks.is_empty() {
-            // Nothing pronounceable: one silent frame still reports the text as done.
-            chunks.push(Vec::new());
-        }
-        let last = chunks.len() - 1;
-        for (i, mut samples) in chunks.into_iter().enumerate() {
-            samples.resize(self.frame, 0);
-            self.frames.push_back(TtsAudio {
-                samples,
-                text_done: (i == last).then_some(p.text_done),
-            });
-        }
+        self.frames
+            .extend(speech.frames(self.frame, p.base, p.text_done));
         Some(Ok(()))
     }
 }
@@ -349,23 +412,23 @@ impl TtsSession for FliteSession {
         let mut cursor = 0;
         let count = pieces.len();
         for (i, piece) in pieces.into_iter().enumerate() {
+            let found = text[cursor..].find(piece.as_str()).map(|at| cursor + at);
             let end = if i + 1 == count {
                 text.len()
             } else {
-                match text[cursor..].find(piece.trim()) {
-                    Some(at) => cursor + at + piece.trim().len(),
-                    None => cursor,
-                }
+                found.map_or(cursor, |at| at + piece.len())
             };
             cursor = end;
             self.sentences.push_back(Pending {
                 text: piece,
+                base: found.map(|at| start + at),
                 text_done: start + end,
             });
         }
         if count == 0 && !text.is_empty() {
             self.sentences.push_back(Pending {
                 text: String::new(),
+                base: None,
                 text_done: self.text_len,
             });
         }
@@ -404,9 +467,10 @@ impl TtsSession for FliteSession {
 
 /// The few Flite 2.2 functions used (Debian's `libflite1`); the libraries are in the default
 /// search path. The voice libraries pull in `flite_usenglish` and `flite_cmulex` themselves.
-mod ffi {
+pub(super) mod ffi {
     use super::{c_char, c_int};
 
+    /// `cst_voice` (opaque).
     #[repr(C)]
     pub struct CstVoice {
         _private: [u8; 0],
@@ -479,6 +543,95 @@ mod tests {
         }
     }
 
+    /// `(frame index, text_done)` of every frame carrying a mark.
+    fn session_marks(voice: FliteVoice, rate: u32, text: &str) -> (usize, Vec<(usize, usize)>) {
+        let mut s = FliteTtsStage::new(voice).unwrap().start(rate).unwrap();
+        s.push_text(text).unwrap();
+        s.finish().unwrap();
+        let mut frames = Vec::new();
+        while let Poll::Ready(Some(f)) = s.poll_audio(&mut cx()) {
+            frames.push(f.unwrap());
+        }
+        let marks = frames
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.text_done.map(|d| (i, d)))
+            .collect();
+        (frames.len(), marks)
+    }
+
+    #[test]
+    fn each_word_is_marked_on_the_frame_where_it_ends() {
+        let text = "Hello there, how are you today?";
+        let (frames, mut marks) = session_marks(FliteVoice::Kal, 8000, text);
+        // One mark per word, through the word and its punctuation; "today?" ends the text.
+        let (last_frame, end) = marks.pop().unwrap();
+        assert_eq!((last_frame, end), (frames - 1, text.len()));
+        let done: Vec<usize> = marks.iter().map(|m| m.1).collect();
+        assert_eq!(done, [5, 12, 16, 20, 24, text.len()]);
+        let ms: Vec<usize> = marks.iter().map(|m| (m.0 + 1) * 20).collect();
+        assert!(ms.windows(2).all(|w| w[0] < w[1]), "{ms:?}");
+        let total = frames * 20;
+        assert!(ms[0] > 100 && ms[0] < total / 2, "{ms:?} of {total} ms");
+        // "today?" ends before the trailing pause.
+        assert!(*ms.last().unwrap() < total, "{ms:?} of {total} ms");
+        // The same words at 16 kHz (resampled from kal's 8 kHz) end at the same times.
+        let (_, mut wide) = session_marks(FliteVoice::Kal, 16000, text);
+        wide.pop();
+        assert_eq!(wide.iter().map(|m| m.1).collect::<Vec<_>>(), done);
+        for (a, b) in marks.iter().zip(&wide) {
+            assert!(a.0.abs_diff(b.0) <= 1, "{marks:?} vs {wide:?}");
+        }
+    }
+
+    #[test]
+    fn word_ends_match_the_sound() {
+        // Flite pauses at the comma: right after "there," the audio is near silence, right
+        // before it is speech. A timing off by more than a few tens of ms fails this.
+        for voice in [FliteVoice::Kal, FliteVoice::Slt] {
+            let tts = FliteTts::new(voice).unwrap();
+            let speech = tts
+                .synthesize_words("Hello there, how are you today?", 8000)
+                .unwrap();
+            let at = speech.words[1].sample;
+            let (before, after) = (
+                rms(&speech.pcm[at - 480..at]),
+                rms(&speech.pcm[at..at + 480]),
+            );
+            assert!(before > 10.0 * after, "{voice:?}: {before} then {after}");
+        }
+    }
+
+    #[test]
+    fn word_ends_follow_the_audio_and_map_back_through_sanitizing() {
+        for voice in [FliteVoice::Kal, FliteVoice::Slt] {
+            let tts = FliteTts::new(voice).unwrap();
+            let text = "It\u{2019}s  3.5 dollars\u{2026} ok?";
+            let speech = tts.synthesize_words(text, 16000).unwrap();
+            let ends: Vec<usize> = speech.words.iter().map(|w| w.text_end).collect();
+            let expected = [
+                "It\u{2019}s".len(),
+                "It\u{2019}s  3.5".len(),
+                "It\u{2019}s  3.5 dollars\u{2026}".len(),
+                text.len(),
+            ];
+            assert_eq!(ends, expected, "{voice:?}");
+            let samples: Vec<usize> = speech.words.iter().map(|w| w.sample).collect();
+            assert!(samples.windows(2).all(|w| w[0] < w[1]), "{samples:?}");
+            // "3.5" is several words long: more than a third of a second.
+            assert!(samples[1] - samples[0] > 16000 / 3, "{samples:?}");
+            // The last word ends before the trailing pause, inside the audio.
+            let len = speech.pcm.len();
+            assert!(
+                samples[3] <= len && samples[3] > len / 2,
+                "{samples:?} of {len}"
+            );
+            // The audio is as long as what `synthesize` gives.
+            let plain = tts.synthesize(text, 16000).unwrap().len();
+            assert_eq!(len, plain, "{voice:?}");
+        }
+    }
+
     #[test]
     fn hostile_text_does_not_crash() {
         let tts = FliteTts::new(FliteVoice::Kal).unwrap();
@@ -491,7 +644,16 @@ mod tests {
             &"word ".repeat(200),
         ] {
             tts.synthesize(text, 8000).unwrap();
+            let speech = tts.synthesize_words(text, 8000).unwrap();
+            let ends: Vec<usize> = speech.words.iter().map(|w| w.text_end).collect();
+            assert!(ends.windows(2).all(|w| w[0] < w[1]), "{text:?}: {ends:?}");
+            assert!(ends.last().is_none_or(|&e| e <= text.len()));
+            assert!(speech.words.iter().all(|w| w.sample <= speech.pcm.len()));
         }
+        assert_eq!(
+            tts.synthesize_words("...", 8000),
+            Ok(TimedSpeech::default())
+        );
         assert_eq!(
             tts.synthesize("hi", 11025),
             Err(TtsError::UnsupportedRate(11025))
@@ -512,8 +674,11 @@ mod tests {
             frames.push(f.unwrap());
         }
         assert!(frames.iter().all(|f| f.samples.len() == 160));
-        let done: Vec<usize> = frames.iter().filter_map(|f| f.text_done).collect();
-        assert_eq!(done, [12, text.len(), text.len() + 5]);
+        let mut done: Vec<usize> = frames.iter().filter_map(|f| f.text_done).collect();
+        // "you?" and "Bye." end their pushes: the pushes' last frames repeat those marks.
+        done.dedup();
+        // Word ends: "Hello", "there." (ending the first sentence), "How", "are", "you?", "Bye.".
+        assert_eq!(done, [5, 12, 16, 20, text.len(), text.len() + 5]);
         assert_eq!(frames.last().unwrap().text_done, Some(text.len() + 5));
         assert!(frames.len() > 50, "{} frames", frames.len());
 

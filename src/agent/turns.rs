@@ -577,6 +577,8 @@ fn heard_text(spoken: &str, start: usize, end: usize) -> String {
     spoken[start..end].trim().to_owned()
 }
 
+#[cfg(test)]
+mod flite_tests;
 pub mod listener;
 pub mod outbox;
 pub mod settings;
