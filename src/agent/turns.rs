@@ -222,6 +222,17 @@ impl TurnEngine {
         self.llm_running || self.tts_base.is_some()
     }
 
+    /// The request a caller turn saying `text` would start now (history plus `text` as the
+    /// user message): what an early LLM start sends before the recognizer's final.
+    pub fn request_for(&self, text: &str) -> ChatRequest {
+        let mut messages = self.history.clone();
+        messages.push(ChatMessage::text(Role::User, text.trim()));
+        ChatRequest {
+            messages,
+            tools: self.tool_defs.clone(),
+        }
+    }
+
     /// Feeds one event; returns what to do, in order.
     pub fn handle(&mut self, event: TurnEvent) -> Vec<TurnAction> {
         let mut out = Vec::new();
@@ -577,8 +588,10 @@ fn heard_text(spoken: &str, start: usize, end: usize) -> String {
     spoken[start..end].trim().to_owned()
 }
 
+pub mod early;
 pub mod listener;
 pub mod outbox;
+pub mod segments;
 pub mod settings;
 #[cfg(test)]
 mod tests;
