@@ -299,7 +299,11 @@ fn early_start_sends_the_request_before_the_final_and_adopts_it() {
     let log = &o.log;
     assert_eq!(log.finalizes, 1, "one utterance, one Finalize");
     let asked: Vec<_> = log.requests.iter().map(|r| user_text(&r.1)).collect();
-    assert_eq!(asked.len(), 1, "the early request is the only one: {asked:?}");
+    assert_eq!(
+        asked.len(),
+        1,
+        "the early request is the only one: {asked:?}"
+    );
     let (asked, body) = &log.requests[0];
     assert!(
         *asked < log.finals_sent[0],
@@ -311,8 +315,14 @@ fn early_start_sends_the_request_before_the_final_and_adopts_it() {
         "yes i am interested"
     );
     assert!(o.first_reply.is_some(), "no reply audio");
-    assert!(o.first_reply.unwrap() > log.finals_sent[0], "spoken only after the final");
-    assert_eq!(o.hung_up.as_deref(), Some("agent hung up (outcome completed)"));
+    assert!(
+        o.first_reply.unwrap() > log.finals_sent[0],
+        "spoken only after the final"
+    );
+    assert_eq!(
+        o.hung_up.as_deref(),
+        Some("agent hung up (outcome completed)")
+    );
     // The history holds the final's text; the reply is the adopted one.
     assert_eq!(
         caller_and_agent(&o),
@@ -332,7 +342,10 @@ fn without_early_start_the_request_follows_the_final() {
     assert!(log.requests[0].0 > log.finals_sent[0]);
     assert_eq!(user_text(&log.requests[0].1), "Yes, I am interested.");
     assert!(o.first_reply.is_some());
-    assert_eq!(o.hung_up.as_deref(), Some("agent hung up (outcome completed)"));
+    assert_eq!(
+        o.hung_up.as_deref(),
+        Some("agent hung up (outcome completed)")
+    );
 }
 
 #[test]
@@ -381,7 +394,10 @@ fn measure_first_reply_frame_early_versus_not() {
         );
         assert!(on <= off, "early start was slower: {on} > {off} ms");
         if delay_ms > 0 {
-            assert!(off - on >= 200, "the model's delay should be hidden: {off} vs {on} ms");
+            assert!(
+                off - on >= 200,
+                "the model's delay should be hidden: {off} vs {on} ms"
+            );
         }
     }
 }

@@ -30,8 +30,8 @@ use crate::agent::stages::{
 use crate::agent::tools::ToolCall;
 use crate::agent::turns::early::{Adopted, EarlyAction, EarlyStart, normalize};
 use crate::agent::turns::listener::{Heard, Listener};
-use crate::agent::turns::segments::StreamedSegments;
 use crate::agent::turns::outbox::{LEAD_FRAMES, Outbox};
+use crate::agent::turns::segments::StreamedSegments;
 use crate::agent::turns::settings::{GreetingWait, TurnSettings};
 use crate::agent::turns::{TurnAction, TurnEngine, TurnEvent};
 use crate::agent::{EnergyVad, StageKind, StageRegistry};
@@ -848,8 +848,7 @@ fn same_turn(early: &ChatRequest, actual: &ChatRequest) -> bool {
 /// Abandons a speculative completion, counting the miss.
 fn cancel_early(mut stream: Box<dyn LlmStream>, why: &str) {
     stream.cancel();
-    metrics::counter!(crate::telemetry::metrics::AGENT_EARLY_LLM, "result" => "miss")
-        .increment(1);
+    metrics::counter!(crate::telemetry::metrics::AGENT_EARLY_LLM, "result" => "miss").increment(1);
     tracing::info!(why, "early LLM start cancelled");
 }
 
@@ -1415,5 +1414,186 @@ mod tests {
             "ended at tick {}",
             sent.len()
         );
+    }
+
+    /// A streaming recognizer double: a partial with `partial` once `partial_after` samples
+    /// came, the next scripted final at each end mark; it logs what happened, in order.
+    struct StreamingStt {
+        finals: VecDeque<String>,
+        partial: Option<(usize, String)>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    struct StreamingSession {
+        finals: VecDeque<String>,
+        partial: Option<(usize, String)>,
+        pushed: usize,
+        pushes: usize,
+        events: VecDeque<SttEvent>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Stt for StreamingStt {
+        fn start(&mut self, _rate: u32, _: &[String]) -> Result<Box<dyn SttSession>, StageError> {
+            Ok(Box::new(StreamingSession {
+                finals: std::mem::take(&mut self.finals),
+                partial: self.partial.take(),
+                pushed: 0,
+                pushes: 0,
+                events: VecDeque::new(),
+                log: self.log.clone(),
+            }))
+        }
+    }
+
+    impl SttSession for StreamingSession {
+        fn push_audio(&mut self, samples: &[i16]) -> Result<(), StageError> {
+            self.pushed += samples.len();
+            self.pushes += usize::from(!samples.is_empty());
+            if let Some((after, text)) = &self.partial
+                && self.pushed >= *after
+            {
+                self.events
+                    .push_back(SttEvent::Partial { text: text.clone() });
+            }
+            Ok(())
+        }
+
+        fn end_utterance(&mut self) -> Result<(), StageError> {
+            let text = self.finals.pop_front().unwrap_or_default();
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("final {text:?} after {} pushes", self.pushes));
+            self.pushes = 0;
+            self.pushed = 0;
+            self.events.push_back(SttEvent::Final {
+                text,
+                words: None,
+                confidence: 0.9,
+            });
+            Ok(())
+        }
+
+        fn streams_audio(&self) -> bool {
+            true
+        }
+
+        fn poll_event(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<SttEvent, StageError>>> {
+            match self.events.pop_front() {
+                Some(e) => Poll::Ready(Some(Ok(e))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// Logs each completion started (and the user text it carries) before starting it.
+    struct LoggingLlm(ScriptedLlm, Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Llm for LoggingLlm {
+        fn start(
+            &mut self,
+            request: &crate::agent::stages::ChatRequest,
+        ) -> Result<Box<dyn LlmStream>, StageError> {
+            let user = request.messages.last().map(|m| m.content.clone());
+            self.1.lock().unwrap().push(format!("llm {user:?}"));
+            self.0.start(request)
+        }
+    }
+
+    #[test]
+    fn streamed_speech_too_short_for_an_utterance_never_becomes_a_turn() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stt = Box::new(StreamingStt {
+            finals: ["cough".to_owned(), "book me for friday".to_owned()].into(),
+            partial: None,
+            log: log.clone(),
+        });
+        let settings = TurnSettings {
+            min_speech_ms: 1500,
+            ..TurnSettings::default()
+        };
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt,
+            goodbye(),
+            Some(silence_tts(10)),
+        )
+        .with_turns(&settings);
+        // A 300 ms noise (under 1.5 s with its pre-roll and hangover), then 2 s of speech.
+        let (reason, _) = run(
+            &mut app,
+            |t| (20..35).contains(&t) || (100..200).contains(&t),
+            false,
+        );
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let said: Vec<_> = app
+            .engine
+            .history()
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        assert_eq!(
+            said[1..4],
+            [
+                "Hello.",
+                "book me for friday",
+                "Sure. You're booked. Goodbye!"
+            ]
+        );
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        // Streamed frame by frame (the pre-roll first), not pushed whole at the endpoint.
+        assert!(log[0].starts_with("final \"cough\""), "{log:?}");
+        let pushes: usize = log[1].rsplit(' ').nth(1).unwrap().parse().unwrap();
+        assert!(pushes > 100, "{log:?}");
+    }
+
+    #[test]
+    fn a_stable_partial_starts_the_model_before_the_final_and_the_final_text_is_kept() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stt = Box::new(StreamingStt {
+            finals: ["Book me for Friday.".to_owned()].into(),
+            // After ~0.8 s of streamed audio.
+            partial: Some((RATE as usize * 8 / 10, "book me for friday".to_owned())),
+            log: log.clone(),
+        });
+        let settings = TurnSettings {
+            early_llm_ms: 100,
+            ..TurnSettings::default()
+        };
+        let goodbye = ScriptedLlm::new([ScriptedReply {
+            text: "Sure. You're booked. Goodbye!".into(),
+            tools: vec![
+                ("set_outcome".into(), "{\"disposition\":\"booked\"}".into()),
+                ("end_call".into(), "{}".into()),
+            ],
+        }]);
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt,
+            Box::new(LoggingLlm(goodbye, log.clone())),
+            Some(silence_tts(10)),
+        )
+        .with_turns(&settings);
+        let (reason, _) = run(&mut app, |t| (20..80).contains(&t), false);
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(log[0], "llm Some(\"book me for friday\")", "{log:?}");
+        assert!(
+            log[1].starts_with("final \"Book me for Friday.\""),
+            "{log:?}"
+        );
+        let h = app.engine.history();
+        assert_eq!(h[2].content, "Book me for Friday.", "the final's text");
+        assert_eq!(h[3].content, "Sure. You're booked. Goodbye!");
+        let r = app.take_report().unwrap();
+        assert_eq!(r.latency.len(), 1);
     }
 }

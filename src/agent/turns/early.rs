@@ -213,7 +213,10 @@ mod tests {
     fn a_changed_partial_cancels_and_the_new_text_is_timed_afresh() {
         let mut e = EarlyStart::new(100);
         e.partial("yes I am", 0);
-        assert!(matches!(e.poll_start(100, true), Some(EarlyAction::Start(_))));
+        assert!(matches!(
+            e.poll_start(100, true),
+            Some(EarlyAction::Start(_))
+        ));
         e.delta(text("Great"));
         assert_eq!(
             e.partial("yes I am interested", 150),
@@ -241,7 +244,8 @@ mod tests {
         e.delta(text("booked."));
         e.stream_ended();
         assert_eq!(
-            e.final_text("Yes, I'm... interested!").map(|a| matches!(a, EarlyAction::Cancel)),
+            e.final_text("Yes, I'm... interested!")
+                .map(|a| matches!(a, EarlyAction::Cancel)),
             Some(true),
             "\"I'm\" is not \"i am\""
         );
@@ -271,7 +275,10 @@ mod tests {
         assert_eq!(e.poll_start(1000, true), None);
         e.partial("yes i am", 1000);
         assert_eq!(e.poll_start(1050, true), None);
-        assert!(matches!(e.poll_start(1100, true), Some(EarlyAction::Start(_))));
+        assert!(matches!(
+            e.poll_start(1100, true),
+            Some(EarlyAction::Start(_))
+        ));
         assert_eq!(e.abandon(), Some(EarlyAction::Cancel));
         assert_eq!(e.abandon(), None);
     }
@@ -287,7 +294,10 @@ mod tests {
 
     #[test]
     fn normalization_drops_case_punctuation_and_extra_spaces() {
-        assert_eq!(normalize("  Yes,  I AM interested. "), "yes i am interested");
+        assert_eq!(
+            normalize("  Yes,  I AM interested. "),
+            "yes i am interested"
+        );
         assert_eq!(normalize("Friday?!"), "friday");
         assert_eq!(normalize("..."), "");
     }
