@@ -483,6 +483,8 @@ impl LlmAgentApp {
     /// Returns whether it was sent.
     fn end_utterance(&mut self, pcm: &[i16], span: (u64, u64), io: &mut AppIo<'_>) -> bool {
         if self.stt_session.is_none() {
+            // (A session opened now heard none of this speech: it gets all of it.)
+            self.streamed = None;
             match self.stt.start(io.rate, &[]) {
                 Ok(s) => self.stt_session = Some(s),
                 Err(error) => {
@@ -496,6 +498,7 @@ impl LlmAgentApp {
         };
         // Streamed: only what was not sent yet (nothing, normally), then the end mark.
         let streamed = self.streamed.take();
+        let streams = session.streams_audio();
         let rest = pcm.get(streamed.unwrap_or(0)..).unwrap_or(&[]);
         let sent = session
             .push_audio(rest)
@@ -509,7 +512,9 @@ impl LlmAgentApp {
                     Instant::now(),
                     Duration::from_millis(self.listener.silence_ms()),
                 ));
-                if streamed.is_some() {
+                if streams {
+                    // Not streamed (the session started at this endpoint): one segment.
+                    self.segments.open();
                     let done = self.segments.close(true, io.tick * 20);
                     self.ready_finals.extend(done);
                 }
@@ -552,7 +557,15 @@ impl LlmAgentApp {
                 }
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(error))) => self.stt_failed(error, io),
-                Poll::Ready(None) => self.stt_session = None,
+                Poll::Ready(None) => {
+                    // Speech being streamed starts over with the next session, whole.
+                    self.stt_session = None;
+                    self.streamed = None;
+                    self.segments.clear();
+                    if streams {
+                        self.awaiting_final = false;
+                    }
+                }
                 Poll::Pending => break,
             }
         }
