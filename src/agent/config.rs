@@ -26,6 +26,7 @@ const LLM_MODE_KEYS: &[&str] = &[
     "reprompt",
     "max_reprompts",
     "silence_hangup",
+    "turns",
 ];
 /// Pipeline stage tables and turn-taking settings, valid in both modes.
 const STAGE_KEYS: &[&str] = &[

@@ -1,5 +1,7 @@
 //! One turn's latency record: end of caller speech → endpoint decided → STT final → LLM first
 //! token → TTS first audio → first reply frame out, logged as one structured line.
+//! With an early LLM start (`[turns] early_llm_ms`) the first token may come before the STT
+//! final, even before the end of speech: steps never go below 0 (they saturate).
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,8 @@ pub struct TurnLatency {
     pub tts_first_audio: Option<Instant>,
     /// When the first reply frame was queued to leave (after anything queued before it).
     pub first_frame_out: Option<Instant>,
+    /// The reply is a completion started early on a stable partial, then adopted.
+    pub llm_early: bool,
 }
 
 impl TurnLatency {
@@ -30,6 +34,15 @@ impl TurnLatency {
             llm_first_token: None,
             tts_first_audio: None,
             first_frame_out: None,
+            llm_early: false,
+        }
+    }
+
+    /// Records that the reply's completion was started early, its first delta at `first`.
+    pub fn llm_started_early(&mut self, first: Option<Instant>) {
+        self.llm_early = true;
+        if let Some(at) = first {
+            self.llm_first_token(at);
         }
     }
 
@@ -97,6 +110,7 @@ impl TurnLatency {
             tts_first_audio_ms = tts,
             first_frame_out_ms = out,
             total_ms = out,
+            llm_early = self.llm_early,
             "turn latency"
         );
     }
@@ -122,5 +136,21 @@ mod tests {
         );
         let scripted = TurnLatency::new(at(400), Duration::from_millis(400));
         assert_eq!(scripted.steps_ms()[2], None);
+        assert!(!scripted.llm_early);
+    }
+
+    #[test]
+    fn an_early_first_token_before_the_end_of_speech_counts_as_zero() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut l = TurnLatency::new(at(1400), Duration::from_millis(400));
+        l.llm_started_early(Some(at(900)));
+        l.stt_final(at(1500));
+        l.first_frame_out(at(1520));
+        assert!(l.llm_early);
+        assert_eq!(
+            l.steps_ms(),
+            [Some(400), Some(500), Some(0), None, Some(520)]
+        );
     }
 }

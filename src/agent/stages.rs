@@ -91,6 +91,13 @@ pub trait SttSession: Send {
     /// Replaces the phrases the recognizer is constrained to (next flow state); default: ignored.
     fn set_expected_phrases(&mut self, _phrases: &[String]) {}
 
+    /// Whether the engine recognizes audio as it comes (partials while the caller talks): the
+    /// driver then streams each utterance during speech and only marks its end; default: no
+    /// (the whole utterance is pushed at the endpoint).
+    fn streams_audio(&self) -> bool {
+        false
+    }
+
     /// The next recognition event, if one is ready.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<SttEvent, StageError>>>;
 }

@@ -221,6 +221,10 @@ impl SttSession for DeepgramSession {
         self.send(Command::Finalize)
     }
 
+    fn streams_audio(&self) -> bool {
+        true
+    }
+
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<SttEvent, StageError>>> {
         self.events.poll_recv(cx)
     }

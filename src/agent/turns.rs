@@ -58,6 +58,9 @@ pub enum TurnEvent {
         /// The clear report's last played mark.
         last_played: Option<Mark>,
     },
+    /// The transfer the model asked for failed before the target answered (busy, no
+    /// answer): the caller is still on the line and the conversation goes on.
+    TransferFailed(String),
     /// A stage failed.
     Failed {
         /// Which stage.
@@ -222,9 +225,24 @@ impl TurnEngine {
         self.llm_running || self.tts_base.is_some()
     }
 
+    /// The request a caller turn saying `text` would start now (history plus `text` as the
+    /// user message): what an early LLM start sends before the recognizer's final.
+    pub fn request_for(&self, text: &str) -> ChatRequest {
+        let mut messages = self.history.clone();
+        messages.push(ChatMessage::text(Role::User, text.trim()));
+        ChatRequest {
+            messages,
+            tools: self.tool_defs.clone(),
+        }
+    }
+
     /// Feeds one event; returns what to do, in order.
     pub fn handle(&mut self, event: TurnEvent) -> Vec<TurnAction> {
         let mut out = Vec::new();
+        if let (Some(_), TurnEvent::TransferFailed(why)) = (&self.ending, &event) {
+            self.transfer_failed(why, &mut out);
+            return out;
+        }
         if self.ending.is_some() {
             // Only the speech still going out matters now.
             match event {
@@ -271,8 +289,27 @@ impl TurnEngine {
                 self.interrupt(&mut out);
             }
             TurnEvent::Failed { stage, error } => self.on_failure(stage, &error, &mut out),
+            // Not ending: no transfer was under way.
+            TurnEvent::TransferFailed(_) => {}
         }
         out
+    }
+
+    /// The call goes on after a failed transfer: the model hears why (a system note after
+    /// its transfer call) and speaks next.
+    fn transfer_failed(&mut self, why: &str, out: &mut Vec<TurnAction>) {
+        self.ending = None;
+        self.hangup_sent = false;
+        self.history.push(ChatMessage::text(
+            Role::System,
+            format!(
+                "The transfer failed: {why}. The caller is still on the line: tell them, and offer another way to help."
+            ),
+        ));
+        self.turn_kind = TurnKind::Reply;
+        self.turn_base = self.history.len();
+        self.tool_rounds = 0;
+        self.start_llm(out);
     }
 
     fn greet(&mut self, out: &mut Vec<TurnAction>) {
@@ -577,10 +614,12 @@ fn heard_text(spoken: &str, start: usize, end: usize) -> String {
     spoken[start..end].trim().to_owned()
 }
 
+pub mod early;
 #[cfg(test)]
 mod flite_tests;
 pub mod listener;
 pub mod outbox;
+pub mod segments;
 pub mod settings;
 #[cfg(test)]
 mod tests;

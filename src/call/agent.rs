@@ -55,7 +55,14 @@ struct SttJob {
 struct TtsJob {
     text: String,
     rate: u32,
-    reply: Sender<Vec<i16>>,
+    reply: TtsReply,
+}
+
+/// Where a synthesis goes: the audio alone, or with each word's end (for word-accurate
+/// barge-in cuts).
+enum TtsReply {
+    Pcm(Sender<Vec<i16>>),
+    Timed(Sender<crate::agent::tts_flite::TimedSpeech>),
 }
 
 /// The recognizer and synthesizer threads shared by all agent calls.
@@ -85,7 +92,23 @@ impl AgentServices {
         let job = TtsJob {
             text: text.to_owned(),
             rate,
-            reply,
+            reply: TtsReply::Pcm(reply),
+        };
+        self.tts.try_send(job).ok().map(|()| rx)
+    }
+
+    /// Like [`Self::synthesize`], with the end of each word (empty words when Flite's timings
+    /// could not be read); `None` when the queue is full.
+    pub fn synthesize_words(
+        &self,
+        text: &str,
+        rate: u32,
+    ) -> Option<Receiver<crate::agent::tts_flite::TimedSpeech>> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        let job = TtsJob {
+            text: text.to_owned(),
+            rate,
+            reply: TtsReply::Timed(reply),
         };
         self.tts.try_send(job).ok().map(|()| rx)
     }
@@ -143,11 +166,22 @@ fn run_tts(jobs: Receiver<TtsJob>) {
         }
     };
     while let Ok(job) = jobs.recv() {
-        let pcm = tts
-            .as_ref()
-            .and_then(|t| t.synthesize(&job.text, job.rate).ok())
-            .unwrap_or_default();
-        let _ = job.reply.send(pcm);
+        match job.reply {
+            TtsReply::Pcm(reply) => {
+                let pcm = tts
+                    .as_ref()
+                    .and_then(|t| t.synthesize(&job.text, job.rate).ok())
+                    .unwrap_or_default();
+                let _ = reply.send(pcm);
+            }
+            TtsReply::Timed(reply) => {
+                let speech = tts
+                    .as_ref()
+                    .and_then(|t| t.synthesize_words(&job.text, job.rate).ok())
+                    .unwrap_or_default();
+                let _ = reply.send(speech);
+            }
+        }
     }
 }
 

@@ -5,6 +5,11 @@
 //! [`Outbox`] (pausable) into the playout queue. Speech over the agent first pauses it; the
 //! transcript then decides: backchannel words resume it, anything else interrupts it.
 //!
+//! With a streaming recognizer (`SttSession::streams_audio`) each stretch of VAD speech is
+//! sent as it comes and the endpoint only marks its end ([`StreamedSegments`] decides which
+//! finals are turns); with `[turns] early_llm_ms` the completion may start on a stable
+//! partial before the final ([`EarlyStart`]), buffered, and is adopted when the final agrees.
+//!
 //! The fallback line is always said with the embedded voice (flite on the service thread),
 //! so a failing remote voice can still apologise; stage audio waits behind it.
 
@@ -19,11 +24,14 @@ use crate::agent::config::LlmMode;
 use crate::agent::latency::TurnLatency;
 use crate::agent::report::{AgentReport, CallerTurns, ReplySpans, Speaker};
 use crate::agent::stages::{
-    Llm, LlmStream, Role, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio, TtsSession,
+    ChatRequest, Llm, LlmStream, Role, StageError, Stt, SttEvent, SttSession, Tts, TtsAudio,
+    TtsSession,
 };
 use crate::agent::tools::ToolCall;
+use crate::agent::turns::early::{Adopted, EarlyAction, EarlyStart, normalize};
 use crate::agent::turns::listener::{Heard, Listener};
 use crate::agent::turns::outbox::{LEAD_FRAMES, Outbox};
+use crate::agent::turns::segments::StreamedSegments;
 use crate::agent::turns::settings::{GreetingWait, TurnSettings};
 use crate::agent::turns::{TurnAction, TurnEngine, TurnEvent};
 use crate::agent::{EnergyVad, StageKind, StageRegistry};
@@ -36,6 +44,9 @@ pub const PAUSE_LIMIT_MS: u64 = 3_000;
 /// A completion or synthesis that yields nothing for this long has failed: the call must
 /// never go silent forever, whatever a provider does.
 const STALL_MS: u64 = 30_000;
+/// A streamed utterance whose final has not come this long after its endpoint is completed
+/// with the finals it had (the provider owed nothing more, or lost it).
+const STREAM_FINAL_WAIT_MS: u64 = 3_000;
 /// The mark queued after the last words before a hang-up.
 const HANGUP_MARK: Mark = Mark(u64::MAX - 1);
 
@@ -92,6 +103,28 @@ pub struct LlmAgentApp {
     report: AgentReport,
     replies: ReplySpans,
     callers: CallerTurns,
+    /// Streaming recognizer: the speech segments whose finals are not all in, the samples of
+    /// the current speech already sent (`Some` while it is streamed), and the caller texts
+    /// completed, waiting for the engine.
+    segments: StreamedSegments,
+    streamed: Option<usize>,
+    ready_finals: VecDeque<String>,
+    /// The last final's confidence (logged with a streamed utterance's text).
+    last_confidence: f32,
+    /// Early LLM start: the decision, the speculative completion with its request and first
+    /// delta time, and an adopted one waiting for the engine's `StartLlm`.
+    early: EarlyStart,
+    early_stream: Option<(Box<dyn LlmStream>, ChatRequest)>,
+    early_first_token: Option<Instant>,
+    adopt: Option<Adoption>,
+}
+
+/// A speculative completion the final confirmed, handed over at the engine's `StartLlm`.
+struct Adoption {
+    stream: Box<dyn LlmStream>,
+    request: ChatRequest,
+    adopted: Adopted,
+    first_token: Option<Instant>,
 }
 
 impl LlmAgentApp {
@@ -139,6 +172,14 @@ impl LlmAgentApp {
             report: AgentReport::new("llm"),
             replies: ReplySpans::default(),
             callers: CallerTurns::default(),
+            segments: StreamedSegments::default(),
+            streamed: None,
+            ready_finals: VecDeque::new(),
+            last_confidence: 1.0,
+            early: EarlyStart::new(0),
+            early_stream: None,
+            early_first_token: None,
+            adopt: None,
         }
     }
 
@@ -152,6 +193,7 @@ impl LlmAgentApp {
     /// Uses the agent file's VAD, endpointing, barge-in and greeting settings.
     pub fn with_turns(mut self, settings: &TurnSettings) -> Self {
         self.settings = settings.clone();
+        self.early = EarlyStart::new(settings.early_llm_ms);
         self.rebuild_listener();
         self
     }
@@ -177,6 +219,13 @@ impl LlmAgentApp {
                     s.cancel();
                 }
                 self.stalled_ticks = 0;
+                if let Some(a) = self.adopt.take() {
+                    if same_turn(&a.request, &request) {
+                        self.adopt_early(a);
+                        return;
+                    }
+                    cancel_early(a.stream, "the conversation changed");
+                }
                 match self.llm.start(&request) {
                     Ok(s) => self.llm_stream = Some(s),
                     Err(error) => self.pending.push_back(TurnEvent::Failed {
@@ -285,7 +334,7 @@ impl LlmAgentApp {
             .push(frame, io.rate, io.tick * 20, talking && !ending)
         {
             match heard {
-                Heard::SpeechStarted => {}
+                Heard::SpeechStarted => self.open_segment(io),
                 Heard::Pause => {
                     self.outbox.pause(io.tick * 20);
                     tracing::info!(
@@ -294,7 +343,10 @@ impl LlmAgentApp {
                     );
                 }
                 Heard::Interrupt => self.barge_in(io),
-                Heard::Resume => self.resume("too short"),
+                Heard::Resume => {
+                    self.discard_segment(io);
+                    self.resume("too short");
+                }
                 Heard::Utterance {
                     pcm,
                     start_ms,
@@ -304,8 +356,10 @@ impl LlmAgentApp {
                 } => {
                     if !self.greeted {
                         // The callee's hello: now greet (it is not a turn).
+                        self.discard_segment(io);
                         self.greet(io);
                     } else if ending {
+                        self.discard_segment(io);
                         self.resume("call ending");
                     } else if self.end_utterance(&pcm, (start_ms, end_ms), io) {
                         self.awaiting_backchannel = over_agent;
@@ -315,6 +369,82 @@ impl LlmAgentApp {
                 }
             }
         }
+        if self.streamed.is_some() {
+            if self.listener.in_speech() {
+                self.stream_audio(io);
+            } else {
+                // Speech too short to be an utterance: what was sent is not a turn.
+                self.discard_segment(io);
+            }
+        }
+    }
+
+    /// Speech started: with a streaming recognizer, its audio is sent from now on.
+    fn open_segment(&mut self, io: &mut AppIo<'_>) {
+        if !self.greeted || self.engine.ending().is_some() {
+            return;
+        }
+        if self.stt_session.is_none() {
+            // A failure is reported at the endpoint, as without streaming.
+            match self.stt.start(io.rate, &[]) {
+                Ok(s) => self.stt_session = Some(s),
+                Err(_) => return,
+            }
+        }
+        if self.stt_session.as_ref().is_some_and(|s| s.streams_audio()) {
+            self.segments.open();
+            self.streamed = Some(0);
+        }
+    }
+
+    /// Sends the streamed speech's new audio (the pre-roll first).
+    fn stream_audio(&mut self, io: &mut AppIo<'_>) {
+        let Some(done) = self.streamed else {
+            return;
+        };
+        let audio = self.listener.speech_audio();
+        let Some(new) = audio.get(done..).filter(|a| !a.is_empty()) else {
+            return;
+        };
+        let sent = match self.stt_session.as_mut() {
+            Some(s) => s.push_audio(new),
+            None => return,
+        };
+        self.streamed = Some(audio.len());
+        if let Err(error) = sent {
+            self.stt_failed(error, io);
+        }
+    }
+
+    /// The streamed speech ended without being an utterance: its end is marked so the
+    /// recognizer flushes it, and whatever it recognizes is dropped.
+    fn discard_segment(&mut self, io: &mut AppIo<'_>) {
+        if self.streamed.take().is_none() {
+            return;
+        }
+        if let Some(Err(error)) = self.stt_session.as_mut().map(|s| s.end_utterance()) {
+            self.stt_failed(error, io);
+            return;
+        }
+        let done = self.segments.close(false, io.tick * 20);
+        self.ready_finals.extend(done);
+        if let Some(a) = self.early.abandon() {
+            self.early_act(a);
+        }
+    }
+
+    /// The recognizer session failed: the caller's words are lost.
+    fn stt_failed(&mut self, error: StageError, io: &mut AppIo<'_>) {
+        self.stt_session = None;
+        self.streamed = None;
+        self.segments.clear();
+        self.awaiting_final = false;
+        if let Some(a) = self.early.abandon() {
+            self.early_act(a);
+        }
+        self.resume("recognizer failed");
+        self.callers.lost();
+        self.feed(fail(StageKind::Stt, error), io);
     }
 
     /// Barge-in: clears the agent's audio and tells the engine what was heard.
@@ -353,6 +483,8 @@ impl LlmAgentApp {
     /// Returns whether it was sent.
     fn end_utterance(&mut self, pcm: &[i16], span: (u64, u64), io: &mut AppIo<'_>) -> bool {
         if self.stt_session.is_none() {
+            // (A session opened now heard none of this speech: it gets all of it.)
+            self.streamed = None;
             match self.stt.start(io.rate, &[]) {
                 Ok(s) => self.stt_session = Some(s),
                 Err(error) => {
@@ -364,8 +496,12 @@ impl LlmAgentApp {
         let Some(session) = self.stt_session.as_mut() else {
             return false;
         };
+        // Streamed: only what was not sent yet (nothing, normally), then the end mark.
+        let streamed = self.streamed.take();
+        let streams = session.streams_audio();
+        let rest = pcm.get(streamed.unwrap_or(0)..).unwrap_or(&[]);
         let sent = session
-            .push_audio(pcm)
+            .push_audio(rest)
             .and_then(|()| session.end_utterance());
         match sent {
             Ok(()) => {
@@ -376,10 +512,17 @@ impl LlmAgentApp {
                     Instant::now(),
                     Duration::from_millis(self.listener.silence_ms()),
                 ));
+                if streams {
+                    // Not streamed (the session started at this endpoint): one segment.
+                    self.segments.open();
+                    let done = self.segments.close(true, io.tick * 20);
+                    self.ready_finals.extend(done);
+                }
                 true
             }
             Err(error) => {
                 self.stt_session = None;
+                self.segments.clear();
                 self.feed(fail(StageKind::Stt, error), io);
                 false
             }
@@ -389,44 +532,49 @@ impl LlmAgentApp {
     /// Drains every stage's ready output into the engine.
     fn poll_stages(&mut self, io: &mut AppIo<'_>) {
         let mut cx = Context::from_waker(Waker::noop());
+        self.poll_early(&mut cx);
         while let Some(s) = self.stt_session.as_mut() {
+            let streams = s.streams_audio();
             match s.poll_event(&mut cx) {
                 Poll::Ready(Some(Ok(SttEvent::Final {
                     text, confidence, ..
                 }))) => {
-                    if let Some(l) = self.latency.as_mut() {
-                        l.stt_final(Instant::now());
+                    self.last_confidence = confidence;
+                    if streams {
+                        let done = self.segments.final_text(&text);
+                        self.ready_finals.extend(done);
+                        self.caller_finals(io);
+                    } else {
+                        self.caller_final(text, confidence, io);
                     }
-                    tracing::info!(%text, confidence, "caller said");
-                    self.awaiting_final = false;
-                    self.callers
-                        .recognized(&mut self.report, &text, io.tick * 20);
-                    if self.awaiting_backchannel {
-                        if text.trim().is_empty() || self.settings.is_backchannel(&text) {
-                            // "uh-huh" over the agent: it goes on, and it is not a turn.
-                            tracing::info!(%text, "caller backchannel: not a turn");
-                            self.latency = None;
-                            self.resume("backchannel");
-                            continue;
-                        }
-                        if self.outbox.is_paused() {
-                            self.barge_in(io);
-                        }
-                        self.awaiting_backchannel = false;
+                }
+                Poll::Ready(Some(Ok(SttEvent::Partial { text }))) => {
+                    if let Some(hypothesis) = self.segments.partial(&text)
+                        && let Some(a) = self.early.partial(&hypothesis, io.tick * 20)
+                    {
+                        self.early_act(a);
                     }
-                    self.feed(TurnEvent::UserText(text), io);
                 }
                 Poll::Ready(Some(Ok(_))) => {}
-                Poll::Ready(Some(Err(error))) => {
+                Poll::Ready(Some(Err(error))) => self.stt_failed(error, io),
+                Poll::Ready(None) => {
+                    // Speech being streamed starts over with the next session, whole.
                     self.stt_session = None;
-                    self.awaiting_final = false;
-                    self.resume("recognizer failed");
-                    self.callers.lost();
-                    self.feed(fail(StageKind::Stt, error), io);
+                    self.streamed = None;
+                    self.segments.clear();
+                    if streams {
+                        self.awaiting_final = false;
+                    }
                 }
-                Poll::Ready(None) => self.stt_session = None,
                 Poll::Pending => break,
             }
+        }
+        let expired = self.segments.expire(io.tick * 20, STREAM_FINAL_WAIT_MS);
+        self.ready_finals.extend(expired);
+        self.caller_finals(io);
+        let listening = self.streamed.is_some() && self.may_speculate(io);
+        if let Some(a) = self.early.poll_start(io.tick * 20, listening) {
+            self.early_act(a);
         }
         let mut progressed = false;
         while let Some(s) = self.llm_stream.as_mut() {
@@ -487,6 +635,146 @@ impl LlmAgentApp {
                 reason: format!("no output for {} s", STALL_MS / 1000),
             };
             self.feed(fail(stage, error), io);
+        }
+    }
+
+    /// Hands the streamed utterances completed so far to the engine.
+    fn caller_finals(&mut self, io: &mut AppIo<'_>) {
+        if self.ready_finals.is_empty() {
+            return;
+        }
+        while let Some(text) = self.ready_finals.pop_front() {
+            let confidence = self.last_confidence;
+            self.caller_final(text, confidence, io);
+        }
+        self.awaiting_final = self.segments.awaiting();
+    }
+
+    /// The recognizer's text for one caller utterance.
+    fn caller_final(&mut self, text: String, confidence: f32, io: &mut AppIo<'_>) {
+        if let Some(l) = self.latency.as_mut() {
+            l.stt_final(Instant::now());
+        }
+        tracing::info!(%text, confidence, "caller said");
+        self.awaiting_final = false;
+        self.callers
+            .recognized(&mut self.report, &text, io.tick * 20);
+        if self.awaiting_backchannel {
+            if text.trim().is_empty() || self.settings.is_backchannel(&text) {
+                // "uh-huh" over the agent: it goes on, and it is not a turn.
+                tracing::info!(%text, "caller backchannel: not a turn");
+                self.latency = None;
+                self.resume("backchannel");
+                if let Some(a) = self.early.abandon() {
+                    self.early_act(a);
+                }
+                return;
+            }
+            if self.outbox.is_paused() {
+                self.barge_in(io);
+            }
+            self.awaiting_backchannel = false;
+        }
+        match self.early.final_text(&text) {
+            Some(EarlyAction::Adopt(adopted)) => {
+                if let Some((stream, request)) = self.early_stream.take() {
+                    self.adopt = Some(Adoption {
+                        stream,
+                        request,
+                        adopted,
+                        first_token: self.early_first_token.take(),
+                    });
+                }
+            }
+            Some(a) => self.early_act(a),
+            None => {}
+        }
+        self.feed(TurnEvent::UserText(text), io);
+        if let Some(a) = self.adopt.take() {
+            cancel_early(a.stream, "no reply for this text");
+        }
+    }
+
+    /// Whether a completion may start early now: the agent is idle and waits for nothing.
+    fn may_speculate(&self, io: &AppIo<'_>) -> bool {
+        self.greeted
+            && self.listener.in_speech()
+            && !self.awaiting_final
+            && self.engine.ending().is_none()
+            && !self.engine.is_busy()
+            && self.fallback.is_empty()
+            && self.held.is_empty()
+            && self.outbox.pending(io) == 0
+    }
+
+    /// Carries out an early-start decision (adoption happens at the engine's `StartLlm`).
+    fn early_act(&mut self, action: EarlyAction) {
+        match action {
+            EarlyAction::Start(text) => {
+                let request = self.engine.request_for(&text);
+                match self.llm.start(&request) {
+                    Ok(stream) => {
+                        tracing::info!(%text, "early LLM start on a stable partial");
+                        self.early_stream = Some((stream, request));
+                        self.early_first_token = None;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "early LLM start failed; waiting for the final");
+                        self.early.abandon();
+                    }
+                }
+            }
+            EarlyAction::Cancel => {
+                if let Some((stream, _)) = self.early_stream.take() {
+                    cancel_early(stream, "the caller's words changed");
+                }
+                self.early_first_token = None;
+            }
+            // Only `caller_final` adopts, at the engine's `StartLlm`.
+            EarlyAction::Adopt(_) => {}
+        }
+    }
+
+    /// Buffers the speculative completion's deltas (never spoken before adoption).
+    fn poll_early(&mut self, cx: &mut Context<'_>) {
+        while let Some((s, _)) = self.early_stream.as_mut() {
+            match s.poll_delta(cx) {
+                Poll::Ready(Some(Ok(delta))) => {
+                    self.early_first_token.get_or_insert_with(Instant::now);
+                    self.early.delta(delta);
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::warn!(%error, "early completion failed; waiting for the final");
+                    if let Some(a) = self.early.abandon() {
+                        self.early_act(a);
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.early.stream_ended();
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+    }
+
+    /// The final matched: the speculative completion becomes the turn's, its buffered
+    /// deltas first.
+    fn adopt_early(&mut self, a: Adoption) {
+        metrics::counter!(crate::telemetry::metrics::AGENT_EARLY_LLM, "result" => "hit")
+            .increment(1);
+        tracing::info!(text = %a.adopted.text, "early LLM start adopted");
+        if let Some(l) = self.latency.as_mut() {
+            l.llm_started_early(a.first_token);
+        }
+        let ended = a.adopted.ended;
+        if !ended {
+            self.llm_stream = Some(a.stream);
+        }
+        self.pending
+            .extend(a.adopted.deltas.into_iter().map(TurnEvent::Llm));
+        if ended {
+            self.pending.push_back(TurnEvent::LlmEnded);
         }
     }
 
@@ -555,6 +843,28 @@ pub(super) fn build_vad(settings: &TurnSettings) -> Box<dyn crate::agent::stages
         })
 }
 
+/// Whether `actual` is the turn `early` speculated on: the same conversation and tools, the
+/// caller's message the same words (its text may differ in case and punctuation).
+fn same_turn(early: &ChatRequest, actual: &ChatRequest) -> bool {
+    let (Some((e_last, e_rest)), Some((a_last, a_rest))) =
+        (early.messages.split_last(), actual.messages.split_last())
+    else {
+        return false;
+    };
+    early.tools == actual.tools
+        && e_rest == a_rest
+        && e_last.role == Role::User
+        && a_last.role == Role::User
+        && normalize(&e_last.content) == normalize(&a_last.content)
+}
+
+/// Abandons a speculative completion, counting the miss.
+fn cancel_early(mut stream: Box<dyn LlmStream>, why: &str) {
+    stream.cancel();
+    metrics::counter!(crate::telemetry::metrics::AGENT_EARLY_LLM, "result" => "miss").increment(1);
+    tracing::info!(why, "early LLM start cancelled");
+}
+
 fn fail(stage: StageKind, error: StageError) -> TurnEvent {
     TurnEvent::Failed { stage, error }
 }
@@ -597,6 +907,13 @@ impl MediaApp for LlmAgentApp {
                 self.replies.played(io.tick * 20);
                 self.feed(TurnEvent::MarkPlayed(*m), io);
             }
+            LegEvent::TransferFailed(why) => {
+                tracing::info!(reason = %why, "agent: the transfer failed; the conversation goes on");
+                self.hangup = None;
+                self.hangup_queued = false;
+                self.transfer = None;
+                self.feed(TurnEvent::TransferFailed(why.clone()), io);
+            }
             _ => {}
         }
     }
@@ -624,6 +941,7 @@ impl Tts for ServiceTts {
             services: self.0.clone(),
             rate,
             jobs: VecDeque::new(),
+            ready: VecDeque::new(),
             pushed: 0,
             finished: false,
         }))
@@ -634,8 +952,11 @@ impl Tts for ServiceTts {
 struct ServiceTtsSession {
     services: Arc<AgentServices>,
     rate: u32,
-    /// Sentences being synthesized, with the pushed-text bytes each completes.
-    jobs: VecDeque<(Receiver<Vec<i16>>, usize)>,
+    /// Pieces being synthesized, with where each starts in the pushed text and the bytes it
+    /// completes.
+    jobs: VecDeque<(Receiver<crate::agent::tts_flite::TimedSpeech>, usize, usize)>,
+    /// Audio of a finished piece not yet taken: one chunk per word, its mark at the word.
+    ready: VecDeque<TtsAudio>,
     pushed: usize,
     finished: bool,
 }
@@ -648,15 +969,16 @@ impl TtsSession for ServiceTtsSession {
         if self.finished {
             return Err(closed());
         }
+        let start = self.pushed;
         self.pushed += text.len();
         let rx = self
             .services
-            .synthesize(text, self.rate)
+            .synthesize_words(text, self.rate)
             .ok_or_else(|| StageError::Provider {
                 stage: "tts flite".into(),
                 reason: "the synthesis queue is full".into(),
             })?;
-        self.jobs.push_back((rx, self.pushed));
+        self.jobs.push_back((rx, start, self.pushed));
         Ok(())
     }
 
@@ -667,25 +989,35 @@ impl TtsSession for ServiceTtsSession {
 
     fn cancel(&mut self) {
         self.jobs.clear();
+        self.ready.clear();
         self.finished = true;
     }
 
     fn poll_audio(&mut self, _cx: &mut Context<'_>) -> Poll<Option<Result<TtsAudio, StageError>>> {
-        let Some((rx, done)) = self.jobs.front() else {
+        if let Some(chunk) = self.ready.pop_front() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        let Some((rx, start, done)) = self.jobs.front() else {
             return if self.finished {
                 Poll::Ready(None)
             } else {
                 Poll::Pending
             };
         };
-        let done = *done;
+        let (start, done) = (*start, *done);
         match rx.try_recv() {
-            Ok(samples) => {
+            Ok(speech) => {
                 self.jobs.pop_front();
-                Poll::Ready(Some(Ok(TtsAudio {
-                    samples,
-                    text_done: Some(done),
-                })))
+                let frame = self.rate as usize / 50;
+                self.ready
+                    .extend(speech.word_chunks(frame, Some(start), done));
+                match self.ready.pop_front() {
+                    Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+                    None => Poll::Ready(Some(Ok(TtsAudio {
+                        samples: Vec::new(),
+                        text_done: Some(done),
+                    }))),
+                }
             }
             Err(TryRecvError::Empty) => Poll::Pending,
             Err(TryRecvError::Disconnected) => {
@@ -1118,5 +1450,225 @@ mod tests {
             "ended at tick {}",
             sent.len()
         );
+    }
+
+    /// A streaming recognizer double: a partial with `partial` once `partial_after` samples
+    /// came, the next scripted final at each end mark; it logs what happened, in order.
+    struct StreamingStt {
+        finals: VecDeque<String>,
+        partial: Option<(usize, String)>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    struct StreamingSession {
+        finals: VecDeque<String>,
+        partial: Option<(usize, String)>,
+        pushed: usize,
+        pushes: usize,
+        events: VecDeque<SttEvent>,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Stt for StreamingStt {
+        fn start(&mut self, _rate: u32, _: &[String]) -> Result<Box<dyn SttSession>, StageError> {
+            Ok(Box::new(StreamingSession {
+                finals: std::mem::take(&mut self.finals),
+                partial: self.partial.take(),
+                pushed: 0,
+                pushes: 0,
+                events: VecDeque::new(),
+                log: self.log.clone(),
+            }))
+        }
+    }
+
+    impl SttSession for StreamingSession {
+        fn push_audio(&mut self, samples: &[i16]) -> Result<(), StageError> {
+            self.pushed += samples.len();
+            self.pushes += usize::from(!samples.is_empty());
+            if let Some((after, text)) = &self.partial
+                && self.pushed >= *after
+            {
+                self.events
+                    .push_back(SttEvent::Partial { text: text.clone() });
+            }
+            Ok(())
+        }
+
+        fn end_utterance(&mut self) -> Result<(), StageError> {
+            let text = self.finals.pop_front().unwrap_or_default();
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("final {text:?} after {} pushes", self.pushes));
+            self.pushes = 0;
+            self.pushed = 0;
+            self.events.push_back(SttEvent::Final {
+                text,
+                words: None,
+                confidence: 0.9,
+            });
+            Ok(())
+        }
+
+        fn streams_audio(&self) -> bool {
+            true
+        }
+
+        fn poll_event(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<SttEvent, StageError>>> {
+            match self.events.pop_front() {
+                Some(e) => Poll::Ready(Some(Ok(e))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// Logs each completion started (and the user text it carries) before starting it.
+    struct LoggingLlm(ScriptedLlm, Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Llm for LoggingLlm {
+        fn start(
+            &mut self,
+            request: &crate::agent::stages::ChatRequest,
+        ) -> Result<Box<dyn LlmStream>, StageError> {
+            let user = request.messages.last().map(|m| m.content.clone());
+            self.1.lock().unwrap().push(format!("llm {user:?}"));
+            self.0.start(request)
+        }
+    }
+
+    #[test]
+    fn streamed_speech_too_short_for_an_utterance_never_becomes_a_turn() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stt = Box::new(StreamingStt {
+            finals: ["cough".to_owned(), "book me for friday".to_owned()].into(),
+            partial: None,
+            log: log.clone(),
+        });
+        let settings = TurnSettings {
+            min_speech_ms: 1500,
+            ..TurnSettings::default()
+        };
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt,
+            goodbye(),
+            Some(silence_tts(10)),
+        )
+        .with_turns(&settings);
+        // A 300 ms noise (under 1.5 s with its pre-roll and hangover), then 2 s of speech.
+        let (reason, _) = run(
+            &mut app,
+            |t| (20..35).contains(&t) || (100..200).contains(&t),
+            false,
+        );
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let said: Vec<_> = app
+            .engine
+            .history()
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        assert_eq!(
+            said[1..4],
+            [
+                "Hello.",
+                "book me for friday",
+                "Sure. You're booked. Goodbye!"
+            ]
+        );
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        // Streamed frame by frame (the pre-roll first), not pushed whole at the endpoint.
+        assert!(log[0].starts_with("final \"cough\""), "{log:?}");
+        let pushes: usize = log[1].rsplit(' ').nth(1).unwrap().parse().unwrap();
+        assert!(pushes > 100, "{log:?}");
+    }
+
+    #[test]
+    fn a_stable_partial_starts_the_model_before_the_final_and_the_final_text_is_kept() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stt = Box::new(StreamingStt {
+            finals: ["Book me for Friday.".to_owned()].into(),
+            // After ~0.8 s of streamed audio.
+            partial: Some((RATE as usize * 8 / 10, "book me for friday".to_owned())),
+            log: log.clone(),
+        });
+        let settings = TurnSettings {
+            early_llm_ms: 100,
+            ..TurnSettings::default()
+        };
+        let goodbye = ScriptedLlm::new([ScriptedReply {
+            text: "Sure. You're booked. Goodbye!".into(),
+            tools: vec![
+                ("set_outcome".into(), "{\"disposition\":\"booked\"}".into()),
+                ("end_call".into(), "{}".into()),
+            ],
+        }]);
+        let mut app = LlmAgentApp::new(
+            AgentServices::start(),
+            mode("Hello."),
+            stt,
+            Box::new(LoggingLlm(goodbye, log.clone())),
+            Some(silence_tts(10)),
+        )
+        .with_turns(&settings);
+        let (reason, _) = run(&mut app, |t| (20..80).contains(&t), false);
+        assert_eq!(reason, "agent hung up (outcome booked)");
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(log[0], "llm Some(\"book me for friday\")", "{log:?}");
+        assert!(
+            log[1].starts_with("final \"Book me for Friday.\""),
+            "{log:?}"
+        );
+        let h = app.engine.history();
+        assert_eq!(h[2].content, "Book me for Friday.", "the final's text");
+        assert_eq!(h[3].content, "Sure. You're booked. Goodbye!");
+        let r = app.take_report().unwrap();
+        assert_eq!(r.latency.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod service_tts_tests {
+    use super::*;
+
+    /// The embedded voice of the LLM mode marks each word, so a barge-in cuts the history
+    /// at the last whole word heard (not the sentence).
+    #[test]
+    fn the_embedded_voice_marks_each_word() {
+        let mut tts = ServiceTts(AgentServices::start());
+        let mut s = tts.start(8000).unwrap();
+        let text = "Hello there, how are you today? ";
+        s.push_text(text).unwrap();
+        s.finish().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut marks = Vec::new();
+        let mut samples = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match s.poll_audio(&mut cx) {
+                Poll::Ready(Some(Ok(a))) => {
+                    samples += a.samples.len();
+                    marks.extend(a.text_done);
+                }
+                Poll::Ready(None) => break,
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Pending => {
+                    assert!(Instant::now() < deadline, "no audio in 10 s");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        assert!(samples > 8000 / 2, "{samples} samples");
+        assert!(marks.len() >= 6, "one mark per word: {marks:?}");
+        assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{marks:?}");
+        assert_eq!(marks.first(), Some(&"Hello".len()), "{marks:?}");
+        assert_eq!(marks.last(), Some(&text.len()), "{marks:?}");
     }
 }

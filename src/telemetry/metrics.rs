@@ -29,6 +29,9 @@ pub const FORK_RECONNECTS: &str = "leadscaller_fork_reconnects_total";
 pub const AGENT_TURN_LATENCY: &str = "leadscaller_agent_turn_latency_seconds";
 /// Agent provider failures that made the agent say its fallback line, by `mode`.
 pub const AGENT_PROVIDER_ERRORS: &str = "leadscaller_agent_provider_errors_total";
+/// Early LLM starts on a stable partial, by `result`: `hit` (the final matched, the reply
+/// was adopted) or `miss` (cancelled: the partial changed, the final differed, ...).
+pub const AGENT_EARLY_LLM: &str = "leadscaller_agent_early_llm_total";
 /// Webhook delivery attempts, by `result` (`delivered`, `retry`, `failed`).
 pub const WEBHOOK_DELIVERIES: &str = "leadscaller_webhook_deliveries_total";
 /// API requests, by `method`, `route` (the route template) and `status`.
@@ -114,6 +117,10 @@ fn describe() {
     describe_counter!(
         AGENT_PROVIDER_ERRORS,
         "Agent provider failures answered with the fallback line."
+    );
+    describe_counter!(
+        AGENT_EARLY_LLM,
+        "Early LLM starts on a stable partial, by result (hit, miss)."
     );
     describe_counter!(WEBHOOK_DELIVERIES, "Webhook delivery attempts, by result.");
     describe_counter!(

@@ -123,6 +123,12 @@ impl Listener {
         self.in_speech
     }
 
+    /// The current utterance's audio so far (pre-roll included) while in speech, else empty:
+    /// what a streaming recognizer is fed as it comes.
+    pub fn speech_audio(&self) -> &[i16] {
+        if self.in_speech { &self.utterance } else { &[] }
+    }
+
     /// The silence that ends an utterance (ms): the endpointing delay.
     pub fn silence_ms(&self) -> u64 {
         self.silence_ms

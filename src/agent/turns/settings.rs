@@ -1,6 +1,7 @@
 //! The turn-taking settings of an agent file, shared by both modes: the `[vad]` table
 //! (detector and endpointing), the `[barge_in]` table (how long the caller must talk over the
-//! agent, and the backchannel words that do not interrupt it) and `greeting_wait`.
+//! agent, and the backchannel words that do not interrupt it), the `[turns]` table (the early
+//! LLM start) and `greeting_wait`.
 //! Format: `docs/agent.md`.
 
 use crate::agent::registry::StageConfig;
@@ -50,6 +51,9 @@ pub struct TurnSettings {
     /// Caller silence (nothing said, nothing playing) before the no-input handling (the
     /// flow's `no_input` / reprompt, the LLM mode's reprompt), ms; `None`: the mode's default.
     pub no_input_ms: Option<u64>,
+    /// Start the LLM once a streaming recognizer's partial has stayed the same this long
+    /// (ms), before the final; 0: off (`[turns] early_llm_ms`, LLM mode).
+    pub early_llm_ms: u64,
 }
 
 impl Default for TurnSettings {
@@ -70,6 +74,7 @@ impl Default for TurnSettings {
             greeting_wait: GreetingWait::None,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
             no_input_ms: None,
+            early_llm_ms: 0,
         }
     }
 }
@@ -147,6 +152,22 @@ impl TurnSettings {
                         s.max_backchannel_ms
                     ),
                 ));
+            }
+        }
+        if let Some(v) = table.get("turns") {
+            let t = v
+                .as_table()
+                .ok_or_else(|| err("turns", "expected a table"))?;
+            for (k, v) in t {
+                match k.as_str() {
+                    "early_llm_ms" => s.early_llm_ms = ms(v, "turns.early_llm_ms", 0, 5_000)?,
+                    other => {
+                        return Err(err(
+                            &format!("turns.{other}"),
+                            "unknown key (known: early_llm_ms)",
+                        ));
+                    }
+                }
             }
         }
         if let Some(v) = table.get("greeting_wait") {
@@ -244,6 +265,9 @@ mod tests {
         assert_eq!(s.max_backchannel_ms, 900);
         assert_eq!(s.greeting_wait, GreetingWait::Hello);
         assert_eq!(s.hello_timeout_ms, 2000);
+        assert_eq!(s.early_llm_ms, 0);
+        let early = parse("[turns]\nearly_llm_ms = 250\n").unwrap();
+        assert_eq!(early.early_llm_ms, 250);
     }
 
     #[test]
@@ -269,6 +293,9 @@ mod tests {
             ("[barge_in]\nwords = []\n", "barge_in.words"),
             ("greeting_wait = \"later\"\n", "greeting_wait"),
             ("hello_timeout_ms = 10\n", "hello_timeout_ms"),
+            ("[turns]\nearly_llm_ms = 9000\n", "turns.early_llm_ms"),
+            ("[turns]\nearly = 1\n", "turns.early"),
+            ("turns = 1\n", "turns"),
         ];
         for (src, key) in cases {
             let (k, reason) = parse(src).expect_err(src);

@@ -457,3 +457,45 @@ fn transfer_ends_the_turn_after_its_line_like_end_call() {
         "the app transfers when this hang-up's mark is played: {a:?}"
     );
 }
+
+#[test]
+fn a_failed_transfer_goes_back_to_the_model_with_the_reason() {
+    let mut with_transfer = settings();
+    with_transfer.tools.push("transfer");
+    let mut e = in_turn_with(with_transfer, "Can I talk to a person?");
+    e.handle(text("Sure, transferring you now."));
+    e.handle(tool(
+        0,
+        "call_1",
+        "transfer",
+        "{\"target\":\"sip:desk@pbx.example\"}",
+    ));
+    e.handle(done("tool_calls"));
+    e.handle(audio(None));
+    e.handle(TurnEvent::TtsEnded);
+    assert!(e.ending().is_some());
+    let a = e.handle(TurnEvent::TransferFailed(
+        "sip:desk@pbx.example answered 486".into(),
+    ));
+    assert!(e.ending().is_none(), "the call goes on");
+    let Some(TurnAction::StartLlm(request)) = a.first() else {
+        panic!("the model speaks next: {a:?}");
+    };
+    let note = request.messages.last().unwrap();
+    assert_eq!(note.role, Role::System);
+    assert!(note.content.contains("answered 486"), "{}", note.content);
+    // The reply is spoken, and a later end_call still hangs up.
+    e.handle(text("Sorry, the desk is busy. Can I book a callback?"));
+    let a = e.handle(done("stop"));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, TurnAction::PushTts(_)) || matches!(x, TurnAction::FinishTts)),
+        "{a:?}"
+    );
+    // Without a transfer under way the event changes nothing.
+    let mut idle = in_turn_with(settings(), "Hello?");
+    assert!(
+        idle.handle(TurnEvent::TransferFailed("x".into()))
+            .is_empty()
+    );
+}
