@@ -324,7 +324,7 @@ pub async fn run(
                     to: to.uri.to_string(),
                     finished: finished.clone(),
                     place: place_tx.clone(),
-                    own_events: ctx,
+                    own_events: ctx.downgrade(),
                     _active: ActiveCall::start(),
                 };
                 if let Some(f) = &finished {
@@ -442,8 +442,9 @@ struct CallSession {
     sip_call_id: Option<String>,
     /// Places a bridged transfer's outbound leg through the call layer.
     place: mpsc::UnboundedSender<outbound::PlaceCall>,
-    /// This session's own event channel (a bridged leg's events are routed to it too).
-    own_events: mpsc::UnboundedSender<Event>,
+    /// This session's own event channel (a bridged leg's events are routed to it too). Weak,
+    /// so the channel still closes when the call layer stops.
+    own_events: mpsc::WeakUnboundedSender<Event>,
     _active: ActiveCall,
 }
 
@@ -978,9 +979,12 @@ impl CallSession {
             Ok(route) => {
                 tracing::info!(call = %self.call, target = %route.target, hop = %route.hop,
                     trunk = route.trunk.as_deref().unwrap_or(""), "transfer: calling the target to bridge");
+                let Some(events) = self.own_events.upgrade() else {
+                    return None;
+                };
                 let ctx = outbound::PlaceContext {
                     place: &self.place,
-                    events: self.own_events.clone(),
+                    events,
                     ports: self.ports.clone(),
                     bind_ip: self.cfg.bind_ip,
                     media_ip: self.cfg.media_ip,
