@@ -336,197 +336,52 @@ fn bridge_route(p: PortBlock) -> Route {
     r
 }
 
-/// The caller hears ringback while the target rings, then its own tone echoed by the
-/// target through the bridge; the caller's hang-up ends the target's leg with BYE.
-#[test]
-fn baresip_hears_ringback_then_the_target_through_the_bridge() {
-    let p = PortBlock::allocate();
-    let mut cfg = ServerConfig::new(p);
-    cfg.routes = vec![bridge_route(p)];
-    let server = Server::start(&cfg);
-    let target = Target::start(p, &target_scenario(1500, &TargetEnd::WaitsForBye));
-    let (status, out, heard) = baresip_call(&server, "bridge", 6);
-    let (target_status, target_log) = target.finish();
-    let log = server.log_when("call ended", 1, Duration::from_secs(5));
-    let diag = || {
-        format!(
-            "baresip {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
-            tail(&out, 3000),
-            tail(&target_log, 4000),
-            tail(&log, 5000)
-        )
-    };
-    assert!(status.success(), "{}", diag());
-    assert!(
-        target_status.success(),
-        "the target's call did not end with our BYE\n{}",
-        diag()
-    );
-    // Ringback (440 + 480 Hz: each about half the energy) first, then the echoed tone.
-    let ring = windows_of(&heard, 440.0, 0.3);
-    let echoed = windows_of(&heard, TONE_HZ, 0.9);
-    let first_echo = echoed.iter().position(|&x| x);
-    let rang = ring.iter().filter(|&&x| x).count();
-    assert!(
-        rang >= 8,
-        "expected ~1.5 s of ringback, heard {rang} windows\n{}",
-        diag()
-    );
-    let toned = echoed.iter().filter(|&&x| x).count();
-    assert!(
-        toned >= 20,
-        "expected at least 2 s of the caller's tone back through the target, heard {toned} windows\n{}",
-        diag()
-    );
-    let last_ring = ring.iter().rposition(|&x| x).unwrap_or(0);
-    assert!(
-        first_echo.is_some_and(|e| e > last_ring),
-        "ringback must stop when the target answers (last ring window {last_ring}, first echo {first_echo:?})\n{}",
-        diag()
-    );
-    assert!(
-        log.contains("caller bridged to the transfer target"),
-        "{}",
-        diag()
-    );
-    // The target saw the caller's number as From (baresip's `test` user).
-    assert!(
-        target_log.contains("From: <sip:test@"),
-        "the bridged INVITE's From is not the caller's\n{}",
-        diag()
-    );
-    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
-    assert!(
-        ended.contains(&format!("bridged to {}", Target::uri(p))),
-        "{ended}\n{}",
-        diag()
-    );
-    eprintln!(
-        "bridge: {rang} ringback windows, then {toned} windows of the echoed tone (first at {:.1} s)",
-        first_echo.unwrap_or(0) as f64 / 10.0
-    );
-}
-
-/// A target that sends early media (183 with SDP) is bridged before it answers: the caller
-/// hears the target (here its echo of the caller's tone) instead of our ringback.
-#[test]
-fn the_targets_early_media_reaches_the_caller_before_the_answer() {
-    let p = PortBlock::allocate();
-    let mut cfg = ServerConfig::new(p);
-    cfg.routes = vec![bridge_route(p)];
-    let server = Server::start(&cfg);
-    let target = Target::start(
-        p,
-        &target_scenario_with(2500, &TargetEnd::WaitsForBye, true),
-    );
-    let (status, out, heard) = baresip_call(&server, "bridge", 6);
-    let (target_status, target_log) = target.finish();
-    let log = server.log_when("call ended", 1, Duration::from_secs(5));
-    let diag = || {
-        format!(
-            "baresip {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
-            tail(&out, 3000),
-            tail(&target_log, 4000),
-            tail(&log, 5000)
-        )
-    };
-    assert!(target_status.success(), "{}", diag());
-    assert!(
-        log.contains("the target's early media is bridged to the caller"),
-        "{}",
-        diag()
-    );
-    let ring = windows_of(&heard, 440.0, 0.3);
-    let echoed = windows_of(&heard, TONE_HZ, 0.9);
-    let rang = ring.iter().filter(|&&x| x).count();
-    let first_echo = echoed.iter().position(|&x| x);
-    assert!(
-        rang <= 2,
-        "our ringback played over early media ({rang} windows)\n{}",
-        diag()
-    );
-    // The target answers 2.5 s in; its echo is heard well before that.
-    assert!(
-        first_echo.is_some_and(|w| w < 15),
-        "first echoed window {first_echo:?}\n{}",
-        diag()
-    );
-    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
-    assert!(ended.contains("bridged to"), "{ended}\n{}", diag());
-}
-
-/// The target hangs up first: we hang up the caller; the record says where it was bridged.
-#[test]
-fn the_target_hanging_up_ends_the_callers_call() {
-    let p = PortBlock::allocate();
-    let mut cfg = ServerConfig::new(p);
-    cfg.routes = vec![bridge_route(p)];
-    let server = Server::start(&cfg);
-    let target = Target::start(p, &target_scenario(200, &TargetEnd::HangsUpAfter(2000)));
-    let (status, out, heard) = baresip_call(&server, "bridge", 10);
-    let (target_status, target_log) = target.finish();
-    let log = server.log_when("call ended", 1, Duration::from_secs(5));
-    let diag = || {
-        format!(
-            "baresip {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
-            tail(&out, 3000),
-            tail(&target_log, 4000),
-            tail(&log, 5000)
-        )
-    };
-    assert!(target_status.success(), "{}", diag());
-    assert!(
-        log.contains("bridged leg ended; hanging up the caller"),
-        "{}",
-        diag()
-    );
-    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
-    assert!(ended.contains("reason=LocalBye"), "{ended}\n{}", diag());
-    // baresip's call ended well before its own 10 s timer: about 2.2 s of audio.
-    let seconds = heard.len() as f64 / f64::from(RATE);
-    assert!(
-        (1.5..6.0).contains(&seconds),
-        "baresip heard {seconds:.1} s; the call should end when the target hangs up\n{}",
-        diag()
-    );
-}
-
-/// A busy target fails the transfer: the caller is hung up and the record says why.
-#[test]
-fn a_busy_target_fails_the_transfer_and_the_caller_is_hung_up() {
-    let p = PortBlock::allocate();
-    let mut cfg = ServerConfig::new(p);
-    cfg.routes = vec![bridge_route(p)];
-    let server = Server::start(&cfg);
-    let target = Target::start(p, &busy_scenario(486));
-    let (status, out, _) = baresip_call(&server, "bridge", 8);
-    let (target_status, target_log) = target.finish();
-    let log = server.log_when("call ended", 1, Duration::from_secs(5));
-    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
-    let diag = format!(
-        "baresip {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
-        tail(&out, 3000),
-        tail(&target_log, 3000),
-        tail(&log, 4000)
-    );
-    assert!(target_status.success(), "{diag}");
-    assert!(
-        ended.contains("transfer failed") && ended.contains("answered 486"),
-        "{ended}\n{diag}"
-    );
-    assert!(ended.contains("reason=LocalBye"), "{ended}\n{diag}");
-}
-
-/// Runs a scripted agent whose `transfer` tool bridges to the target with `ring_timeout_s`,
-/// and a sipp caller that presses 1 and waits for our BYE; returns (caller status, caller
-/// output, target status, target log, server log) with the call record stored.
-fn agent_transfer_call(
+/// One bridged call and what every side left behind.
+struct BridgeRun {
     p: PortBlock,
-    target_scenario: &str,
-    ring_timeout_s: u32,
-) -> (Server, ExitStatus, String, ExitStatus, String, String) {
-    let flow = format!(
-        r#"
+    server: Server,
+    /// The caller (baresip or sipp): exit status, output, and (baresip) the audio it heard.
+    caller_status: ExitStatus,
+    caller_out: String,
+    heard: Vec<i16>,
+    /// The target (sipp UAS): exit status and its message log.
+    target_status: ExitStatus,
+    target_log: String,
+    /// The server's log once the call ended.
+    log: String,
+}
+
+impl BridgeRun {
+    /// baresip (a 1 kHz tone for `seconds`) calls the bridge route; `target` is the sipp
+    /// target's scenario.
+    fn baresip(target: &str, seconds: u32) -> BridgeRun {
+        let p = PortBlock::allocate();
+        let mut cfg = ServerConfig::new(p);
+        cfg.routes = vec![bridge_route(p)];
+        let server = Server::start(&cfg);
+        let target = Target::start(p, target);
+        let (caller_status, caller_out, heard) = baresip_call(&server, "bridge", seconds);
+        let (target_status, target_log) = target.finish();
+        let log = server.log_when("call ended", 1, Duration::from_secs(5));
+        BridgeRun {
+            p,
+            server,
+            caller_status,
+            caller_out,
+            heard,
+            target_status,
+            target_log,
+            log,
+        }
+    }
+
+    /// A scripted agent whose `transfer` tool bridges to the target with `ring_timeout_s`,
+    /// and a sipp caller that presses 1 and waits for our BYE; returns once the call record
+    /// is stored.
+    fn agent(target: &str, ring_timeout_s: u32) -> BridgeRun {
+        let p = PortBlock::allocate();
+        let flow = format!(
+            r#"
 [flow]
 name = "desk"
 start = "greeting"
@@ -547,42 +402,196 @@ dtmf = {{ "1" = "human" }}
 say = "Sure, connecting you now."
 tools = [{{ name = "transfer", target = "{}" }}]
 "#,
-        Target::uri(p)
+            Target::uri(p)
+        );
+        let mut cfg = ServerConfig::new(p);
+        cfg.files = vec![("agents/desk.toml".into(), flow.into_bytes())];
+        cfg.routes = vec![Route {
+            match_user: "desk".into(),
+            app: "agent".into(),
+            reject_code: None,
+            extra: vec!["flow = \"agents/desk.toml\"".into()],
+        }];
+        let server = Server::start(&cfg);
+        let target = Target::start(p, target);
+        require_tool("sipp", "sip-tester");
+        let dir = temp_dir("leadscaller-sipp-");
+        let d = dir.path();
+        let scenario =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sipp/uac_agent_bridge.xml");
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf")
+            .arg(&scenario)
+            .arg(server.sip_target())
+            .args(["-s", "desk"])
+            .args(["-i", LOOPBACK, "-p", &p.peer_sip().to_string()])
+            .args(["-mi", LOOPBACK, "-mp", &p.peer_media().to_string()])
+            .args(["-cp", &p.sipp_control().to_string()])
+            .args(["-m", "1", "-timeout", "40s", "-timeout_error"])
+            .arg("-nostdin")
+            .args(["-trace_err", "-error_file"])
+            .arg(d.join("errors.log"))
+            .current_dir(d);
+        let mut caller = Proc::spawn("sipp-caller", cmd, d);
+        let caller_status = caller.wait(Duration::from_secs(50));
+        let caller_out = caller.stdout() + &caller.stderr() + &read_lossy(&d.join("errors.log"));
+        let (target_status, target_log) = target.finish();
+        let log = server.log_when("call record stored", 1, Duration::from_secs(10));
+        BridgeRun {
+            p,
+            server,
+            caller_status,
+            caller_out,
+            heard: Vec::new(),
+            target_status,
+            target_log,
+            log,
+        }
+    }
+
+    /// Every side's output, for failure messages.
+    fn diag(&self) -> String {
+        format!(
+            "caller {}:\n{}\n--- target {} ---\n{}\n--- server ---\n{}",
+            self.caller_status,
+            tail(&self.caller_out, 3000),
+            self.target_status,
+            tail(&self.target_log, 4000),
+            tail(&self.log, 6000)
+        )
+    }
+
+    /// The server's `call ended` line.
+    fn ended(&self) -> &str {
+        self.log
+            .lines()
+            .find(|l| l.contains("call ended"))
+            .unwrap_or("")
+    }
+}
+
+/// The caller hears ringback while the target rings, then its own tone echoed by the
+/// target through the bridge; the caller's hang-up ends the target's leg with BYE.
+#[test]
+fn baresip_hears_ringback_then_the_target_through_the_bridge() {
+    let run = BridgeRun::baresip(&target_scenario(1500, &TargetEnd::WaitsForBye), 6);
+    assert!(run.caller_status.success(), "{}", run.diag());
+    assert!(
+        run.target_status.success(),
+        "the target's call did not end with our BYE\n{}",
+        run.diag()
     );
-    let mut cfg = ServerConfig::new(p);
-    cfg.files = vec![("agents/desk.toml".into(), flow.into_bytes())];
-    cfg.routes = vec![Route {
-        match_user: "desk".into(),
-        app: "agent".into(),
-        reject_code: None,
-        extra: vec!["flow = \"agents/desk.toml\"".into()],
-    }];
-    let server = Server::start(&cfg);
-    let target = Target::start(p, target_scenario);
-    require_tool("sipp", "sip-tester");
-    let dir = temp_dir("leadscaller-sipp-");
-    let d = dir.path();
-    let scenario =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sipp/uac_agent_bridge.xml");
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(&scenario)
-        .arg(server.sip_target())
-        .args(["-s", "desk"])
-        .args(["-i", LOOPBACK, "-p", &p.peer_sip().to_string()])
-        .args(["-mi", LOOPBACK, "-mp", &p.peer_media().to_string()])
-        .args(["-cp", &p.sipp_control().to_string()])
-        .args(["-m", "1", "-timeout", "40s", "-timeout_error"])
-        .arg("-nostdin")
-        .args(["-trace_err", "-error_file"])
-        .arg(d.join("errors.log"))
-        .current_dir(d);
-    let mut caller = Proc::spawn("sipp-caller", cmd, d);
-    let status = caller.wait(Duration::from_secs(50));
-    let caller_out = caller.stdout() + &caller.stderr() + &read_lossy(&d.join("errors.log"));
-    let (target_status, target_log) = target.finish();
-    let log = server.log_when("call record stored", 1, Duration::from_secs(10));
-    (server, status, caller_out, target_status, target_log, log)
+    // Ringback (440 + 480 Hz: each about half the energy) first, then the echoed tone.
+    let ring = windows_of(&run.heard, 440.0, 0.3);
+    let echoed = windows_of(&run.heard, TONE_HZ, 0.9);
+    let first_echo = echoed.iter().position(|&x| x);
+    let rang = ring.iter().filter(|&&x| x).count();
+    assert!(
+        rang >= 8,
+        "expected ~1.5 s of ringback, heard {rang} windows\n{}",
+        run.diag()
+    );
+    let toned = echoed.iter().filter(|&&x| x).count();
+    assert!(
+        toned >= 20,
+        "expected at least 2 s of the caller's tone back through the target, heard {toned} windows\n{}",
+        run.diag()
+    );
+    let last_ring = ring.iter().rposition(|&x| x).unwrap_or(0);
+    assert!(
+        first_echo.is_some_and(|e| e > last_ring),
+        "ringback must stop when the target answers (last ring window {last_ring}, first echo {first_echo:?})\n{}",
+        run.diag()
+    );
+    assert!(
+        run.log.contains("caller bridged to the transfer target"),
+        "{}",
+        run.diag()
+    );
+    // The target saw the caller's number as From (baresip's `test` user).
+    assert!(
+        run.target_log.contains("From: <sip:test@"),
+        "the bridged INVITE's From is not the caller's\n{}",
+        run.diag()
+    );
+    assert!(
+        run.ended()
+            .contains(&format!("bridged to {}", Target::uri(run.p))),
+        "{}\n{}",
+        run.ended(),
+        run.diag()
+    );
+    eprintln!(
+        "bridge: {rang} ringback windows, then {toned} windows of the echoed tone (first at {:.1} s)",
+        first_echo.unwrap_or(0) as f64 / 10.0
+    );
+}
+
+/// A target that sends early media (183 with SDP) is bridged before it answers: the caller
+/// hears the target (here its echo of the caller's tone) instead of our ringback.
+#[test]
+fn the_targets_early_media_reaches_the_caller_before_the_answer() {
+    let run = BridgeRun::baresip(
+        &target_scenario_with(2500, &TargetEnd::WaitsForBye, true),
+        6,
+    );
+    assert!(run.target_status.success(), "{}", run.diag());
+    assert!(
+        run.log
+            .contains("the target's early media is bridged to the caller"),
+        "{}",
+        run.diag()
+    );
+    let ring = windows_of(&run.heard, 440.0, 0.3);
+    let echoed = windows_of(&run.heard, TONE_HZ, 0.9);
+    let rang = ring.iter().filter(|&&x| x).count();
+    let first_echo = echoed.iter().position(|&x| x);
+    assert!(
+        rang <= 2,
+        "our ringback played over early media ({rang} windows)\n{}",
+        run.diag()
+    );
+    // The target answers 2.5 s in; its echo is heard well before that.
+    assert!(
+        first_echo.is_some_and(|w| w < 15),
+        "first echoed window {first_echo:?}\n{}",
+        run.diag()
+    );
+    assert!(run.ended().contains("bridged to"), "{}", run.diag());
+}
+
+/// The target hangs up first: we hang up the caller; the record says where it was bridged.
+#[test]
+fn the_target_hanging_up_ends_the_callers_call() {
+    let run = BridgeRun::baresip(&target_scenario(200, &TargetEnd::HangsUpAfter(2000)), 10);
+    assert!(run.target_status.success(), "{}", run.diag());
+    assert!(
+        run.log.contains("bridged leg ended; hanging up the caller"),
+        "{}",
+        run.diag()
+    );
+    assert!(run.ended().contains("reason=LocalBye"), "{}", run.diag());
+    // baresip's call ended well before its own 10 s timer: about 2.2 s of audio.
+    let seconds = run.heard.len() as f64 / f64::from(RATE);
+    assert!(
+        (1.5..6.0).contains(&seconds),
+        "baresip heard {seconds:.1} s; the call should end when the target hangs up\n{}",
+        run.diag()
+    );
+}
+
+/// A busy target fails the transfer: the caller is hung up and the record says why.
+#[test]
+fn a_busy_target_fails_the_transfer_and_the_caller_is_hung_up() {
+    let run = BridgeRun::baresip(&busy_scenario(486), 8);
+    assert!(run.target_status.success(), "{}", run.diag());
+    let ended = run.ended();
+    assert!(
+        ended.contains("transfer failed") && ended.contains("answered 486"),
+        "{}",
+        run.diag()
+    );
+    assert!(ended.contains("reason=LocalBye"), "{}", run.diag());
 }
 
 /// The agent's `transfer` tool with `[transfer] method = "bridge"`: sipp calls a scripted
@@ -591,42 +600,32 @@ tools = [{{ name = "transfer", target = "{}" }}]
 /// the agent's report (its tool calls) although the agent app was swapped for the bridge.
 #[test]
 fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
-    let p = PortBlock::allocate();
-    let (server, status, caller_out, target_status, target_log, log) =
-        agent_transfer_call(p, &target_scenario(300, &TargetEnd::HangsUpAfter(1500)), 10);
-    let diag = || {
-        format!(
-            "caller {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
-            tail(&caller_out, 3000),
-            tail(&target_log, 4000),
-            tail(&log, 6000)
-        )
-    };
+    let run = BridgeRun::agent(&target_scenario(300, &TargetEnd::HangsUpAfter(1500)), 10);
     assert!(
-        status.success(),
+        run.caller_status.success(),
         "the caller did not get our BYE\n{}",
-        diag()
+        run.diag()
     );
-    assert!(target_status.success(), "{}", diag());
+    assert!(run.target_status.success(), "{}", run.diag());
     assert!(
-        target_log.contains("From: <sip:sipp@"),
+        run.target_log.contains("From: <sip:sipp@"),
         "the bridged INVITE's From is not the caller's\n{}",
-        diag()
+        run.diag()
     );
     assert!(
-        log.contains("caller bridged to the transfer target"),
+        run.log.contains("caller bridged to the transfer target"),
         "{}",
-        diag()
+        run.diag()
     );
-    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
+    let target = Target::uri(run.p);
     assert!(
-        ended.contains(&format!("bridged to {}", Target::uri(p))),
-        "{ended}\n{}",
-        diag()
+        run.ended().contains(&format!("bridged to {target}")),
+        "{}",
+        run.diag()
     );
     // The agent's report survived the swap: the call's tool calls name the transfer.
-    let token = server.api_token("read");
-    let base = server.api_base();
+    let token = run.server.api_token("read");
+    let base = run.server.api_base();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let calls: serde_json::Value = rt.block_on(async {
         reqwest::Client::new()
@@ -641,9 +640,9 @@ fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
     });
     let tools = calls["data"][0]["tool_calls"].to_string();
     assert!(
-        tools.contains("transfer") && tools.contains(&Target::uri(p)),
+        tools.contains("transfer") && tools.contains(&target),
         "{calls}\n{}",
-        diag()
+        run.diag()
     );
 }
 
@@ -651,32 +650,36 @@ fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
 /// back to the agent, whose flow says its `transfer_failed` line and hangs up.
 #[test]
 fn a_target_ringing_past_the_timeout_is_cancelled() {
-    let p = PortBlock::allocate();
-    let (_server, status, caller_out, target_status, target_log, log) =
-        agent_transfer_call(p, &never_answers_scenario(), 5);
-    let ended = log.lines().find(|l| l.contains("call ended")).unwrap_or("");
-    let diag = format!(
-        "caller {status}:\n{}\n--- target {target_status} ---\n{}\n--- server ---\n{}",
-        tail(&caller_out, 3000),
-        tail(&target_log, 4000),
-        tail(&log, 6000)
-    );
-    assert!(status.success(), "the caller did not get our BYE\n{diag}");
+    let run = BridgeRun::agent(&never_answers_scenario(), 5);
     assert!(
-        target_status.success(),
-        "the target was not cancelled\n{diag}"
+        run.caller_status.success(),
+        "the caller did not get our BYE\n{}",
+        run.diag()
     );
-    let failed = log
+    assert!(
+        run.target_status.success(),
+        "the target was not cancelled\n{}",
+        run.diag()
+    );
+    let failed = run
+        .log
         .lines()
         .find(|l| l.contains("the transfer failed; the flow goes on"))
-        .unwrap_or_else(|| panic!("the agent never heard of the failure\n{diag}"));
-    assert!(failed.contains("did not answer"), "{failed}\n{diag}");
+        .unwrap_or_else(|| panic!("the agent never heard of the failure\n{}", run.diag()));
     assert!(
-        log.contains("Sorry, nobody is free right now."),
-        "the flow's transfer_failed line was not said\n{diag}"
+        failed.contains("did not answer"),
+        "{failed}\n{}",
+        run.diag()
     );
     assert!(
+        run.log.contains("Sorry, nobody is free right now."),
+        "the flow's transfer_failed line was not said\n{}",
+        run.diag()
+    );
+    let ended = run.ended();
+    assert!(
         ended.contains("agent hung up") && ended.contains("reason=LocalBye"),
-        "{ended}\n{diag}"
+        "{}",
+        run.diag()
     );
 }

@@ -979,9 +979,8 @@ impl CallSession {
             Ok(route) => {
                 tracing::info!(call = %self.call, target = %route.target, hop = %route.hop,
                     trunk = route.trunk.as_deref().unwrap_or(""), "transfer: calling the target to bridge");
-                let Some(events) = self.own_events.upgrade() else {
-                    return None;
-                };
+                // Gone only while the call layer shuts down.
+                let events = self.own_events.upgrade()?;
                 let ctx = outbound::PlaceContext {
                     place: &self.place,
                     events,
