@@ -822,15 +822,12 @@ fn baresip_negotiates_opus_end_to_end() {
 // ---------------------------------------------------------------------------------------
 // The scripted agent on the embedded stages, with baresip as the caller.
 
-#[test]
-fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
+/// A server whose `agent` route runs the shipped appointment-setter flow.
+fn appointment_setter_server() -> Server {
     let flow = fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents/appointment-setter.toml"),
     )
     .expect("example flow");
-    let utterance =
-        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav"))
-            .expect("../shared/audio/stop__flite.wav");
     let mut cfg = ServerConfig::new(PortBlock::allocate());
     cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
     cfg.routes = vec![Route {
@@ -839,7 +836,15 @@ fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
         reject_code: None,
         extra: vec!["flow = \"agents/appointment-setter.toml\"".into()],
     }];
-    let server = Server::start(&cfg);
+    Server::start(&cfg)
+}
+
+#[test]
+fn agent_hears_stop_calling_me_marks_do_not_call_and_hangs_up() {
+    let utterance =
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/stop__flite.wav"))
+            .expect("../shared/audio/stop__flite.wav");
+    let server = appointment_setter_server();
     // The caller listens for 8 s (the greeting), says "Please stop calling me.", then
     // stays quiet; the file outlasts the call (baresip hangs up at its end).
     let mut input = vec![0i16; RATE as usize * 8];
@@ -1052,17 +1057,8 @@ fn agent_backchannel_does_not_interrupt_but_a_sentence_does() {
 fn agent_audio_stops_within_100_ms_of_the_callers_speech_on_the_wire() {
     common::require_tool("dumpcap", "tshark");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let flow = fs::read(root.join("sip-config/agents/appointment-setter.toml")).expect("flow");
     let utterance = fs::read(root.join("../shared/audio/stop__flite.wav")).expect("utterance");
-    let mut cfg = ServerConfig::new(PortBlock::allocate());
-    cfg.files = vec![("agents/appointment-setter.toml".into(), flow)];
-    cfg.routes = vec![Route {
-        match_user: "agent".into(),
-        app: "agent".into(),
-        reject_code: None,
-        extra: vec!["flow = \"agents/appointment-setter.toml\"".into()],
-    }];
-    let server = Server::start(&cfg);
+    let server = appointment_setter_server();
     let p = server.ports;
     let (b_min, b_max) = p.baresip_rtp();
     let cap_dir = tempfile::Builder::new()

@@ -420,8 +420,8 @@ fn the_caller_speaking_resets_the_reprompt_count() {
     assert_eq!(e.ending(), Some(NO_RESPONSE));
 }
 
-#[test]
-fn transfer_ends_the_turn_after_its_line_like_end_call() {
+/// An engine whose model said a line and called `transfer`; the actions of that round.
+fn transferring() -> (TurnEngine, Vec<TurnAction>) {
     let mut with_transfer = settings();
     with_transfer.tools.push("transfer");
     let mut e = in_turn_with(with_transfer, "Can I talk to a person?");
@@ -433,6 +433,12 @@ fn transfer_ends_the_turn_after_its_line_like_end_call() {
         "{\"target\":\"sip:desk@pbx.example\"}",
     ));
     let a = e.handle(done("tool_calls"));
+    (e, a)
+}
+
+#[test]
+fn transfer_ends_the_turn_after_its_line_like_end_call() {
+    let (mut e, a) = transferring();
     assert!(
         a.contains(&TurnAction::Tool(ToolCall::Transfer {
             target: "sip:desk@pbx.example".into()
@@ -460,17 +466,7 @@ fn transfer_ends_the_turn_after_its_line_like_end_call() {
 
 #[test]
 fn a_failed_transfer_goes_back_to_the_model_with_the_reason() {
-    let mut with_transfer = settings();
-    with_transfer.tools.push("transfer");
-    let mut e = in_turn_with(with_transfer, "Can I talk to a person?");
-    e.handle(text("Sure, transferring you now."));
-    e.handle(tool(
-        0,
-        "call_1",
-        "transfer",
-        "{\"target\":\"sip:desk@pbx.example\"}",
-    ));
-    e.handle(done("tool_calls"));
+    let (mut e, _) = transferring();
     e.handle(audio(None));
     e.handle(TurnEvent::TtsEnded);
     assert!(e.ending().is_some());
