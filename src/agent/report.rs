@@ -87,6 +87,9 @@ pub struct LatencyRecord {
     pub tts_first_audio_ms: Option<u64>,
     /// The first reply frame on the wire: the turn's total.
     pub first_frame_out_ms: Option<u64>,
+    /// The reply's completion was started early on a stable partial (`[turns] early_llm_ms`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub llm_early: bool,
 }
 
 /// Everything the agent reports about one call.
@@ -161,6 +164,7 @@ impl AgentReport {
             llm_first_token_ms,
             tts_first_audio_ms,
             first_frame_out_ms: out,
+            llm_early: l.llm_early,
         });
     }
 
