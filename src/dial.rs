@@ -7,7 +7,7 @@ use crate::config::{Config, TrunkConfig};
 use crate::leg::rtp::RtpLeg;
 use crate::leg::worker::{LegSockets, MediaEngine};
 use crate::rtp::ports::PortAllocator;
-use crate::rtp::srtp::{SrtpKeys, SrtpSuite};
+
 use crate::server::{
     advertised_address, endpoint_config, sip_listeners, trunk_credentials, trunk_peer,
 };
@@ -126,16 +126,8 @@ pub async fn dial(
         caps.codecs = vec![sdp::CodecPref::pcmu(), sdp::CodecPref::pcma()];
     }
     let mut offer = sdp::create_offer(&caps, Direction::SendRecv);
-    // SDES-SRTP per the trunk: mandatory offers RTP/SAVP; optional offers RTP/AVP with an
-    // a=crypto line the answerer may take up (RFC 8643 opportunistic SRTP).
-    let our_crypto = (trunk.srtp != SrtpMode::Off)
-        .then(|| CryptoAttribute::new(1, SrtpKeys::generate(SrtpSuite::AesCm128HmacSha1_80)));
-    if let (Some(c), Some(m)) = (&our_crypto, offer.media.first_mut()) {
-        m.crypto = vec![c.to_string()];
-        if trunk.srtp == SrtpMode::Mandatory {
-            m.protocol = "RTP/SAVP".into();
-        }
-    }
+    // SDES-SRTP per the trunk.
+    let our_crypto = crate::call::outbound::offer_srtp(&mut offer, trunk.srtp);
     let domain = &trunk.domain;
     let from_user = trunk
         .from_number
@@ -234,15 +226,11 @@ async fn run_call(
                         );
                         let leg_cfg = crate::call::leg_config(&media, &crate::call::MediaSettings::default(), Duration::from_secs(3600));
                         let mut rtp_leg = leg_cfg.and_then(|c| RtpLeg::new(c, Instant::now()).ok());
-                        let srtp = our_crypto.as_ref().and_then(|ours| {
-                            let theirs = media.remote_crypto.iter().filter_map(|c| CryptoAttribute::parse(c).ok()).find(|c| c.tag == ours.tag && c.suite() == ours.suite())?;
-                            ours.session_with(&theirs).ok()
-                        });
-                        match (srtp, rtp_leg.as_mut()) {
-                            (Some(session), Some(l)) => l.set_srtp(session),
-                            (None, _) if srtp_mode == SrtpMode::Mandatory => {
+                        match (crate::call::outbound::answered_srtp(our_crypto.as_ref(), &media.remote_crypto, srtp_mode), rtp_leg.as_mut()) {
+                            (Ok(Some(session)), Some(l)) => l.set_srtp(session),
+                            (Err(why), _) => {
                                 let _ = commands.send(Command::Hangup { call: id }).await;
-                                return Err(DialError::Sdp("SRTP is mandatory and the answer has no matching a=crypto".into()));
+                                return Err(DialError::Sdp(why));
                             }
                             _ => {}
                         }

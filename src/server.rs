@@ -380,11 +380,16 @@ pub async fn start(
                 target,
                 after_ms,
                 method,
+                srtp,
             } => match Uri::parse(target) {
                 Ok(uri) => AppChoice::Transfer {
                     target: uri,
                     after: Duration::from_millis((*after_ms).into()),
-                    method: *method,
+                    settings: crate::agent::transfer::TransferSettings {
+                        method: *method,
+                        srtp: *srtp,
+                        ..Default::default()
+                    },
                 },
                 Err(_) => AppChoice::Reject(500),
             },

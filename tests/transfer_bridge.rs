@@ -683,3 +683,103 @@ fn a_target_ringing_past_the_timeout_is_cancelled() {
         run.diag()
     );
 }
+
+/// The target's ports for a baresip target: SIP and its RTP range (inclusive).
+const BARESIP_TARGET_SIP: u16 = 27;
+const BARESIP_TARGET_RTP: (u16, u16) = (28, 31);
+/// The baresip target's own tone.
+const TARGET_TONE_HZ: f64 = 600.0;
+
+/// A bridged leg with `transfer_srtp = "mandatory"` to a real SRTP peer: a second baresip,
+/// auto-answering with `mediaenc=srtp-mand`, playing a 600 Hz tone. The caller (baresip, 1 kHz)
+/// must hear the target's tone and the target the caller's: SDES keys negotiated on the new
+/// leg, audio encrypted and decrypted both ways.
+#[test]
+fn a_bridged_leg_with_srtp_carries_audio_both_ways_to_a_baresip_target() {
+    let p = PortBlock::allocate();
+    let target_uri = format!("sip:test@{LOOPBACK}:{}", p.port(BARESIP_TARGET_SIP));
+    let mut cfg = ServerConfig::new(p);
+    let mut route = Route::transfer("bridge", &target_uri, 0);
+    route.extra.push("transfer_method = \"bridge\"".into());
+    route.extra.push("transfer_srtp = \"mandatory\"".into());
+    cfg.routes = vec![route];
+    let server = Server::start(&cfg);
+
+    // The target: baresip listening, answering by itself over SRTP.
+    require_tool("baresip", "baresip");
+    let dir = temp_dir("leadscaller-baresip-target-");
+    let d = dir.path();
+    let rec = d.join("rec");
+    fs::create_dir(&rec).expect("rec dir");
+    let input = d.join("tone.wav");
+    fs::write(
+        &input,
+        wav_bytes(RATE, &tone(RATE, TARGET_TONE_HZ, 8000.0, 20.0)),
+    )
+    .expect("tone");
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/baresip");
+    let (lo, hi) = BARESIP_TARGET_RTP;
+    let mut config = read_lossy(&peers.join("config"))
+        .replace(
+            "{sip_listen}",
+            &format!("{LOOPBACK}:{}", p.port(BARESIP_TARGET_SIP)),
+        )
+        .replace("{input_wav}", &input.display().to_string())
+        .replace("{rtp_ports}", &format!("{}-{}", p.port(lo), p.port(hi)))
+        .replace("{snd_path}", &rec.display().to_string());
+    config.push_str("module\t\t\tsrtp.so\n");
+    fs::write(d.join("config"), config).expect("config");
+    fs::write(
+        d.join("accounts"),
+        "<sip:test@127.0.0.1>;regint=0;audio_codecs=PCMU;answermode=auto;mediaenc=srtp-mand\n",
+    )
+    .expect("accounts");
+    fs::write(d.join("contacts"), "").expect("contacts");
+    let mut cmd = Command::new("baresip");
+    cmd.arg("-f").arg(d).args(["-t", "12"]).current_dir(d);
+    let mut target = Proc::spawn("baresip-target", cmd, d);
+    std::thread::sleep(Duration::from_millis(800));
+
+    let (status, out, heard) = baresip_call(&server, "bridge", 6);
+    let _ = target.interrupt_and_wait(Duration::from_secs(10));
+    let target_out = target.stdout() + &target.stderr();
+    let log = server.log_when("call ended", 1, Duration::from_secs(5));
+    let diag = format!(
+        "caller {status}:\n{}\n--- target ---\n{}\n--- server ---\n{}",
+        tail(&out, 3000),
+        tail(&target_out, 3000),
+        tail(&log, 5000)
+    );
+    assert!(
+        log.contains("SRTP on the bridged leg"),
+        "no SRTP on the new leg\n{diag}"
+    );
+    let target_heard = fs::read_dir(&rec)
+        .expect("rec dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .map(|p| read_wav(&p).2)
+        .unwrap_or_else(|| panic!("the target recorded nothing\n{diag}"));
+    let caller_got = windows_of(&heard, TARGET_TONE_HZ, 0.9)
+        .iter()
+        .filter(|&&x| x)
+        .count();
+    let target_got = windows_of(&target_heard, TONE_HZ, 0.9)
+        .iter()
+        .filter(|&&x| x)
+        .count();
+    assert!(
+        caller_got >= 20,
+        "the caller heard {caller_got} windows of the target's tone\n{diag}"
+    );
+    assert!(
+        target_got >= 20,
+        "the target heard {target_got} windows of the caller's tone\n{diag}"
+    );
+    eprintln!(
+        "srtp bridge: the caller heard {:.1} s of the target's tone, the target {:.1} s of the caller's",
+        caller_got as f64 / 10.0,
+        target_got as f64 / 10.0
+    );
+}

@@ -38,6 +38,9 @@ pub struct TransferSettings {
     pub ring_timeout: Duration,
     /// (Bridge) the user part of our From on the new leg; `None`: the caller's number.
     pub caller_id: Option<String>,
+    /// (Bridge) SDES-SRTP on the new leg; `None`: the trunk's setting when it leaves through
+    /// one, else off.
+    pub srtp: Option<crate::config::SrtpMode>,
 }
 
 impl Default for TransferSettings {
@@ -46,6 +49,7 @@ impl Default for TransferSettings {
             method: TransferMethod::Refer,
             ring_timeout: DEFAULT_RING_TIMEOUT,
             caller_id: None,
+            srtp: None,
         }
     }
 }
@@ -88,10 +92,19 @@ impl TransferSettings {
                     })?;
                     s.caller_id = Some(id.to_owned());
                 }
+                "srtp" => {
+                    s.srtp = Some(
+                        v.as_str()
+                            .and_then(crate::config::SrtpMode::parse)
+                            .ok_or_else(|| {
+                                err(k, "expected \"off\", \"optional\" or \"mandatory\"")
+                            })?,
+                    );
+                }
                 _ => {
                     return Err(err(
                         k,
-                        "unknown key (expected method, ring_timeout_s, caller_id)",
+                        "unknown key (expected method, ring_timeout_s, caller_id, srtp)",
                     ));
                 }
             }
@@ -99,7 +112,7 @@ impl TransferSettings {
         if s.method == TransferMethod::Refer && t.len() > usize::from(t.contains_key("method")) {
             return Err((
                 "transfer.method".to_owned(),
-                "ring_timeout_s and caller_id only apply with method = \"bridge\"".to_owned(),
+                "ring_timeout_s, caller_id and srtp only apply with method = \"bridge\"".to_owned(),
             ));
         }
         Ok(s)
@@ -136,9 +149,10 @@ mod tests {
     #[test]
     fn bridge_with_its_settings() {
         let s = parse(
-            "[transfer]\nmethod = \"bridge\"\nring_timeout_s = 20\ncaller_id = \"+14155550100\"",
+            "[transfer]\nmethod = \"bridge\"\nring_timeout_s = 20\ncaller_id = \"+14155550100\"\nsrtp = \"mandatory\"",
         )
         .unwrap();
+        assert_eq!(s.srtp, Some(crate::config::SrtpMode::Mandatory));
         assert_eq!(s.method, TransferMethod::Bridge);
         assert_eq!(s.ring_timeout, Duration::from_secs(20));
         assert_eq!(s.caller_id.as_deref(), Some("+14155550100"));
@@ -158,6 +172,10 @@ mod tests {
             "transfer.caller_id"
         );
         assert_eq!(key("[transfer]\nmethod = \"bridge\"\nx = 1"), "transfer.x");
+        assert_eq!(
+            key("[transfer]\nmethod = \"bridge\"\nsrtp = \"always\""),
+            "transfer.srtp"
+        );
         assert_eq!(key("[transfer]\nring_timeout_s = 20"), "transfer.method");
     }
 }

@@ -1631,7 +1631,10 @@ mod tests {
         assert_eq!(h[3].content, "Sure. You're booked. Goodbye!");
         let r = app.take_report().unwrap();
         assert_eq!(r.latency.len(), 1);
-        assert!(r.latency[0].llm_early, "the stored record says the start was early");
+        assert!(
+            r.latency[0].llm_early,
+            "the stored record says the start was early"
+        );
     }
 }
 

@@ -58,7 +58,7 @@ pub enum AppChoice {
     Transfer {
         target: Uri,
         after: Duration,
-        method: crate::agent::transfer::TransferMethod,
+        settings: TransferSettings,
     },
     /// Answer and fork the call to a bot at `url` speaking the Twilio protocol; keep
     /// reconnecting for `reconnect_window` after the socket drops.
@@ -989,6 +989,10 @@ impl CallSession {
                     media_ip: self.cfg.media_ip,
                     codecs: &self.cfg.codecs,
                     trunk,
+                    srtp: settings
+                        .srtp
+                        .or(trunk.map(|t| t.srtp))
+                        .unwrap_or(SrtpMode::Off),
                 };
                 outbound::OutboundLeg::place(route, ctx).await
             }
@@ -1212,10 +1216,7 @@ fn event_call(ev: &Event) -> Option<CallId> {
 fn transfer_settings(choice: &AppChoice) -> TransferSettings {
     match choice {
         AppChoice::Agent { agent, .. } => agent.0.transfer.clone(),
-        AppChoice::Transfer { method, .. } => TransferSettings {
-            method: *method,
-            ..TransferSettings::default()
-        },
+        AppChoice::Transfer { settings, .. } => settings.clone(),
         _ => TransferSettings::default(),
     }
 }

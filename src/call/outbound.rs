@@ -18,12 +18,53 @@ use crate::config::{SrtpMode, TrunkConfig};
 use crate::leg::rtp::RtpLeg;
 use crate::leg::worker::{LegHandle, LegSockets, MediaEngine};
 use crate::rtp::ports::PortAllocator;
+use crate::rtp::srtp::{SrtpKeys, SrtpSession, SrtpSuite};
 use crate::sip::endpoint::{CallId, Event, OutboundCall, Peer, Transport};
 use crate::sip::headers::NameAddr;
 use crate::sip::sdp::{
     self, Direction, LocalMediaCapabilities, NegotiatedMedia, SessionDescription,
 };
+use crate::sip::sdp_crypto::CryptoAttribute;
 use crate::sip::uri::Uri;
+
+/// Adds SDES-SRTP to an offer we make, per `mode`: `mandatory` offers RTP/SAVP, `optional`
+/// offers RTP/AVP with an `a=crypto` line the answerer may take up (RFC 8643, opportunistic);
+/// returns our crypto attribute (`None` when off).
+pub fn offer_srtp(offer: &mut SessionDescription, mode: SrtpMode) -> Option<CryptoAttribute> {
+    if mode == SrtpMode::Off {
+        return None;
+    }
+    let ours = CryptoAttribute::new(1, SrtpKeys::generate(SrtpSuite::AesCm128HmacSha1_80));
+    if let Some(m) = offer.media.first_mut() {
+        m.crypto = vec![ours.to_string()];
+        if mode == SrtpMode::Mandatory {
+            m.protocol = "RTP/SAVP".into();
+        }
+    }
+    Some(ours)
+}
+
+/// The SRTP session for an answer to our offer: the answer's `a=crypto` with our tag and
+/// suite; `None` for plain RTP; an error when `mode` is mandatory and the answer has none.
+pub fn answered_srtp(
+    ours: Option<&CryptoAttribute>,
+    remote: &[String],
+    mode: SrtpMode,
+) -> Result<Option<SrtpSession>, String> {
+    let session = ours.and_then(|ours| {
+        let theirs = remote
+            .iter()
+            .filter_map(|c| CryptoAttribute::parse(c).ok())
+            .find(|c| c.tag == ours.tag && c.suite() == ours.suite())?;
+        ours.session_with(&theirs).ok()
+    });
+    match session {
+        None if mode == SrtpMode::Mandatory => {
+            Err("SRTP is mandatory and the answer has no matching a=crypto".into())
+        }
+        s => Ok(s),
+    }
+}
 
 /// A call a session asks the call layer to place; its events go to `events`.
 pub struct PlaceCall {
@@ -132,6 +173,9 @@ pub struct OutboundLeg {
     pub leg: Option<LegHandle>,
     /// Why we gave up on it before it answered (the ring timeout), for the conversation.
     pub failure: Option<String>,
+    /// Our SDES key in the offer, and the SRTP policy the answer must meet.
+    crypto: Option<CryptoAttribute>,
+    srtp: SrtpMode,
 }
 
 /// What placing a bridged leg needs from the call layer.
@@ -143,14 +187,13 @@ pub struct PlaceContext<'a> {
     pub media_ip: std::net::IpAddr,
     pub codecs: &'a [String],
     pub trunk: Option<&'a TrunkConfig>,
+    /// SRTP on the new leg: the transfer's setting, else the trunk's, else off.
+    pub srtp: SrtpMode,
 }
 
 impl OutboundLeg {
     /// Sends the INVITE for `route`; the call's events then arrive on `ctx.events`.
     pub async fn place(route: BridgeRoute, ctx: PlaceContext<'_>) -> Result<OutboundLeg, String> {
-        if ctx.trunk.is_some_and(|t| t.srtp == SrtpMode::Mandatory) {
-            return Err("the trunk requires SRTP, which bridged legs do not offer yet".into());
-        }
         let addr: SocketAddr = tokio::net::lookup_host(&route.hop)
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", route.hop))?
@@ -169,7 +212,8 @@ impl OutboundLeg {
         .ok_or("no free RTP port pair for the bridged leg")?;
         let mut caps = LocalMediaCapabilities::new(ctx.media_ip, port);
         caps.codecs = codec_prefs(ctx.codecs);
-        let offer = sdp::create_offer(&caps, Direction::SendRecv);
+        let mut offer = sdp::create_offer(&caps, Direction::SendRecv);
+        let crypto = offer_srtp(&mut offer, ctx.srtp);
         let release = |why: String| {
             if let Ok(mut a) = ctx.ports.lock() {
                 a.release(port);
@@ -218,6 +262,8 @@ impl OutboundLeg {
             answered: None,
             leg: None,
             failure: None,
+            crypto,
+            srtp: ctx.srtp,
         })
     }
 
@@ -247,7 +293,15 @@ impl OutboundLeg {
     ) -> Result<(), String> {
         let cfg = leg_config(media, settings, media_timeout)
             .ok_or_else(|| format!("codec {} is not supported", media.codec.encoding_name))?;
-        let leg = RtpLeg::new(cfg, Instant::now()).map_err(|e| e.to_string())?;
+        let mut leg = RtpLeg::new(cfg, Instant::now()).map_err(|e| e.to_string())?;
+        if let Some(session) = answered_srtp(self.crypto.as_ref(), &media.remote_crypto, self.srtp)?
+        {
+            tracing::info!(
+                suite = session.suite().sdp_name(),
+                "SRTP on the bridged leg"
+            );
+            leg.set_srtp(session);
+        }
         let sockets = self.sockets.take().ok_or("media already started")?;
         self.leg = Some(engine.attach(leg, sockets, Box::new(app), None));
         Ok(())
@@ -295,6 +349,33 @@ mod tests {
         assert_eq!(r.target.to_string(), "sip:+14155550199@pbx.example:5070");
         assert_eq!(r.hop, "pbx.example:5070");
         assert_eq!(r.from, "<sip:+18005550100@192.0.2.1>");
+    }
+
+    #[test]
+    fn srtp_offers_and_answers_follow_the_policy() {
+        let caps = LocalMediaCapabilities::new("192.0.2.1".parse().unwrap(), 4000);
+        let plain = sdp::create_offer(&caps, Direction::SendRecv);
+        let mut off = plain.clone();
+        assert!(offer_srtp(&mut off, SrtpMode::Off).is_none());
+        assert_eq!(off.to_string(), plain.to_string());
+        let mut optional = plain.clone();
+        let ours = offer_srtp(&mut optional, SrtpMode::Optional).unwrap();
+        assert_eq!(optional.media[0].protocol, "RTP/AVP");
+        assert_eq!(optional.media[0].crypto, [ours.to_string()]);
+        let mut mandatory = plain.clone();
+        let ours = offer_srtp(&mut mandatory, SrtpMode::Mandatory).unwrap();
+        assert_eq!(mandatory.media[0].protocol, "RTP/SAVP");
+        // The peer's answer: its own key under our tag and suite.
+        let theirs = CryptoAttribute::new(1, SrtpKeys::generate(SrtpSuite::AesCm128HmacSha1_80));
+        let answered = answered_srtp(Some(&ours), &[theirs.to_string()], SrtpMode::Mandatory);
+        assert!(matches!(answered, Ok(Some(_))));
+        assert!(answered_srtp(Some(&ours), &[], SrtpMode::Mandatory).is_err());
+        assert!(matches!(
+            answered_srtp(Some(&ours), &[], SrtpMode::Optional),
+            Ok(None)
+        ));
+        let other_tag = CryptoAttribute::new(2, SrtpKeys::generate(SrtpSuite::AesCm128HmacSha1_80));
+        assert!(answered_srtp(Some(&ours), &[other_tag.to_string()], SrtpMode::Mandatory).is_err());
     }
 
     #[test]

@@ -269,6 +269,8 @@ pub enum App {
         after_ms: u32,
         /// REFER (default) or a bridged outbound leg.
         method: crate::agent::transfer::TransferMethod,
+        /// SDES-SRTP on a bridged leg (`None`: the trunk's, else off).
+        srtp: Option<crate::config::SrtpMode>,
     },
     /// Answer and fork the call to a customer's bot over a WebSocket speaking the Twilio
     /// Media Streams protocol (we are the Twilio side); the caller hears the bot.
@@ -656,6 +658,7 @@ struct RawRoute {
     transfer_to: Option<String>,
     transfer_after_ms: Option<i64>,
     transfer_method: Option<String>,
+    transfer_srtp: Option<String>,
     answer_after_ms: Option<i64>,
     early_media: Option<bool>,
     trunk: Option<String>,
@@ -1253,6 +1256,7 @@ fn build_routes(
                 ("transfer_to", r.transfer_to.is_some()),
                 ("transfer_after_ms", r.transfer_after_ms.is_some()),
                 ("transfer_method", r.transfer_method.is_some()),
+                ("transfer_srtp", r.transfer_srtp.is_some()),
             ] {
                 if set {
                     return Err(ctx.err(&key(k), "only valid with app = \"transfer\""));
@@ -1372,8 +1376,18 @@ fn build_routes(
                         })?
                     }
                 };
+                let srtp = match r.transfer_srtp.as_deref() {
+                    None => None,
+                    Some(m) => Some(crate::config::SrtpMode::parse(m).ok_or_else(|| {
+                        ctx.err(
+                            &key("transfer_srtp"),
+                            format!("{m:?}: expected \"off\", \"optional\" or \"mandatory\""),
+                        )
+                    })?),
+                };
                 App::Transfer {
                     target,
+                    srtp,
                     after_ms: ctx.int(
                         &key("transfer_after_ms"),
                         r.transfer_after_ms,
@@ -1901,7 +1915,7 @@ mod tests {
         );
         assert_eq!(
             err("[[routes]]\nmatch_user='a'\napp='echo'\nmatch='b'\n"),
-            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `transfer_method`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`, `barge_in_ms`"
+            "leadscaller.toml:routes[0].match: unknown key `match`, expected one of `match_user`, `app`, `reject_code`, `transfer_to`, `transfer_after_ms`, `transfer_method`, `transfer_srtp`, `answer_after_ms`, `early_media`, `trunk`, `file`, `repeat`, `max_duration_s`, `silence_ms`, `url`, `reconnect_window_s`, `flow`, `barge_in_ms`"
         );
     }
 
