@@ -461,6 +461,27 @@ tools = [{{ name = "transfer", target = "{}" }}]
         )
     }
 
+    /// The call was bridged to the sipp target, which saw `caller` as the From user, and the
+    /// call record says so.
+    fn assert_bridged_as(&self, caller: &str) {
+        assert!(
+            self.target_log.contains(&format!("From: <sip:{caller}@")),
+            "the bridged INVITE's From is not the caller's\n{}",
+            self.diag()
+        );
+        assert!(
+            self.log.contains("caller bridged to the transfer target"),
+            "{}",
+            self.diag()
+        );
+        assert!(
+            self.ended()
+                .contains(&format!("bridged to {}", Target::uri(self.p))),
+            "{}",
+            self.diag()
+        );
+    }
+
     /// The server's `call ended` line.
     fn ended(&self) -> &str {
         self.log
@@ -503,24 +524,8 @@ fn baresip_hears_ringback_then_the_target_through_the_bridge() {
         "ringback must stop when the target answers (last ring window {last_ring}, first echo {first_echo:?})\n{}",
         run.diag()
     );
-    assert!(
-        run.log.contains("caller bridged to the transfer target"),
-        "{}",
-        run.diag()
-    );
     // The target saw the caller's number as From (baresip's `test` user).
-    assert!(
-        run.target_log.contains("From: <sip:test@"),
-        "the bridged INVITE's From is not the caller's\n{}",
-        run.diag()
-    );
-    assert!(
-        run.ended()
-            .contains(&format!("bridged to {}", Target::uri(run.p))),
-        "{}\n{}",
-        run.ended(),
-        run.diag()
-    );
+    run.assert_bridged_as("test");
     eprintln!(
         "bridge: {rang} ringback windows, then {toned} windows of the echoed tone (first at {:.1} s)",
         first_echo.unwrap_or(0) as f64 / 10.0
@@ -607,22 +612,8 @@ fn the_agents_transfer_tool_bridges_the_caller_to_the_target() {
         run.diag()
     );
     assert!(run.target_status.success(), "{}", run.diag());
-    assert!(
-        run.target_log.contains("From: <sip:sipp@"),
-        "the bridged INVITE's From is not the caller's\n{}",
-        run.diag()
-    );
-    assert!(
-        run.log.contains("caller bridged to the transfer target"),
-        "{}",
-        run.diag()
-    );
+    run.assert_bridged_as("sipp");
     let target = Target::uri(run.p);
-    assert!(
-        run.ended().contains(&format!("bridged to {target}")),
-        "{}",
-        run.diag()
-    );
     // The agent's report survived the swap: the call's tool calls name the transfer.
     let token = run.server.api_token("read");
     let base = run.server.api_base();
