@@ -1055,7 +1055,6 @@ fn agent_backchannel_does_not_interrupt_but_a_sentence_does() {
 /// runs many calls at once on two cores.
 #[test]
 fn agent_audio_stops_within_100_ms_of_the_callers_speech_on_the_wire() {
-    common::require_tool("dumpcap", "tshark");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let utterance = fs::read(root.join("../shared/audio/stop__flite.wav")).expect("utterance");
     let server = appointment_setter_server();
@@ -1066,22 +1065,8 @@ fn agent_audio_stops_within_100_ms_of_the_callers_speech_on_the_wire() {
         .tempdir()
         .expect("temp dir");
     let cap_file = cap_dir.path().join("barge-in.pcap");
-    let mut cap_cmd = Command::new("dumpcap");
-    cap_cmd
-        .args(["-i", "lo", "-P", "-a", "duration:60", "-f"])
-        .arg(format!("udp and portrange {b_min}-{b_max}"))
-        .arg("-w")
-        .arg(&cap_file);
-    let mut cap = Proc::spawn("dumpcap", cap_cmd, cap_dir.path());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !cap.stderr().contains("Capturing on") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dumpcap did not start capturing on lo (needs root or CAP_NET_RAW):\n{}",
-            cap.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut cap =
+        common::capture_loopback(&format!("udp and portrange {b_min}-{b_max}"), &cap_file);
     // 2.5 s of silence (the greeting is playing by then), the sentence, then silence.
     let mut input = vec![0i16; RATE as usize * 5 / 2];
     input.extend(common::ulaw_samples(&utterance));

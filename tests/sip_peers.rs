@@ -270,24 +270,12 @@ fn sipp_pcma_pcap_is_echoed() {
     // Capture what the server sends to sipp's media port from its RTP range.
     let cap_dir = temp_dir("leadscaller-cap-");
     let cap_file = cap_dir.path().join("echo.pcap");
-    let mut cap_cmd = Command::new("dumpcap");
-    cap_cmd
-        .args(["-i", "lo", "-P", "-a", "duration:60", "-f"])
-        .arg(format!(
+    let mut cap = common::capture_loopback(
+        &format!(
             "udp and src host {LOOPBACK} and src portrange {rtp_min}-{rtp_max} and dst port {media}"
-        ))
-        .arg("-w")
-        .arg(&cap_file);
-    let mut cap = Proc::spawn("dumpcap", cap_cmd, cap_dir.path());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cap.stderr().contains("Capturing on") {
-        assert!(
-            Instant::now() < deadline,
-            "dumpcap did not start capturing on lo (needs root or CAP_NET_RAW):\n{}",
-            cap.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ),
+        &cap_file,
+    );
 
     let mut o = SippOpts::new(Scenario::File(scenario("uac_pcma_echo.xml")), "echo");
     o.limit = Duration::from_secs(25);

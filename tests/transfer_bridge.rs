@@ -47,6 +47,55 @@ const TARGET_SDP: &str = "v=0
       m=audio [media_port] RTP/AVP 0
       a=rtpmap:0 PCMU/8000";
 
+/// What the target's replies carry after the status line and the request's Via/From/Call-ID.
+const RINGING: &str = "Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0";
+
+/// A `<send>` of the UAS's reply `status` to the last request (our To tag), with `cseq`
+/// (`[last_CSeq:]`, or the INVITE's for a 487 after CANCEL) and then `rest`.
+fn reply(status: &str, cseq: &str, rest: &str) -> String {
+    format!(
+        "<send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      {cseq}
+      {rest}
+    ]]>
+  </send>"
+    )
+}
+
+/// A reply carrying our SDP answer (`183`, `200`).
+fn reply_with_sdp(status: &str) -> String {
+    reply(
+        status,
+        "[last_CSeq:]",
+        &format!(
+            "Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {TARGET_SDP}"
+        ),
+    )
+}
+
+/// A whole sipp scenario named `name` with `body`.
+fn scenario(name: &str, body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="{name}">
+  {body}
+</scenario>
+"#
+    )
+}
+
 /// A sipp UAS scenario: 180, `ring_ms` of ringing, 200 with PCMU, then `end`.
 fn target_scenario(ring_ms: u32, end: &TargetEnd) -> String {
     target_scenario_with(ring_ms, end, false)
@@ -56,29 +105,9 @@ fn target_scenario(ring_ms: u32, end: &TargetEnd) -> String {
 /// by sipp, flows before the answer).
 fn target_scenario_with(ring_ms: u32, end: &TargetEnd, early_media: bool) -> String {
     let ringing = if early_media {
-        format!(
-            "SIP/2.0 183 Session Progress
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      {TARGET_SDP}"
-        )
+        reply_with_sdp("183 Session Progress")
     } else {
-        "SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0"
-            .to_owned()
+        reply("180 Ringing", "[last_CSeq:]", RINGING)
     };
     let capture = match end {
         TargetEnd::WaitsForBye => "",
@@ -120,114 +149,63 @@ fn target_scenario_with(ring_ms: u32, end: &TargetEnd, early_media: bool) -> Str
   <recv response="200" />"#
         ),
     };
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="Bridge target">
-  <recv request="INVITE" crlf="true" rrs="true">
+    let answer = reply_with_sdp("200 OK").replace("<send>", r#"<send retrans="500">"#);
+    scenario(
+        "Bridge target",
+        &format!(
+            r#"<recv request="INVITE" crlf="true" rrs="true">
     {capture}
   </recv>
-  <send>
-    <![CDATA[
-      {ringing}
-    ]]>
-  </send>
+  {ringing}
   <pause milliseconds="{ring_ms}" />
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      {TARGET_SDP}
-    ]]>
-  </send>
+  {answer}
   <recv request="ACK" />
-  {after_ack}
-</scenario>
-"#
+  {after_ack}"#
+        ),
     )
 }
 
 /// A sipp UAS that answers every INVITE with `status`.
 fn busy_scenario(status: u16) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="Busy target">
-  <recv request="INVITE" />
-  <send>
-    <![CDATA[
-      SIP/2.0 {status} Busy Here
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="ACK" />
-</scenario>
-"#
+    let busy = reply(
+        &format!("{status} Busy Here"),
+        "[last_CSeq:]",
+        "Content-Length: 0",
+    );
+    scenario(
+        "Busy target",
+        &format!(
+            r#"<recv request="INVITE" />
+  {busy}
+  <recv request="ACK" />"#
+        ),
     )
 }
 
 /// A sipp UAS that rings until it is cancelled (487 to the INVITE, 200 to the CANCEL).
 fn never_answers_scenario() -> String {
-    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="Target that never answers">
-  <recv request="INVITE">
+    let ringing = reply("180 Ringing", "[last_CSeq:]", RINGING);
+    let cancelled = reply("200 OK", "[last_CSeq:]", "Content-Length: 0");
+    let terminated = reply(
+        "487 Request Terminated",
+        "CSeq: [$invite_cseq] INVITE",
+        "Content-Length: 0",
+    );
+    scenario(
+        "Target that never answers",
+        &format!(
+            r#"<recv request="INVITE">
     <action>
       <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="invite_cseq" />
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]>
-  </send>
+  {ringing}
   <recv request="CANCEL" timeout="30000" />
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-      SIP/2.0 487 Request Terminated
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [$invite_cseq] INVITE
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv request="ACK" />
-</scenario>
-"#
-    .to_owned()
+  {cancelled}
+  {terminated}
+  <recv request="ACK" />"#
+        ),
+    )
 }
 
 /// The transfer target: sipp as a UAS for one call on the block's target ports.

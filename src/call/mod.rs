@@ -1083,12 +1083,8 @@ impl CallSession {
                     }
                     Err(why) => {
                         tracing::warn!(call = %self.call, reason = %why, "bridged leg unusable; hanging it up");
-                        let _ = self.commands.send(Command::Hangup { call: b.call }).await;
                         if let Some(mut b) = bridge.take() {
-                            if let Some(l) = b.leg.as_mut() {
-                                stop_leg(l).await;
-                            }
-                            b.release();
+                            self.end_bridged_leg(&mut b).await;
                         }
                         self.transfer_failed(why, ctx, outcome, hung_up).await;
                     }
@@ -1105,10 +1101,7 @@ impl CallSession {
                     other => format!("{} ended the call ({other:?})", b.target),
                 });
                 if let Some(mut b) = bridge.take() {
-                    if let Some(l) = b.leg.as_mut() {
-                        stop_leg(l).await;
-                    }
-                    b.release();
+                    b.stop_media().await;
                 }
                 if !answered {
                     self.transfer_failed(why, ctx, outcome, hung_up).await;
@@ -1149,13 +1142,10 @@ impl CallSession {
         Ok(())
     }
 
-    /// The caller's call ended: hangs up (or cancels) the bridged leg and stops its media.
+    /// Hangs up (or cancels) the bridged leg and stops its media.
     async fn end_bridged_leg(&self, b: &mut outbound::OutboundLeg) {
         let _ = self.commands.send(Command::Hangup { call: b.call }).await;
-        if let Some(l) = b.leg.as_mut() {
-            stop_leg(l).await;
-        }
-        b.release();
+        b.stop_media().await;
     }
 
     /// re-INVITE / UPDATE get a fresh answer to their offer (and hold stops our media);

@@ -162,7 +162,7 @@ pub struct OutboundLeg {
     /// Our offer and media capabilities (re-INVITEs are answered from them).
     offer: SessionDescription,
     pub caps: LocalMediaCapabilities,
-    /// The RTP sockets until media starts, and their port (released by [`Self::release`]).
+    /// The RTP sockets until media starts, and their port (released by [`Self::stop_media`]).
     sockets: Option<LegSockets>,
     port: u16,
     ports: Arc<Mutex<PortAllocator>>,
@@ -307,8 +307,11 @@ impl OutboundLeg {
         Ok(())
     }
 
-    /// Gives the RTP port back (after the media stopped).
-    pub fn release(&mut self) {
+    /// Stops its media (if it started) and gives the RTP port back.
+    pub async fn stop_media(&mut self) {
+        if let Some(l) = self.leg.as_mut() {
+            super::stop_leg(l).await;
+        }
         self.sockets = None;
         if let Ok(mut a) = self.ports.lock() {
             a.release(self.port);

@@ -552,6 +552,28 @@ pub fn sipp_stat(csv: &str, column: &str) -> Option<u64> {
     last.get(i)?.trim().parse().ok()
 }
 
+/// Starts dumpcap on `lo` with capture `filter`, writing `file` (at most 60 s), and waits
+/// until it captures; needs root or CAP_NET_RAW. Stop it with `interrupt_and_wait`.
+pub fn capture_loopback(filter: &str, file: &Path) -> Proc {
+    require_tool("dumpcap", "tshark");
+    let dir = file.parent().expect("capture file in a directory");
+    let mut cmd = Command::new("dumpcap");
+    cmd.args(["-i", "lo", "-P", "-a", "duration:60", "-f", filter])
+        .arg("-w")
+        .arg(file);
+    let cap = Proc::spawn("dumpcap", cmd, dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cap.stderr().contains("Capturing on") {
+        assert!(
+            Instant::now() < deadline,
+            "dumpcap did not start capturing on lo (needs root or CAP_NET_RAW):\n{}",
+            cap.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cap
+}
+
 /// One UDP datagram read from a pcap file (Ethernet or Linux cooked capture, IPv4).
 #[derive(Debug, Clone)]
 pub struct UdpPacket {
